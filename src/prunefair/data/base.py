@@ -1,0 +1,122 @@
+"""GroupedData: the one in-memory form every dataset takes.
+
+Images are kept as uint8 tensors (N, C, H, W) and turned into normalised floats batch by batch;
+small tabular or already-float inputs are kept as float32. Each sample carries a label ``y`` and a
+group id ``g`` (the protected attribute ``a`` of the paper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class GroupedData:
+    """Inputs, labels and group ids of one split, with the names needed to read results."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    g: torch.Tensor
+    class_names: tuple[str, ...]
+    group_names: tuple[str, ...]
+    mean: tuple[float, ...] | None = None  # per-channel, applied to uint8 images after /255
+    std: tuple[float, ...] | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.y)
+        if len(self.x) != n or len(self.g) != n:
+            raise ValueError(f"x, y and g must have the same length, got {len(self.x)}, {n}, {len(self.g)}")
+        self.y = self.y.long()
+        self.g = self.g.long()
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def subset(self, index) -> "GroupedData":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return GroupedData(
+            self.x[index], self.y[index], self.g[index], self.class_names, self.group_names,
+            self.mean, self.std, dict(self.info),
+        )
+
+    def group_counts(self) -> np.ndarray:
+        return np.bincount(self.g.numpy(), minlength=self.num_groups)
+
+    def to_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Turn a batch of stored inputs into the float tensor the model sees."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+            if self.mean is not None:
+                mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+                std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+                x = (x - mean) / std
+        elif x.dtype != torch.float32:
+            x = x.float()
+        return x
+
+
+@dataclass
+class DatasetSplits:
+    """Train, validation and test splits of one dataset, sharing class and group names."""
+
+    train: GroupedData
+    val: GroupedData
+    test: GroupedData
+    name: str
+    target: str
+    group: str
+
+    def split(self, name: str) -> GroupedData:
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}; allowed: train, val, test")
+        return getattr(self, name)
+
+    def describe(self) -> dict:
+        return {
+            "dataset": self.name,
+            "target": self.target,
+            "group": self.group,
+            "class_names": list(self.train.class_names),
+            "group_names": list(self.train.group_names),
+            "sizes": {s: len(self.split(s)) for s in ("train", "val", "test")},
+            "group_counts": {s: self.split(s).group_counts().tolist() for s in ("train", "val", "test")},
+            **{k: v for k, v in self.train.info.items() if isinstance(v, (int, float, str, list, dict))},
+        }
+
+
+def stratified_split(
+    strata: np.ndarray, *, fractions: tuple[float, ...], seed: int
+) -> list[np.ndarray]:
+    """Split indices into len(fractions) parts, each stratum divided in the given proportions.
+
+    Deterministic for a seed. Within a stratum, counts are rounded so the parts sum to the stratum size.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError(f"fractions must sum to 1, got {fractions}")
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in fractions]
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        idx = idx[rng.permutation(len(idx))]
+        bounds = np.round(np.cumsum(fractions) * len(idx)).astype(int)
+        start = 0
+        for k, end in enumerate(bounds):
+            parts[k].append(idx[start:end])
+            start = end
+    return [np.sort(np.concatenate(p)) if p else np.zeros(0, dtype=np.int64) for p in parts]

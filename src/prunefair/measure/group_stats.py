@@ -1,0 +1,76 @@
+"""Per-group counts and sums: exact under batching and across processes (never average averages)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def batch_group_sums(logits: torch.Tensor, y: torch.Tensor, g: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """(3, G) float64 tensor of per-group [count, correct, summed cross-entropy] for one batch."""
+    loss = F.cross_entropy(logits.float(), y, reduction="none").double()
+    correct = (logits.argmax(1) == y).double()
+    out = torch.zeros(3, num_groups, dtype=torch.float64, device=logits.device)
+    out[0].index_add_(0, g, torch.ones_like(loss))
+    out[1].index_add_(0, g, correct)
+    out[2].index_add_(0, g, loss)
+    return out
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Counts and sums per group; accuracy and mean loss derive from them."""
+
+    group_names: tuple[str, ...]
+    count: np.ndarray
+    correct: np.ndarray
+    loss_sum: np.ndarray
+
+    @classmethod
+    def from_sums(cls, sums: torch.Tensor | np.ndarray, group_names) -> "GroupStats":
+        s = np.asarray(sums.cpu() if isinstance(sums, torch.Tensor) else sums, dtype=np.float64)
+        return cls(tuple(group_names), s[0].round().astype(np.int64), s[1].round().astype(np.int64), s[2])
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, self.correct / np.maximum(self.count, 1), np.nan)
+
+    @property
+    def loss(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, self.loss_sum / np.maximum(self.count, 1), np.nan)
+
+    @property
+    def overall_accuracy(self) -> float:
+        return float(self.correct.sum() / max(self.count.sum(), 1))
+
+    @property
+    def overall_loss(self) -> float:
+        return float(self.loss_sum.sum() / max(self.count.sum(), 1))
+
+    def __add__(self, other: "GroupStats") -> "GroupStats":
+        if self.group_names != other.group_names:
+            raise ValueError("cannot add GroupStats over different groups")
+        return GroupStats(self.group_names, self.count + other.count, self.correct + other.correct,
+                          self.loss_sum + other.loss_sum)
+
+    def to_dict(self) -> dict:
+        return {
+            "group_names": list(self.group_names),
+            "count": self.count.tolist(),
+            "correct": self.correct.tolist(),
+            "loss_sum": self.loss_sum.tolist(),
+            "accuracy": [None if np.isnan(v) else float(v) for v in self.accuracy],
+            "loss": [None if np.isnan(v) else float(v) for v in self.loss],
+            "overall_accuracy": self.overall_accuracy,
+            "overall_loss": self.overall_loss,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GroupStats":
+        return cls(tuple(d["group_names"]), np.asarray(d["count"], dtype=np.int64),
+                   np.asarray(d["correct"], dtype=np.int64), np.asarray(d["loss_sum"], dtype=np.float64))

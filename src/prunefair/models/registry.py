@@ -1,0 +1,52 @@
+"""Model registry: name -> builder(num_classes=, input_shape=, width=, batch_norm=)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    default_batch_norm: bool = True
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(info: ModelInfo) -> None:
+    _REGISTRY[info.name] = info
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def build_model(
+    name: str, *, num_classes: int, input_shape: tuple[int, ...], width: float = 1.0, batch_norm: bool | None = None
+) -> nn.Module:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(model_names())}")
+    info = _REGISTRY[name]
+    bn = info.default_batch_norm if batch_norm is None else batch_norm
+    return info.builder(num_classes=num_classes, input_shape=tuple(input_shape), width=width, batch_norm=bn)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _register_builtin() -> None:
+    from prunefair.models.cnn import small_cnn
+    from prunefair.models.mlp import mlp
+
+    register_model(ModelInfo("mlp", mlp, "2-hidden-layer MLP (128, 64) for tabular or tiny images", False))
+    register_model(ModelInfo("cnn", small_cnn, "compact 6-conv CNN, ~0.29M parameters on 3-channel input", True))
+
+
+_register_builtin()

@@ -1,0 +1,58 @@
+"""Progress reporting shared by every stage: rich bars on a terminal, nothing in quiet mode."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+
+class Progress:
+    """A thin wrapper over rich.progress that every stage can call without caring if it is shown."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self._rich = None
+
+    def __enter__(self) -> "Progress":
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn
+            from rich.progress import TimeElapsedColumn
+
+            self._rich = RichProgress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                transient=True,
+            )
+            self._rich.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._rich is not None:
+            self._rich.__exit__(*exc)
+            self._rich = None
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int) -> Iterator["_Task"]:
+        if self._rich is None:
+            yield _Task(None, None)
+            return
+        tid = self._rich.add_task(description, total=total)
+        try:
+            yield _Task(self._rich, tid)
+        finally:
+            self._rich.remove_task(tid)
+
+    def log(self, message: str) -> None:
+        if self._rich is not None:
+            self._rich.console.log(message)
+
+
+class _Task:
+    def __init__(self, rich, tid):
+        self._rich, self._tid = rich, tid
+
+    def advance(self, n: int = 1) -> None:
+        if self._rich is not None:
+            self._rich.advance(self._tid, n)
+
+
+NULL_PROGRESS = Progress(quiet=True)

@@ -1,0 +1,63 @@
+"""The paper's figures, drawn from a StudyResults (and so regenerable from the saved store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from prunefair.study import StudyResults  # noqa: E402
+
+
+def group_accuracy_curves(results: StudyResults, *, split: str = "test", stage: str = "finetuned") -> pd.DataFrame:
+    """Mean and std over seeds of each group's accuracy at each sparsity (dense at 0), per method."""
+    bg = results.by_group
+    dense = bg[(bg.stage == "dense") & (bg.split == split)]
+    pruned = bg[(bg.stage == stage) & (bg.split == split)]
+    frames = []
+    for method in sorted(pruned.method.unique()) or ["dense"]:
+        sub = pd.concat([dense.assign(method=method), pruned[pruned.method == method]])
+        sub = sub.assign(acc=sub.acc_pruned.where(sub.stage != "dense", sub.acc_dense))
+        g = sub.groupby(["sparsity", "group_id", "group"])["acc"]
+        frames.append(g.agg(["mean", "std", "count"]).reset_index().assign(method=method))
+    return pd.concat(frames, ignore_index=True).fillna({"std": 0.0})
+
+
+def figure_group_accuracy(results: StudyResults, path: str | Path, *, split: str = "test",
+                          stage: str = "finetuned") -> Path:
+    """Figure 1 of the paper: each group's accuracy against the pruning rate, error bars over seeds."""
+    curves = group_accuracy_curves(results, split=split, stage=stage)
+    methods = list(curves.method.unique())
+    fig, axes = plt.subplots(1, len(methods), figsize=(6.4 * len(methods), 4.2), squeeze=False)
+    rates = sorted(curves.sparsity.unique())
+    pos = {r: i for i, r in enumerate(rates)}
+    for ax, method in zip(axes[0], methods):
+        c = curves[curves.method == method]
+        for (gid, name), sub in c.groupby(["group_id", "group"], sort=True):
+            sub = sub.sort_values("sparsity")
+            ax.errorbar([pos[r] for r in sub.sparsity], sub["mean"] * 100, yerr=sub["std"] * 100, marker="o",
+                        ms=3.5, capsize=2.5, lw=1.3, label=str(name))
+        ax.set_xticks(range(len(rates)), [f"{r * 100:g}%" if r else "dense" for r in rates])
+        ax.set_xlabel("pruning rate")
+        ax.set_ylabel(f"{split} accuracy (%)")
+        n_seeds = int(c["count"].max()) if len(c) else 0
+        title = f"{results.config.name}: per-group accuracy ({method}, {stage}; {n_seeds} seeds)"
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(max(-2.0, ax.get_ylim()[0]), min(102.0, ax.get_ylim()[1]))
+        ax.grid(alpha=0.3)
+        ax.legend(title=results.config.data.group, fontsize=7, ncol=2 if c.group.nunique() > 5 else 1)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_figures(results: StudyResults, root: str | Path) -> dict[str, Path]:
+    root = Path(root) / "figures"
+    return {"fig1_group_accuracy": figure_group_accuracy(results, root / "fig1_group_accuracy.png")}

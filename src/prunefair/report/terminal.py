@@ -1,0 +1,60 @@
+"""The per-group table printed at the end of a study (rich)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from prunefair.study import StudyResults
+
+
+def _fmt(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
+    if mean != mean:  # NaN
+        return "-"
+    return f"{mean * scale:.{digits}f}±{std * scale:.{digits}f}"
+
+
+def group_table(results: StudyResults, *, split: str = "test", method: str | None = None) -> Table:
+    """Groups x sparsity: accuracy (%) mean±std over seeds, then the disparity measures."""
+    gs = results.group_summary()
+    gs = gs[(gs.split == split)]
+    methods = sorted(m for m in gs.method.unique() if m != "dense")
+    method = method or (methods[0] if methods else "dense")
+    dense = gs[gs.stage == "dense"]
+    pruned = gs[(gs.stage == "finetuned") & (gs.method == method)]
+    rates = sorted(pruned.sparsity.unique())
+    n_seeds = results.measures.seed.nunique()
+    table = Table(box=box.SIMPLE_HEAD, title=f"{results.config.name}: {split} accuracy per {results.config.data.group} (%), "
+                        f"{method}, mean±std over {n_seeds} seed(s)")
+    table.add_column(results.config.data.group, no_wrap=True)
+    table.add_column("dense", justify="right")
+    for r in rates:
+        table.add_column(f"{r * 100:g}%", justify="right")
+    for _, row in dense.iterrows():
+        cells = [_fmt(row.acc_dense_mean, row.acc_dense_std)]
+        for r in rates:
+            p = pruned[(pruned.sparsity == r) & (pruned.group == row.group)]
+            cells.append(_fmt(p.acc_pruned_mean.iloc[0], p.acc_pruned_std.iloc[0]) if len(p) else "-")
+        table.add_row(str(row.group), *cells)
+    summ = results.summary()
+    summ = summ[(summ.split == split)]
+    sd = summ[summ.stage == "dense"]
+    sp = summ[(summ.stage == "finetuned") & (summ.method == method)]
+    table.add_section()
+    for label, col, scale in [("overall acc", "acc_pruned", 100), ("acc gap", "accuracy_gap_pruned", 100),
+                              ("max psi", "max_psi", 100), ("Psi_PW", "psi_pw", 100), ("xi (loss gap)", "xi", 1)]:
+        dense_cell = "-"
+        if len(sd) and col in ("acc_pruned", "accuracy_gap_pruned"):
+            dense_cell = _fmt(sd[f"{col}_mean"].iloc[0], sd[f"{col}_std"].iloc[0], scale, 1 if scale == 100 else 2)
+        cells = [dense_cell]
+        for r in rates:
+            s = sp[sp.sparsity == r]
+            cells.append(_fmt(s[f"{col}_mean"].iloc[0], s[f"{col}_std"].iloc[0], scale, 1 if scale == 100 else 2)
+                         if len(s) else "-")
+        table.add_row(label, *cells, style="bold")
+    return table
+
+
+def print_group_table(results: StudyResults, *, split: str = "test", console: Console | None = None) -> None:
+    (console or Console()).print(group_table(results, split=split))

@@ -1,0 +1,106 @@
+"""A study's results as tidy tables, built from the store alone.
+
+- ``by_group``: a row per (seed, method, sparsity, stage, split, group), dense rows at sparsity 0;
+- ``measures``: a row per (seed, method, sparsity, stage, split) with every disparity measure;
+- ``summary()``: measures as mean and standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prunefair.config import StudyConfig, load_config
+from prunefair.measure import GroupStats, pruning_impact
+from prunefair.study.cells import plan_cells
+from prunefair.study.store import Store, atomic_write_text
+
+KEYS = ["seed", "method", "sparsity", "stage", "split"]
+
+
+@dataclass
+class StudyResults:
+    config: StudyConfig
+    by_group: pd.DataFrame
+    measures: pd.DataFrame
+    cells: list[dict] = field(repr=False)
+    failed: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_store(cls, root: str | Path, config: StudyConfig | None = None) -> "StudyResults":
+        store = Store(root)
+        if config is None:
+            cfg_path = store.root / "config.toml"
+            if not cfg_path.is_file():
+                raise FileNotFoundError(f"{cfg_path}: not a study folder (no config.toml)")
+            config = load_config(cfg_path)
+        dense_cells, prune_cells = plan_cells(config)
+        wanted = {c.name: c.key for c in [*dense_cells, *prune_cells]}
+        cells, failed = [], []
+        for name, key in wanted.items():
+            r = store.read_result(name)
+            if r is None or r.get("key") != key:
+                continue
+            (cells if r.get("status") == "done" else failed).append(r)
+        by_group, measures = _tables(cells)
+        return cls(config, by_group, measures, cells, failed)
+
+    def summary(self) -> pd.DataFrame:
+        """Every measure, mean and std over seeds, per (method, sparsity, stage, split)."""
+        if self.measures.empty:
+            return self.measures
+        value_cols = [c for c in self.measures.columns if c not in KEYS]
+        g = self.measures.groupby(["method", "sparsity", "stage", "split"], sort=True)[value_cols]
+        mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
+        out = mean.add_suffix("_mean").join(std.add_suffix("_std"))
+        out["seeds"] = g.size()
+        return out.reset_index()
+
+    def group_summary(self) -> pd.DataFrame:
+        """Per-group accuracy and loss, mean and std over seeds."""
+        cols = ["acc_dense", "acc_pruned", "loss_dense", "loss_pruned", "accuracy_drop", "excess_loss", "psi"]
+        g = self.by_group.groupby(["method", "sparsity", "stage", "split", "group"], sort=False)[cols]
+        out = g.mean().add_suffix("_mean").join(g.std(ddof=1).fillna(0.0).add_suffix("_std"))
+        return out.reset_index()
+
+    def write_tables(self, root: str | Path) -> dict[str, Path]:
+        root = Path(root)
+        paths = {"by_group": root / "table.csv", "measures": root / "measures.csv", "summary": root / "summary.csv"}
+        atomic_write_text(paths["by_group"], self.by_group.to_csv(index=False))
+        atomic_write_text(paths["measures"], self.measures.to_csv(index=False))
+        atomic_write_text(paths["summary"], self.summary().to_csv(index=False))
+        return paths
+
+
+def _tables(cells: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    dense = {r["seed"]: r for r in cells if r.get("kind") == "dense"}
+    group_rows, measure_rows = [], []
+    for r in cells:
+        d = dense.get(r["seed"])
+        if d is None:
+            continue
+        stages = [("dense", r["metrics"])] if r["kind"] == "dense" else [("oneshot", r["oneshot"]),
+                                                                          ("finetuned", r["metrics"])]
+        for stage, metrics in stages:
+            for split, stats in metrics.items():
+                if split not in d["metrics"]:
+                    continue
+                impact = pruning_impact(GroupStats.from_dict(d["metrics"][split]), GroupStats.from_dict(stats))
+                keys = {"seed": r["seed"], "method": r["method"], "sparsity": float(r["rate"]), "stage": stage,
+                        "split": split}
+                extra = {"achieved_sparsity": r.get("achieved_sparsity", 0.0),
+                         "distance": r.get("distance_oneshot" if stage == "oneshot" else "distance", 0.0)}
+                bg = impact.by_group.copy()
+                bg["group_id"] = np.arange(len(bg))
+                for k, v in reversed(keys.items()):
+                    bg.insert(0, k, v)
+                group_rows.append(bg)
+                measure_rows.append({**keys, **extra, **impact.measures})
+    if not measure_rows:
+        return pd.DataFrame(), pd.DataFrame()
+    by_group = pd.concat(group_rows, ignore_index=True).sort_values(KEYS + ["group_id"], kind="stable")
+    measures = pd.DataFrame(measure_rows).sort_values(KEYS, kind="stable")
+    return by_group.reset_index(drop=True), measures.reset_index(drop=True)

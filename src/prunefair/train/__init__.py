@@ -1,0 +1,6 @@
+"""Training and fine-tuning with masks held; objectives plug in for mitigation."""
+
+from prunefair.train.loop import NonFiniteLossError, TrainHistory, TrainSettings, fit, lr_factor
+from prunefair.train.objective import ERM, Objective
+
+__all__ = ["ERM", "NonFiniteLossError", "Objective", "TrainHistory", "TrainSettings", "fit", "lr_factor"]

@@ -1,0 +1,30 @@
+"""Objectives: what the training loop minimises. Mitigation methods subclass Objective."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class Objective:
+    """Hook point for constrained or reweighted fine-tuning.
+
+    ``start`` runs once before training, ``batch_loss`` gives the loss to backpropagate for a batch
+    (it may also update dual variables), ``end_epoch`` returns values to log (and may take dual steps).
+    """
+
+    def start(self, *, model, data, device) -> None:  # noqa: D401
+        return None
+
+    def batch_loss(self, logits: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> dict:
+        return {}
+
+
+class ERM(Objective):
+    """Plain empirical risk minimisation: mean cross-entropy (the paper's traditional fine-tuning)."""
+
+    def batch_loss(self, logits, y, g):
+        return F.cross_entropy(logits, y)

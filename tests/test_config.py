@@ -1,0 +1,70 @@
+import pytest
+
+from prunefair.config import ConfigError, StudyConfig, apply_overrides, load_config, validate_config
+
+
+def _err(raw) -> str:
+    with pytest.raises(ConfigError) as exc:
+        validate_config(raw, source="study.toml")
+    return str(exc.value)
+
+
+def test_defaults_are_valid():
+    cfg = validate_config({})
+    assert cfg.train.momentum == 0.9 and cfg.train.weight_decay == 1e-4
+    assert cfg.prune.rates == [0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
+
+
+def test_unknown_key_is_named_with_allowed_keys():
+    msg = _err({"train": {"epoch": 3}})
+    assert "study.toml" in msg and "train.epoch" in msg and "epochs" in msg
+
+
+def test_wrong_type_names_key():
+    msg = _err({"train": {"lr": "fast"}})
+    assert "train.lr" in msg
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1, 1.5])
+def test_sparsity_out_of_range(rate):
+    msg = _err({"prune": {"rates": [0.5, rate]}})
+    assert "prune.rates" in msg and "[0, 1)" in msg
+
+
+def test_zero_epochs():
+    assert "train.epochs" in _err({"train": {"epochs": 0}})
+    assert "finetune.epochs" in _err({"finetune": {"epochs": 0}})
+
+
+def test_unknown_model_and_dataset_list_allowed_values():
+    msg = _err({"model": {"name": "resnet999"}})
+    assert "model.name" in msg and "mlp" in msg
+    msg = _err({"data": {"dataset": "mnist-nope"}})
+    assert "data.dataset" in msg and "digits" in msg
+
+
+def test_schedule_literal():
+    assert "cosine" in _err({"train": {"schedule": "linear"}})
+
+
+def test_overrides_and_file(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('name = "x"\n[train]\nepochs = 4\n')
+    cfg = load_config(p, overrides=["train.epochs=7", "prune.rates=[0.9]", "model.name=cnn"])
+    assert cfg.name == "x" and cfg.train.epochs == 7 and cfg.prune.rates == [0.9] and cfg.model.name == "cnn"
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["train.epochs"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(ConfigError, match="bad.toml"):
+        load_config(bad)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = validate_config({"seeds": [3, 4]})
+    p = tmp_path / "c.toml"
+    p.write_text(cfg.to_toml())
+    assert load_config(p) == cfg
+    assert isinstance(cfg, StudyConfig)
