@@ -31,11 +31,22 @@ def run_study(
     return results
 
 
-def write_outputs(results: StudyResults, root: str | Path) -> dict[str, Path]:
-    """Tables (CSV) and figures (PNG) of a study, from its results."""
+def write_outputs(results: StudyResults, root: str | Path, *,
+                  group_size_dirs: list[str | Path] | None = None) -> dict[str, Path]:
+    """Tables (CSV), figures (PNG) and the self-contained report (report.html) of a study, from its results."""
     from prunefair.report import write_figures
+    from prunefair.report.html import write_report
+    from prunefair.report.mitigation import write_mitigation_outputs
 
     paths = results.write_tables(root)
-    if not results.by_group.empty:
-        paths.update(write_figures(results, root))
+    figures = write_figures(results, root) if not results.by_group.empty else {}
+    paths.update(figures)
+    mitigation = write_mitigation_outputs(results, root)
+    paths.update(mitigation)
+    from prunefair.report.diagnostics_figures import write_diagnostics_outputs
+
+    diagnostics = write_diagnostics_outputs(results, root)  # Figures 12-13, diagnostics/theorem1/correlations.csv
+    paths.update(diagnostics)
+    embedded = {**figures, **{k: p for k, p in {**mitigation, **diagnostics}.items() if Path(p).suffix == ".png"}}
+    paths["report"] = write_report(results, root, figures=embedded, group_size_dirs=group_size_dirs)
     return paths

@@ -38,6 +38,10 @@ def study(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (overrides device)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any field: --set train.epochs=5 (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table; for scripts."),
+    executor: Optional[str] = typer.Option(None, help="local (default) or ray (overrides run.executor)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address, e.g. ray://head:10001 or auto "
+                                                     "(overrides run.address)."),
+    workers: Optional[int] = typer.Option(None, help="Local worker processes (overrides run.workers)."),
 ) -> None:
     """Train (or reuse) dense models, prune at every rate, fine-tune, measure every group, write the study folder.
 
@@ -52,19 +56,28 @@ def study(
         overrides.append(f'output_dir="{out}"')
     if device is not None:
         overrides.append(f'device="{device}"')
+    if executor is not None:
+        overrides.append(f'run.executor="{executor}"')
+    if address is not None:
+        overrides.append(f'run.address="{address}"')
+    if workers is not None:
+        overrides.append(f"run.workers={workers}")
     if config is None and preset is None:
         preset = "digits"
     try:
         cfg = load_config(config, overrides=overrides, preset=preset)
     except ConfigError as exc:
         _fail(str(exc))
-    results = run_study(cfg, quiet=quiet)
+    try:
+        results = run_study(cfg, quiet=quiet)
+    except (OSError, ValueError, RuntimeError) as exc:  # a missing data folder, a full disk, a lost worker
+        _fail(f"{exc}\n(finished cells are kept; rerun the same command to resume)", 1)
     if not quiet:
         from prunefair.report import print_group_table
 
         print_group_table(results, console=console)
         console.print(f"study folder: [bold]{cfg.output_dir}[/] (table.csv, measures.csv, summary.csv, "
-                      f"figures/fig1_group_accuracy.png)")
+                      f"figures/fig1_group_accuracy.png, report.html)")
     if results.failed:
         for r in results.failed:
             err_console.print(f"[red]failed cell {r['name']}: {r.get('error')}")
@@ -75,8 +88,11 @@ def study(
 def report(
     study_dir: Path = typer.Argument(..., help="A study folder written by `prunefair study`."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    group_size: List[Path] = typer.Option([], "--group-size", help="Study folders of a group-size experiment "
+                                          "(one per data.resample.factor; repeatable): adds Figures 14-15."),
 ) -> None:
-    """Rebuild the tables and figures of a study folder from its stored results."""
+    """Rebuild the tables, figures and the self-contained HTML report (STUDY_DIR/report.html) of a study folder
+    from its stored results; prints the report's path."""
     from prunefair.api import write_outputs
     from prunefair.study import StudyResults
 
@@ -84,19 +100,27 @@ def report(
         results = StudyResults.from_store(study_dir)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    paths = write_outputs(results, study_dir)
+    try:
+        paths = write_outputs(results, study_dir, group_size_dirs=group_size or None)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
     if not quiet:
         from prunefair.report import print_group_table
 
         if not results.by_group.empty:
             print_group_table(results, console=console)
-        for p in paths.values():
-            console.print(f"wrote {p}")
+        for k, p in paths.items():
+            if k != "report":
+                console.print(f"wrote {p}")
+    console.print(f"report: {paths['report']}", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> None:
-    """Show which cells of a study are done, failed or pending."""
+    """Show which cells of a study are done, running, stale (their process is gone), failed or pending.
+
+    Exits with 1 when some cell failed.
+    """
     from rich.table import Table
 
     from prunefair.config import load_config
@@ -113,15 +137,94 @@ def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> Non
         table.add_column(col)
     counts: dict[str, int] = {}
     for c in [*dense, *prune]:
-        r = store.read_result(c.name)
-        if r is None or r.get("key") != c.key:
-            state, detail = "pending", ""
-        else:
-            state, detail = r.get("status", "?"), r.get("error", "")
+        state, detail = store.cell_state(c.name, c.key)
         counts[state] = counts.get(state, 0) + 1
         table.add_row(c.name, state, detail)
     console.print(table)
-    console.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    order = ["done", "running", "stale", "failed", "pending"]
+    console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in order if counts.get(k) or k != "stale"))
+    if counts.get("failed"):
+        raise typer.Exit(1)
+
+
+def _model_config(config, preset, model_name, data, set_, device):
+    """A StudyConfig from --config/--preset plus the --model-name/--data/--device/--set shortcuts."""
+    from prunefair.config import ConfigError, load_config
+
+    overrides = list(set_)
+    if model_name is not None:
+        overrides.append(f'model.name="{model_name}"')
+    if data is not None:
+        overrides.append(f'data.dataset="{data}"')
+    if device is not None:
+        overrides.append(f'device="{device}"')
+    try:
+        return load_config(config, overrides=overrides, preset=preset if (preset or config) else "digits")
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+_MODEL_HELP = "Architecture of the checkpoint(s) (overrides model.name; width etc. via --set model.width=...)."
+_DATA_HELP = "Dataset (overrides data.dataset; its folder via --set data.root=...)."
+
+
+@app.command()
+def audit(
+    dense: Path = typer.Option(..., "--dense", help="Dense model checkpoint (safetensors state dict)."),
+    pruned: Path = typer.Option(..., "--pruned", help="Pruned model checkpoint, same architecture (zeros = pruned)."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", "-m", help=_MODEL_HELP),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Study file for [data], [model], [diagnostics]."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A shipped preset as the base configuration."),
+    split: List[str] = typer.Option([], "--split", help="Split(s) to compare on (default: eval.splits)."),
+    out: Path = typer.Option(Path("audit"), "--out", "-o", help="Folder for audit.json and audit_groups_<split>.csv."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override any study-file field (repeatable)."),
+) -> None:
+    """Audit your own dense/pruned pair: per-group deltas, every disparity measure, every diagnostic, Theorem 1."""
+    from prunefair.audit import audit_pair
+    from prunefair.report.audit_tables import audit_table, correlation_table
+
+    cfg = _model_config(config, preset, model_name, data, set_, device)
+    try:
+        result = audit_pair(cfg, dense, pruned, splits=list(split) or None)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+    for s in result.impacts:
+        console.print(audit_table(result, s))
+    console.print(correlation_table(result))
+    for p in result.write(out).values():
+        console.print(f"wrote {p}")
+
+
+@app.command()
+def diagnose(
+    model: Path = typer.Option(..., "--model", help="Dense model checkpoint (safetensors state dict)."),
+    rate: List[float] = typer.Option([], "--rate", "-r", help="Pruning rate(s) to predict harm at (default: prune.rates)."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", "-m", help=_MODEL_HELP),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Study file for [data], [model], [diagnostics]."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A shipped preset as the base configuration."),
+    out: Path = typer.Option(Path("diagnose"), "--out", "-o", help="Folder for diagnose.json and diagnose.csv."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override any study-file field (repeatable)."),
+) -> None:
+    """Diagnose a dense model before pruning: rank its groups by the harm Theorem 1 predicts at each rate."""
+    from prunefair.audit import diagnose_model
+    from prunefair.report.audit_tables import diagnose_table
+
+    cfg = _model_config(config, preset, model_name, data, set_, device)
+    bad = [r for r in rate if not 0.0 <= r < 1.0]
+    if bad:
+        _fail(f"--rate {bad[0]}: a pruning rate must be in [0, 1)")
+    try:
+        result = diagnose_model(cfg, model, rates=list(rate) or None)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+    for r in result.rankings:
+        console.print(diagnose_table(result, r))
+    for p in result.write(out).values():
+        console.print(f"wrote {p}")
 
 
 @app.command()

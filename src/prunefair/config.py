@@ -11,9 +11,11 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -22,6 +24,13 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ResampleConfig(_Section):
+    """Up- or down-sample one group of the training split by ``factor`` (the group-size experiment)."""
+
+    group: str
+    factor: float = Field(gt=0.0)
 
 
 class DataConfig(_Section):
@@ -33,6 +42,16 @@ class DataConfig(_Section):
     val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
     split_seed: int = 0
+    # file-based datasets (utkface, cifar10, svhn, folder); see docs/datasets.md
+    age_bins: list[int] | None = None  # UTKFace age-bin lower edges; default 0,3,10,20,30,40,50,60,70
+    drop_duplicates: bool = False  # byte-identical files: keep all on one side of the split, or keep one
+    skip_unreadable: bool = False  # corrupt/missing image: error naming it, or skip and count
+    limit: int | None = Field(default=None, gt=0)  # a deterministic stratified subset (per official split)
+    csv: str | None = None  # folder dataset: the attribute CSV (relative to root); default attributes.csv
+    svhn_extra: bool = False  # SVHN: add extra_32x32.mat to train
+    resample: ResampleConfig | None = None  # up/down-sample one group of the train split
+    cache_dir: str | None = None  # on-disk cache of decoded images (never changes results)
+    workers: int | None = Field(default=None, ge=1)  # image-decoding processes (never changes results)
 
     @field_validator("dataset")
     @classmethod
@@ -43,12 +62,36 @@ class DataConfig(_Section):
             raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(dataset_names())}")
         return v
 
+    @field_validator("age_bins")
+    @classmethod
+    def _increasing_bins(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) < 2 or v[0] < 0 or any(b <= a for a, b in zip(v, v[1:]))):
+            raise ValueError("need at least two strictly increasing lower edges >= 0, e.g. [0, 3, 10, 20]")
+        return v
+
+    @field_validator("target", "group")
+    @classmethod
+    def _known_attribute(cls, v: str, info: ValidationInfo) -> str:
+        from prunefair.data import dataset_info, dataset_names
+        from prunefair.data.attributes import split_spec
+
+        dataset = info.data.get("dataset")
+        allowed = dataset_info(dataset).targets if dataset in dataset_names() else ()
+        parts = split_spec(v)
+        bad = [p for p in parts if allowed and p not in allowed]
+        if bad:
+            raise ValueError(f"unknown attribute {bad[0]!r} for dataset {dataset!r}; allowed: {', '.join(allowed)} "
+                             "(or an intersection such as 'a*b')")
+        return v
+
 
 class ModelConfig(_Section):
     name: str = "mlp"
     width: float = Field(default=1.0, gt=0.0)
     batch_norm: bool | None = None
     channels_last: bool = False
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
 
     @field_validator("name")
     @classmethod
@@ -74,7 +117,45 @@ class TrainConfig(_Section):
 class PruneConfig(_Section):
     rates: list[float] = Field(default_factory=lambda: [0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99], min_length=1)
     scope: Literal["global", "layer"] = "global"
-    method: Literal["magnitude"] = "magnitude"
+    criterion: Literal["magnitude", "random", "structured"] = Field(
+        default="magnitude", validation_alias=AliasChoices("criterion", "method"))  # 'method': its former name
+    schedule: Literal["oneshot", "gradual", "iterative"] = "oneshot"
+    gradual_start_epoch: int = Field(default=0, ge=0)
+    gradual_end_epoch: int | None = Field(default=None, ge=1)
+    gradual_initial: float = Field(default=0.0, ge=0.0, lt=1.0)
+    iterative_rounds: int = Field(default=3, ge=1)
+    keep_first_last: bool = False
+    allow_layer_removal: bool = False
+    bn_recalibrate: bool = False
+    bn_recalibrate_finetuned: bool = False
+    bn_batches: int = Field(default=50, ge=1)
+
+    @model_validator(mode="after")
+    def _gradual_fits(self) -> "PruneConfig":
+        if self.schedule == "gradual":
+            if self.gradual_end_epoch is not None and self.gradual_end_epoch <= self.gradual_start_epoch:
+                raise ValueError(f"gradual_end_epoch ({self.gradual_end_epoch}) must be greater than "
+                                 f"gradual_start_epoch ({self.gradual_start_epoch})")
+            if self.gradual_initial > min(self.rates):
+                raise ValueError(f"gradual_initial ({self.gradual_initial}) must not exceed the smallest rate "
+                                 f"({min(self.rates)})")
+        return self
+
+    def key_spec(self) -> dict:
+        """What a pruning cell's key hashes: scope and criterion (under its former name 'method', so keys of
+        existing studies hold), plus each other field that differs from its default and matters here."""
+        spec: dict = {"scope": self.scope, "method": self.criterion}
+        fields = ["schedule", "keep_first_last", "allow_layer_removal", "bn_recalibrate", "bn_recalibrate_finetuned"]
+        if self.bn_recalibrate or self.bn_recalibrate_finetuned:
+            fields.append("bn_batches")
+        if self.schedule == "gradual":
+            fields += ["gradual_start_epoch", "gradual_end_epoch", "gradual_initial"]
+        if self.schedule == "iterative":
+            fields.append("iterative_rounds")
+        for k in fields:
+            if getattr(self, k) != type(self).model_fields[k].default:
+                spec[k] = getattr(self, k)
+        return spec
 
     @field_validator("rates")
     @classmethod
@@ -96,12 +177,62 @@ class FinetuneConfig(_Section):
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     crop_padding: int = Field(default=0, ge=0)
     flip: bool = False
-    methods: list[Literal["nft"]] = Field(default_factory=lambda: ["nft"], min_length=1)
+    methods: list[Literal["nft", "el", "el_rb", "ceag", "vkd"]] = Field(default_factory=lambda: ["nft"], min_length=1)
+
+
+class MitigateConfig(_Section):
+    """Options of the mitigation methods (see docs/mitigation.md); defaults mirror mitigate.MitigateOptions."""
+
+    el_dual_lr: float = Field(default=1e-3, ge=0.0)
+    dual_update: Literal["epoch", "batch"] = "epoch"
+    buffer_size: int = Field(default=40, ge=1)
+    eps: float = Field(default=0.01, ge=0.0)
+    ceag_dual_lr: float = Field(default=0.01, ge=0.0)
+    el_tolerance: float = Field(default=0.05, ge=0.0)
+    vkd_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    vkd_temperature: float = Field(default=2.0, gt=0.0)
+    vkd_dual_lr: float = Field(default=2.0, ge=0.0)
+    vkd_val_every: int = Field(default=0, ge=0)
+    selection: Literal["last", "val_accuracy", "val_max_psi"] = "last"
+    selection_tolerance: float = Field(default=0.01, ge=0.0)
 
 
 class EvalConfig(_Section):
     splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["train", "val", "test"], min_length=1)
     batch_size: int = Field(default=512, ge=1)
+
+
+class RunConfig(_Section):
+    """How cells are executed; never part of a cell's key (it does not change results)."""
+
+    executor: Literal["local", "ray"] = "local"
+    workers: int = Field(default=1, ge=1)
+    address: str | None = None
+    cpus_per_cell: float = Field(default=1.0, gt=0.0)
+    gpus_per_cell: float = Field(default=0.0, ge=0.0)
+    max_retries: int = Field(default=3, ge=0)
+
+
+class DiagnosticsConfig(_Section):
+    """Per-group diagnostics of each dense model (Sections 4-5 of the paper); see docs/diagnostics.md."""
+
+    enabled: bool = True
+    split: Literal["train", "val", "test"] = "train"
+    max_samples: int | None = Field(default=256, ge=1)  # per group, for the Hessian (gradients use every sample)
+    eigen_method: Literal["lanczos", "power"] = "lanczos"
+    hvp: Literal["auto", "double_backward", "forward_over_reverse"] = "auto"
+    iterations: int = Field(default=50, ge=1)
+    tol: float = Field(default=1e-3, gt=0.0)
+    trace_samples: int = Field(default=10, ge=0)  # Hutchinson probes per group (0 = no trace; else >= 2)
+    batch_size: int = Field(default=512, ge=1)
+    seed: int = 0
+
+    @field_validator("trace_samples")
+    @classmethod
+    def _trace_samples(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("trace_samples must be 0 (no trace) or at least 2 (for a standard error)")
+        return v
 
 
 class StudyConfig(_Section):
@@ -115,6 +246,9 @@ class StudyConfig(_Section):
     prune: PruneConfig = Field(default_factory=PruneConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    mitigate: MitigateConfig = Field(default_factory=MitigateConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
 
     @field_validator("seeds")
     @classmethod
@@ -122,6 +256,18 @@ class StudyConfig(_Section):
         if len(set(v)) != len(v):
             raise ValueError(f"seeds contain duplicates: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _gradual_within_finetuning(self) -> "StudyConfig":
+        p, epochs = self.prune, self.finetune.epochs
+        if p.schedule == "gradual":
+            end = p.gradual_end_epoch if p.gradual_end_epoch is not None else epochs - 1
+            if end >= epochs or p.gradual_start_epoch >= end:
+                raise ValueError(
+                    f"prune.gradual_start_epoch ({p.gradual_start_epoch}) < prune.gradual_end_epoch ({end}) < "
+                    f"finetune.epochs ({epochs}) must hold: the gradual schedule runs during fine-tuning and "
+                    "reaches the final rate at gradual_end_epoch (default: the last fine-tuning epoch)")
+        return self
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -156,7 +302,10 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"  unknown key '{loc}'; allowed keys here: {allowed}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  {loc} = {e.get('input')!r}: {msg}")
+            if isinstance(e.get("input"), dict):  # a check across the keys of a section: the message names them
+                lines.append(f"  {loc or 'study'}: {msg}")
+            else:
+                lines.append(f"  {loc} = {e.get('input')!r}: {msg}")
     return "\n".join(lines)
 
 
@@ -164,9 +313,11 @@ def _section_for(loc: tuple) -> type[BaseModel] | None:
     cls: type[BaseModel] = StudyConfig
     for part in loc:
         field = cls.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        ann = field.annotation if field is not None else None
+        ann = next((a for a in get_args(ann) if a is not type(None)), ann)  # X | None -> X
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return None
-        cls = field.annotation
+        cls = ann
     return cls
 
 

@@ -48,3 +48,21 @@ def test_augment_crop_and_flip_match_brute_force():
         padded = torch.zeros(2, 10, 11)
         padded[:, 2:8, 2:9] = xi
         assert torch.equal(out[i], padded[:, dy[i]:dy[i] + 6, dx[i]:dx[i] + 7])
+
+
+def test_to_float_normalises_like_the_formula():
+    x = torch.randint(0, 256, (4, 3, 5, 5), dtype=torch.uint8)
+    d = GroupedData(x, torch.zeros(4), torch.zeros(4), ("c",), ("g",), mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0))
+    mean = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)
+    std = torch.tensor([0.5, 0.25, 2.0]).view(1, 3, 1, 1)
+    assert torch.allclose(d.to_float(x).double(), (x.double() / 255 - mean.double()) / std.double(), atol=1e-6)
+
+
+def test_flip_crop_by_slices_equals_by_gather():
+    from prunefair.data.loader import flip_crop_gather, flip_crop_slices
+
+    x = torch.randn(6, 3, 8, 9)
+    flip = torch.tensor([True, False, True, True, False, False])
+    for p in (0, 1, 3):
+        dy, dx = torch.randint(0, 2 * p + 1, (6,)), torch.randint(0, 2 * p + 1, (6,))
+        assert torch.equal(flip_crop_slices(x, flip, dy, dx, p), flip_crop_gather(x, flip, dy, dx, p))

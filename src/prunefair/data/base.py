@@ -48,24 +48,29 @@ class GroupedData:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
+    def to(self, device: torch.device | str) -> "GroupedData":
+        """The same data held on ``device`` (keep image datasets on the GPU: uint8 is small)."""
+        return GroupedData(self.x.to(device), self.y.to(device), self.g.to(device), self.class_names,
+                           self.group_names, self.mean, self.std, dict(self.info))
+
     def subset(self, index) -> "GroupedData":
-        index = torch.as_tensor(index, dtype=torch.long)
+        index = torch.as_tensor(index, dtype=torch.long, device=self.x.device)
         return GroupedData(
             self.x[index], self.y[index], self.g[index], self.class_names, self.group_names,
             self.mean, self.std, dict(self.info),
         )
 
     def group_counts(self) -> np.ndarray:
-        return np.bincount(self.g.numpy(), minlength=self.num_groups)
+        return np.bincount(self.g.cpu().numpy(), minlength=self.num_groups)
 
     def to_float(self, x: torch.Tensor) -> torch.Tensor:
         """Turn a batch of stored inputs into the float tensor the model sees."""
         if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-            if self.mean is not None:
-                mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-                std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-                x = (x - mean) / std
+            if self.mean is None:
+                return x.float().div_(255.0)
+            mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+            x = x.float().mul_(1.0 / (255.0 * std)).sub_(mean / std)  # (x/255 - mean)/std, in place
         elif x.dtype != torch.float32:
             x = x.float()
         return x
@@ -81,6 +86,11 @@ class DatasetSplits:
     name: str
     target: str
     group: str
+
+    def to(self, device: torch.device | str) -> "DatasetSplits":
+        """All splits held on ``device`` (data and augmentation then stay on the GPU)."""
+        return DatasetSplits(self.train.to(device), self.val.to(device), self.test.to(device), self.name,
+                             self.target, self.group)
 
     def split(self, name: str) -> GroupedData:
         if name not in ("train", "val", "test"):

@@ -24,23 +24,42 @@ class Augment:
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if x.dim() != 4 or not self.active:
             return x
-        n, _, h, w = x.shape
-        dev = x.device
-        if self.flip:
-            flip = torch.rand(n, generator=generator) < 0.5
-            x = torch.where(flip.to(dev).view(n, 1, 1, 1), x.flip(3), x)
+        n = x.shape[0]
+        flip = torch.rand(n, generator=generator) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
         p = self.crop_padding
         if p > 0:
-            padded = torch.nn.functional.pad(x, (p, p, p, p))
-            dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(dev)
-            dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(dev)
-            rows = (dy.view(n, 1) + torch.arange(h, device=dev).view(1, h))  # (n, h)
-            cols = (dx.view(n, 1) + torch.arange(w, device=dev).view(1, w))  # (n, w)
-            idx_r = rows.view(n, 1, h, 1).expand(n, x.shape[1], h, w + 2 * p)
-            x = padded.gather(2, idx_r)
-            idx_c = cols.view(n, 1, 1, w).expand(n, x.shape[1], h, w)
-            x = x.gather(3, idx_c)
+            dy = torch.randint(0, 2 * p + 1, (n,), generator=generator)
+            dx = torch.randint(0, 2 * p + 1, (n,), generator=generator)
+        else:
+            dy = dx = torch.zeros(n, dtype=torch.long)
+        # CPU: one slice copy per sample (about 2x faster than whole-batch ops); GPU: vectorised gathers
+        return (flip_crop_gather if x.is_cuda else flip_crop_slices)(x, flip, dy, dx, p)
+
+
+def flip_crop_slices(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p: int) -> torch.Tensor:
+    """Flip sample i if flip[i], zero-pad by p, crop at (dy[i], dx[i]); one slice copy per sample."""
+    n, _, h, w = x.shape
+    out = x.new_zeros(x.shape) if p > 0 else torch.empty_like(x)
+    for i, (f, a, b) in enumerate(zip(flip.tolist(), dy.tolist(), dx.tolist())):
+        src = x[i].flip(2) if f else x[i]
+        oy, ox = a - p, b - p
+        y0, y1, x0, x1 = max(0, oy), min(h, h + oy), max(0, ox), min(w, w + ox)
+        out[i, :, y0 - oy : y1 - oy, x0 - ox : x1 - ox] = src[:, y0:y1, x0:x1]
+    return out
+
+
+def flip_crop_gather(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p: int) -> torch.Tensor:
+    """The same as ``flip_crop_slices`` with whole-batch operations (no Python loop: suits GPUs)."""
+    n, c, h, w = x.shape
+    dev = x.device
+    x = torch.where(flip.to(dev).view(n, 1, 1, 1), x.flip(3), x)
+    if p == 0:
         return x
+    padded = torch.nn.functional.pad(x, (p, p, p, p))
+    rows = dy.to(dev).view(n, 1) + torch.arange(h, device=dev).view(1, h)
+    cols = dx.to(dev).view(n, 1) + torch.arange(w, device=dev).view(1, w)
+    x = padded.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w + 2 * p))
+    return x.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
 
 
 def iterate_batches(

@@ -2,6 +2,9 @@
 
 A loader takes keyword arguments (root, target, group, image_size, options) and returns a dict with
 either the key "all" (we split it) or "train" and "test" (official split; validation comes from train).
+With "all" it may add "clusters" (an id per sample): samples sharing an id (byte-identical files) are
+kept on one side of every split. ``options`` carries the [data] keys a loader may read (limit, age_bins,
+drop_duplicates, skip_unreadable, cache_dir, workers, csv, ...); ``resample`` is applied here, to train only.
 """
 
 from __future__ import annotations
@@ -47,9 +50,35 @@ def _digits_loader(*, root=None, target="class", group="class", image_size=None,
     return {"all": load_digits_data()}
 
 
+def _lazy(module: str, func: str) -> Callable[..., dict]:
+    def loader(**kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(f"prunefair.data.{module}"), func)(**kwargs)
+
+    return loader
+
+
 register_dataset(DatasetInfo(
     "digits", _digits_loader, targets=("class",), groups=("class",), needs_root=False,
     description="scikit-learn's bundled 8x8 digits (1,797 images, 10 classes); groups = classes",
+))
+_UTK = ("ethnicity", "gender", "age", "race")
+register_dataset(DatasetInfo(
+    "utkface", _lazy("utkface", "load_utkface"), targets=_UTK, groups=_UTK, needs_root=True,
+    description="UTKFace aligned & cropped faces (23,708); ethnicity, gender, age bins and intersections; 48x48",
+))
+register_dataset(DatasetInfo(
+    "cifar10", _lazy("cifar10", "load_cifar10"), targets=("class",), groups=("class",), needs_root=True,
+    description="CIFAR-10 (official pickle batches or train/<class>/ test/<class>/ image folders); groups = classes",
+))
+register_dataset(DatasetInfo(
+    "svhn", _lazy("svhn", "load_svhn"), targets=("class",), groups=("class",), needs_root=True,
+    description="SVHN cropped digits (official train_32x32.mat / test_32x32.mat); groups = classes",
+))
+register_dataset(DatasetInfo(
+    "folder", _lazy("folder", "load_folder"), targets=(), groups=(), needs_root=True,
+    description="your images: a folder plus a CSV (file, label, group columns); any column as target or group",
 ))
 
 
@@ -64,24 +93,44 @@ def load_dataset(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     options: dict | None = None,
+    resample: dict | None = None,
 ) -> DatasetSplits:
-    """Load a dataset and split it deterministically, stratified by (label, group)."""
+    """Load a dataset and split it deterministically, stratified by (label, group).
+
+    ``resample = {"group": name, "factor": f}`` then up- or down-samples that group of the train split.
+    """
     info = dataset_info(name)
     if info.needs_root and not root:
         raise ValueError(f"dataset {name!r} needs data.root (the folder that holds it)")
     parts = info.loader(root=root, target=target, group=group, image_size=image_size, options=options or {})
     if "all" in parts:
         full = parts["all"]
-        strata = _strata(full)
-        tr, va, te = stratified_split(
-            strata, fractions=(1 - val_fraction - test_fraction, val_fraction, test_fraction), seed=split_seed
-        )
+        fractions = (1 - val_fraction - test_fraction, val_fraction, test_fraction)
+        tr, va, te = cluster_split(_strata(full), parts.get("clusters"), fractions=fractions, seed=split_seed)
         train, val, test = full.subset(tr), full.subset(va), full.subset(te)
     else:
         full_train, test = parts["train"], parts["test"]
         tr, va = stratified_split(_strata(full_train), fractions=(1 - val_fraction, val_fraction), seed=split_seed)
         train, val = full_train.subset(tr), full_train.subset(va)
+    if resample:
+        from prunefair.data.resample import resample_group
+
+        train = resample_group(train, group=resample["group"], factor=float(resample["factor"]), seed=split_seed)
     return DatasetSplits(train=train, val=val, test=test, name=name, target=target, group=group)
+
+
+def cluster_split(strata: np.ndarray, clusters: np.ndarray | None, *, fractions, seed: int) -> list[np.ndarray]:
+    """Stratified split that keeps every cluster (e.g. copies of one file) within one part.
+
+    Clusters are split as units, each stratified by its first member; without clusters this is
+    ``stratified_split``.
+    """
+    if clusters is None:
+        return stratified_split(strata, fractions=fractions, seed=seed)
+    clusters = np.asarray(clusters)
+    _, first, inverse = np.unique(clusters, return_index=True, return_inverse=True)
+    parts = stratified_split(strata[first], fractions=fractions, seed=seed)
+    return [np.flatnonzero(np.isin(inverse, p)) for p in parts]
 
 
 def _strata(data: GroupedData) -> np.ndarray:

@@ -47,6 +47,14 @@ def _register_builtin() -> None:
 
     register_model(ModelInfo("mlp", mlp, "2-hidden-layer MLP (128, 64) for tabular or tiny images", False))
     register_model(ModelInfo("cnn", small_cnn, "compact 6-conv CNN, ~0.29M parameters on 3-channel input", True))
+    from prunefair.models.resnet import resnet18, resnet20, resnet50
+    from prunefair.models.vgg import vgg19
+
+    register_model(ModelInfo("resnet18", resnet18, "CIFAR-style ResNet18 (He et al. 2016), ~11.2M parameters", True))
+    register_model(ModelInfo("resnet50", resnet50, "CIFAR-style ResNet50 (He et al. 2016), ~23.5M parameters", True))
+    register_model(ModelInfo("resnet20", resnet20, "narrow CIFAR ResNet-20 (He et al. 2016), ~0.27M parameters", True))
+    register_model(ModelInfo("vgg19", vgg19, "CIFAR-style VGG19 with batch norm (Simonyan & Zisserman 2015), ~20.0M",
+                             True))
 
 
 _register_builtin()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prunefair.config import StudyConfig, config_hash
+from prunefair.mitigate.registry import method_options
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class PruneCell:
 
 
 def dense_spec(cfg: StudyConfig, seed: int) -> dict:
-    return {"data": cfg.data.model_dump(mode="json"), "model": cfg.model.model_dump(mode="json"),
+    data = cfg.data.model_dump(mode="json", exclude={"cache_dir", "workers"})  # these never change results
+    return {"data": data, "model": cfg.model.model_dump(mode="json"),
             "train": cfg.train.model_dump(mode="json"), "seed": seed, "splits": cfg.eval.splits}
 
 
@@ -43,13 +45,16 @@ def plan_cells(cfg: StudyConfig) -> tuple[list[DenseCell], list[PruneCell]]:
     dense_cells, prune_cells = [], []
     ft = cfg.finetune.model_dump(mode="json")
     ft.pop("methods")
-    prune = cfg.prune.model_dump(mode="json")
-    prune.pop("rates")
+    prune = cfg.prune.key_spec()  # default fields left out, so keys of older studies hold
     for seed in cfg.seeds:
         d = DenseCell(seed, config_hash(dense_spec(cfg, seed)))
         dense_cells.append(d)
         for rate in cfg.prune.rates:
             for method in cfg.finetune.methods:
-                key = config_hash({"dense": d.key, "prune": prune, "rate": rate, "finetune": ft, "method": method})
+                spec = {"dense": d.key, "prune": prune, "rate": rate, "finetune": ft, "method": method}
+                options = method_options(method, cfg.mitigate)  # None for plain NFT: keys of old studies hold
+                if options:
+                    spec["mitigate"] = options
+                key = config_hash(spec)
                 prune_cells.append(PruneCell(seed, rate, method, key, d))
     return dense_cells, prune_cells

@@ -16,12 +16,13 @@ from torch import nn
 from prunefair.config import StudyConfig
 from prunefair.data import DatasetSplits, load_dataset
 from prunefair.measure import evaluate_groups
+from prunefair.mitigate import objective_for
 from prunefair.models import build_model, count_parameters
 from prunefair.progress import NULL_PROGRESS, Progress
-from prunefair.prune import make_masks, parameter_distance
+from prunefair.prune import parameter_distance, pruning_function, recalibrate_batch_norm
 from prunefair.study.cells import DenseCell, PruneCell, plan_cells
-from prunefair.study.store import Store, atomic_write_text, load_model_state, save_checkpoint
-from prunefair.train import TrainSettings, fit
+from prunefair.study.store import Store, atomic_write_json, atomic_write_text, load_model_state, save_checkpoint
+from prunefair.train import TrainSettings, finetune_pruned, fit
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,8 +35,11 @@ def resolve_device(name: str) -> torch.device:
 
 def load_study_data(cfg: StudyConfig) -> DatasetSplits:
     d = cfg.data
+    options = {k: getattr(d, k) for k in ("age_bins", "drop_duplicates", "skip_unreadable", "limit", "csv",
+                                          "svhn_extra", "cache_dir", "workers")}
     return load_dataset(d.dataset, root=d.root, target=d.target, group=d.group, image_size=d.image_size,
-                        val_fraction=d.val_fraction, test_fraction=d.test_fraction, split_seed=d.split_seed)
+                        val_fraction=d.val_fraction, test_fraction=d.test_fraction, split_seed=d.split_seed,
+                        options=options, resample=d.resample.model_dump() if d.resample else None)
 
 
 def build_study_model(cfg: StudyConfig, data: DatasetSplits) -> nn.Module:
@@ -43,10 +47,11 @@ def build_study_model(cfg: StudyConfig, data: DatasetSplits) -> nn.Module:
                        width=cfg.model.width, batch_norm=cfg.model.batch_norm)
 
 
-def _settings(section) -> TrainSettings:
+def _settings(section, model_cfg) -> TrainSettings:
     return TrainSettings(epochs=section.epochs, batch_size=section.batch_size, lr=section.lr,
                          momentum=section.momentum, weight_decay=section.weight_decay, schedule=section.schedule,
-                         crop_padding=section.crop_padding, flip=section.flip)
+                         crop_padding=section.crop_padding, flip=section.flip, precision=model_cfg.precision,
+                         compile=model_cfg.compile)
 
 
 @dataclass
@@ -56,6 +61,10 @@ class StudyRunner:
     data: DatasetSplits
     device: torch.device
     progress: Progress = NULL_PROGRESS
+
+    def __post_init__(self) -> None:
+        if self.device.type != "cpu":  # keep the (uint8) data on the accelerator: no input pipeline to starve
+            self.data = self.data.to(self.device)
 
     def _model_to_device(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)
@@ -79,7 +88,7 @@ class StudyRunner:
             model.eval()
             return model, self.store.read_result(cell.name)
         t0 = time.perf_counter()
-        history = fit(model, self.data.train, _settings(self.cfg.train), seed=cell.seed, device=self.device,
+        history = fit(model, self.data.train, _settings(self.cfg.train, self.cfg.model), seed=cell.seed, device=self.device,
                       channels_last=self.cfg.model.channels_last, progress=self.progress,
                       description=f"seed {cell.seed}: dense training")
         t1 = time.perf_counter()
@@ -98,15 +107,31 @@ class StudyRunner:
     # -- pruned --------------------------------------------------------------------------------
     def prune_cell(self, cell: PruneCell, dense: nn.Module) -> dict:
         t0 = time.perf_counter()
-        model = copy.deepcopy(dense)
-        masks = make_masks(model, cell.rate, scope=self.cfg.prune.scope, method=self.cfg.prune.method)
+        model, p = copy.deepcopy(dense), self.cfg.prune
+        prune = pruning_function(scope=p.scope, criterion=p.criterion, keep_first_last=p.keep_first_last,
+                                 allow_layer_removal=p.allow_layer_removal, seed=cell.seed)
+        masks = prune(model, cell.rate)
         masks.bind(model).apply()
-        oneshot = self.evaluate(model)
+        bn_samples = {"oneshot": self._recalibrate(model, cell.seed)} if p.bn_recalibrate else {}
+        oneshot = self.evaluate(model)  # one-shot at the final rate, before any fine-tuning, whatever the schedule
         oneshot_distance = parameter_distance(model, dense)
+        if p.schedule != "oneshot":
+            model = copy.deepcopy(dense)  # gradual and iterative pruning start from the dense weights
         t1 = time.perf_counter()
-        history = fit(model, self.data.train, _settings(self.cfg.finetune), seed=cell.seed, device=self.device,
-                      masks=masks, channels_last=self.cfg.model.channels_last, progress=self.progress,
-                      description=f"seed {cell.seed}: prune {cell.rate:g} + {cell.method}")
+        objective = objective_for(cell.method, dense_model=dense, data=self.data, options=self.cfg.mitigate,
+                                  device=self.device, eval_batch_size=self.cfg.eval.batch_size,
+                                  channels_last=self.cfg.model.channels_last)
+        run = finetune_pruned(model, self.data.train, _settings(self.cfg.finetune, self.cfg.model), rate=cell.rate,
+                              prune=prune, schedule=p.schedule, masks=masks if p.schedule == "oneshot" else None,
+                              gradual_start_epoch=p.gradual_start_epoch, gradual_end_epoch=p.gradual_end_epoch,
+                              gradual_initial=p.gradual_initial, rounds=p.iterative_rounds, seed=cell.seed,
+                              device=self.device, objective=objective, channels_last=self.cfg.model.channels_last,
+                              progress=self.progress,
+                              description=f"seed {cell.seed}: prune {cell.rate:g} + {cell.method}")
+        masks, history = run.masks, run.history
+        mitigation = objective.finish(model)  # loads the epoch selected on validation (mitigate.selection)
+        if p.bn_recalibrate_finetuned:
+            bn_samples["finetuned"] = self._recalibrate(model, cell.seed)
         t2 = time.perf_counter()
         metrics = self.evaluate(model)
         t3 = time.perf_counter()
@@ -115,42 +140,111 @@ class StudyRunner:
             "method": cell.method, "rate": cell.rate, "dense": cell.dense.name,
             "achieved_sparsity": masks.sparsity, "layer_sparsity": masks.layer_sparsity(),
             "distance": parameter_distance(model, dense), "distance_oneshot": oneshot_distance,
-            "oneshot": oneshot, "metrics": metrics, "history": history.epochs,
+            "oneshot": oneshot, "metrics": metrics, "history": history.epochs, "mitigation": mitigation,
+            "prune_steps": run.steps, "bn_recalibration_samples": bn_samples,
             "timing": {"prune_eval_s": t1 - t0, "finetune_s": t2 - t1, "eval_s": t3 - t2},
         }
+
+    def _recalibrate(self, model: nn.Module, seed: int) -> int:
+        """Batch-norm statistics re-estimated on training data (prune.bn_batches batches); samples used."""
+        return recalibrate_batch_norm(model, self.data.train, batch_size=self.cfg.eval.batch_size,
+                                      max_batches=self.cfg.prune.bn_batches, seed=seed, device=self.device,
+                                      channels_last=self.cfg.model.channels_last)
 
     # -- the whole grid ------------------------------------------------------------------------
     def run(self) -> list[dict]:
         dense_cells, prune_cells = plan_cells(self.cfg)
         atomic_write_text(self.store.root / "config.toml", self.cfg.to_toml())
+        atomic_write_json(self.store.root / "data.json", self.data.describe())  # sizes, groups, skipped files
         for d in dense_cells:
-            todo = [c for c in prune_cells if c.dense == d and not self.store.is_done(c.name, c.key)]
-            try:
-                dense, _ = self.dense_model(d)
-            except Exception as exc:  # record and go on with other seeds
-                self._fail(d.name, d.key, exc, {"kind": "dense", "seed": d.seed, "method": "dense", "rate": 0.0})
-                for c in todo:
-                    self._fail(c.name, c.key, RuntimeError(f"dense model {d.name} failed"),
-                               {"kind": "prune", "seed": c.seed, "method": c.method, "rate": c.rate})
-                continue
-            for c in todo:
-                try:
-                    self.store.write_result(c.name, self.prune_cell(c, dense))
-                except Exception as exc:
-                    self._fail(c.name, c.key, exc, {"kind": "prune", "seed": c.seed, "method": c.method,
-                                                    "rate": c.rate})
+            self.run_seed(d, [c for c in prune_cells if c.dense == d])
         return self.store.results()
 
-    def _fail(self, name: str, key: str, exc: BaseException, extra: dict) -> None:
+    # -- entry points for executors (one cell, marked running, failures recorded) ---------------
+    def run_seed(self, d: DenseCell, prune_cells: list[PruneCell]) -> None:
+        """The dense cell of a seed (trained once, or reloaded) and its unfinished pruning cells."""
+        todo = [c for c in prune_cells if not self.store.is_done(c.name, c.key)]
+        if not todo and self.store.is_done(d.name, d.key) and not self.diagnostics_missing(d):
+            return
+        dense, error = self.run_dense_cell(d)
+        for c in todo:
+            if dense is None:
+                self._fail(c.name, c.key, RuntimeError(f"dense model {d.name}: {error}"), _cell_fields(c))
+            else:
+                self.run_prune_cell(c, dense)
+
+    def run_dense_cell(self, d: DenseCell) -> tuple[nn.Module | None, str]:
+        """(model, "") or (None, error). A stored dense result is never overwritten by a failure to reload it."""
+        was_done = self.store.is_done(d.name, d.key)
+        if not was_done:
+            self.store.mark_running(d.name, d.key)
+        try:
+            dense, _ = self.dense_model(d)
+            self.ensure_diagnostics(d, dense)
+            return dense, ""
+        except Exception as exc:  # record and go on with other seeds
+            if was_done:  # an unreadable or foreign checkpoint: keep the stored result, say which file
+                ckpt = self.store.cell_dir(d.name) / "model.safetensors"
+                return None, f"{type(exc).__name__}: {exc} (delete {ckpt} to retrain it)"
+            self._fail(d.name, d.key, exc, _cell_fields(d))
+            return None, f"{type(exc).__name__}: {exc}"
+
+    # -- diagnostics of the dense model (Sections 4-5), stored in its result under "diagnostics" -----
+    def _diagnostics_key(self, d: DenseCell) -> str:
+        from prunefair.config import config_hash
+
+        return config_hash({"dense": d.key, "diagnostics": self.cfg.diagnostics.model_dump(mode="json")})
+
+    def diagnostics_missing(self, d: DenseCell) -> bool:
+        r = self.store.read_result(d.name) or {}
+        return self.cfg.diagnostics.enabled and (r.get("diagnostics") or {}).get("key") != self._diagnostics_key(d)
+
+    def ensure_diagnostics(self, d: DenseCell, dense: nn.Module) -> None:
+        """Compute the dense model's per-group diagnostics once (kept while the [diagnostics] section is unchanged);
+        a failure is recorded under "diagnostics" and never fails the dense cell."""
+        if not self.diagnostics_missing(d):
+            return
+        from prunefair.diagnostics import diagnose_groups
+
+        c, key = self.cfg.diagnostics, self._diagnostics_key(d)
+        try:
+            diag = diagnose_groups(dense, self.data.split(c.split), batch_size=c.batch_size, max_samples=c.max_samples,
+                                   eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
+                                   trace_samples=c.trace_samples, seed=c.seed, device=self.device,
+                                   channels_last=self.cfg.model.channels_last, split=c.split)
+            entry = {"key": key, **diag.to_dict()}
+        except Exception as exc:
+            self.progress.log(f"[red]diagnostics of {d.name} failed: {exc}")
+            entry = {"key": key, "error": f"{type(exc).__name__}: {exc}"}
+        result = self.store.read_result(d.name)
+        if result is not None and result.get("key") == d.key:
+            self.store.write_result(d.name, {**result, "diagnostics": entry})
+
+    def run_prune_cell(self, c: PruneCell, dense: nn.Module) -> dict:
+        self.store.mark_running(c.name, c.key)
+        try:
+            result = self.prune_cell(c, dense)
+        except Exception as exc:
+            return self._fail(c.name, c.key, exc, _cell_fields(c))
+        self.store.write_result(c.name, result)
+        return result
+
+    def _fail(self, name: str, key: str, exc: BaseException, extra: dict) -> dict:
         self.progress.log(f"[red]cell {name} failed: {exc}")
-        self.store.write_result(name, {"name": name, "key": key, "status": "failed", **extra,
-                                       "error": f"{type(exc).__name__}: {exc}",
-                                       "traceback": traceback.format_exc(limit=5)})
+        result = {"name": name, "key": key, "status": "failed", **extra, "error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc(limit=5)}
+        self.store.write_result(name, result)
+        return result
+
+
+def _cell_fields(c: DenseCell | PruneCell) -> dict:
+    if isinstance(c, DenseCell):
+        return {"kind": "dense", "seed": c.seed, "method": "dense", "rate": 0.0}
+    return {"kind": "prune", "seed": c.seed, "method": c.method, "rate": c.rate}
 
 
 def execute_study(cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> list[dict]:
-    """Run every unfinished cell of ``cfg`` into its output folder; return all stored results."""
-    device = resolve_device(cfg.device)
-    data = load_study_data(cfg)
-    runner = StudyRunner(cfg, Store(cfg.output_dir), data, device, progress)
-    return runner.run()
+    """Run every unfinished cell of ``cfg`` into its output folder with the executor of ``cfg.run``."""
+    from prunefair.study.executors import make_executor
+
+    return make_executor(cfg.run).run(cfg, progress=progress)

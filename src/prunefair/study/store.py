@@ -5,15 +5,19 @@ Layout::
     STUDY_DIR/config.toml                 the resolved configuration
     STUDY_DIR/cells/<cell-name>/result.json   one cell's metrics (written last, atomically)
     STUDY_DIR/cells/<cell-name>/model.safetensors  dense checkpoints (and pruned, if asked)
+    STUDY_DIR/cells/<cell-name>/running.json  while a cell runs: who runs it (host, pid, start time)
 
 A cell is done when its result.json exists with status "done" and the key of the current config.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +28,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OSError(exc.errno, f"{path}: cannot write ({reason}); nothing stored was changed") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and str(path) not in str(exc):
+            hint = " (disk full?)" if exc.errno == errno.ENOSPC else ""
+            raise OSError(exc.errno, f"{path}: cannot write{hint} ({exc}); the previous file, if any, is intact") \
+                from exc
         raise
 
 
@@ -119,8 +131,57 @@ class Store:
 
     def write_result(self, name: str, result: dict) -> None:
         atomic_write_json(self.result_path(name), result)
+        self.clear_running(name)
+
+    # -- running markers -------------------------------------------------------------------------
+    def running_path(self, name: str) -> Path:
+        return self.cell_dir(name) / "running.json"
+
+    def mark_running(self, name: str, key: str, **extra: Any) -> None:
+        """Record that this process (host, pid) started the cell now; cleared when its result is written."""
+        atomic_write_json(self.running_path(name), {"key": key, "host": socket.gethostname(), "pid": os.getpid(),
+                                                    "started": time.time(), **extra})
+
+    def clear_running(self, name: str) -> None:
+        try:
+            self.running_path(name).unlink()
+        except FileNotFoundError:
+            pass
+
+    def read_running(self, name: str) -> dict | None:
+        p = self.running_path(name)
+        try:
+            return json.loads(p.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def cell_state(self, name: str, key: str) -> tuple[str, str]:
+        """(state, detail): done, failed, running, stale (its process is gone) or pending."""
+        r = self.read_result(name)
+        if r is not None and r.get("key") == key and r.get("status") in ("done", "failed"):
+            return r["status"], r.get("error", "")
+        m = self.read_running(name)
+        if m is not None and m.get("key") == key:
+            who = f"{m.get('host')}:{m.get('pid')}"
+            since = time.strftime("%H:%M:%S", time.localtime(m.get("started", 0)))
+            if m.get("host") == socket.gethostname() and not _pid_alive(int(m.get("pid", -1))):
+                return "stale", f"was run by {who} since {since}; that process is gone (rerun to resume)"
+            return "running", f"{who} since {since}"
+        return "pending", ""
 
     def results(self) -> list[dict]:
         if not self.cells_dir.is_dir():
             return []
         return [read_json(p) for p in sorted(self.cells_dir.glob("*/result.json"))]
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -35,10 +36,14 @@ class TrainSettings:
     nesterov: bool = False
     crop_padding: int = 0
     flip: bool = False
+    precision: str = "fp32"  # fp32 | bf16 (autocast; CUDA or CPU)
+    compile: bool = False  # torch.compile the forward pass (helps on GPU, not on CPU)
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "step", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; allowed: cosine, step, constant")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {self.precision!r}; allowed: fp32, bf16")
 
 
 @dataclass
@@ -72,8 +77,13 @@ def fit(
     channels_last: bool = False,
     progress: Progress = NULL_PROGRESS,
     description: str = "train",
+    on_epoch_start: Callable[[int, nn.Module], MaskSet | None] | None = None,
 ) -> TrainHistory:
-    """Train ``model`` in place on ``data``; deterministic for a seed on CPU."""
+    """Train ``model`` in place on ``data``; deterministic for a seed on CPU.
+
+    ``on_epoch_start(epoch, model)`` (0-based epoch) may return a new MaskSet, held from then on (the
+    gradual pruning schedule, prune.GradualPruner); None keeps the current masks.
+    """
     objective = objective or ERM()
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
@@ -86,18 +96,28 @@ def fit(
         masks.bind(model)
         masks.apply()
     objective.start(model=model, data=data, device=device)
+    forward = torch.compile(model) if settings.compile else model
+    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
+                              enabled=settings.precision == "bf16")
     step = 0
     model.train()
     with progress.task(description, total) as bar:
         for epoch in range(settings.epochs):
+            if on_epoch_start is not None:  # a pruning schedule may hand over a new (larger) mask
+                new_masks = on_epoch_start(epoch, model)
+                if new_masks is not None:
+                    masks = new_masks.bind(model)
+                    masks.apply()
+                model.train()
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             n_seen = 0
             for x, y, g in iterate_batches(data, batch_size=settings.batch_size, shuffle=True, generator=generator,
                                            device=device, augment=augment, channels_last=channels_last):
                 for group in opt.param_groups:
                     group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
-                logits = model(x)
-                loss = objective.batch_loss(logits, y, g)
+                with autocast:
+                    logits = forward(x)
+                loss = objective.batch_loss(logits.float(), y, g)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if masks is not None:
@@ -115,6 +135,8 @@ def fit(
                     f"{description}: non-finite training loss ({mean_loss}) in epoch {epoch + 1}; "
                     f"lower the learning rate (lr={settings.lr}) or check the data")
             record = {"epoch": epoch + 1, "loss": mean_loss, "lr": opt.param_groups[0]["lr"]}
+            if on_epoch_start is not None:
+                record["sparsity"] = masks.sparsity if masks is not None else 0.0
             record.update(objective.end_epoch(epoch))
             history.epochs.append(record)
     model.eval()

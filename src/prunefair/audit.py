@@ -1,0 +1,160 @@
+"""Audit a user's own dense/pruned pair, or diagnose a dense model before pruning (the ``audit`` and ``diagnose``
+commands call these). Models are named by the study file's [model] section plus a safetensors checkpoint, data
+by its [data] section; everything else comes from the library below."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from prunefair.config import StudyConfig
+from prunefair.data import DatasetSplits
+from prunefair.diagnostics import BoundCheck, GroupDiagnostics, diagnose_groups, theorem1_check
+from prunefair.diagnostics.correlation import spearman_across_groups
+from prunefair.measure import PruningImpact, evaluate_groups, pruning_impact
+from prunefair.prune import MaskSet, parameter_distance, pruning_function
+from prunefair.study.runner import build_study_model, load_study_data, resolve_device
+from prunefair.study.store import atomic_write_json, atomic_write_text, load_model_state
+
+
+def load_model(cfg: StudyConfig, data: DatasetSplits, checkpoint: str | Path, device: torch.device) -> nn.Module:
+    """The [model] architecture of ``cfg`` with the weights of a safetensors checkpoint, in eval mode."""
+    model = build_study_model(cfg, data).to(device)
+    load_model_state(model, checkpoint)
+    return model.eval()
+
+
+def _diagnose(cfg: StudyConfig, model: nn.Module, data: DatasetSplits, device) -> GroupDiagnostics:
+    c = cfg.diagnostics
+    return diagnose_groups(model, data.split(c.split), batch_size=c.batch_size, max_samples=c.max_samples,
+                           eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
+                           trace_samples=c.trace_samples, seed=c.seed, device=device, split=c.split)
+
+
+CORRELATED = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "f_one_minus_f", "margin", "loss")
+
+
+@dataclass
+class AuditResult:
+    """Per-group deltas and disparity measures per split, the dense model's diagnostics and the Theorem 1 check."""
+
+    impacts: dict[str, PruningImpact]
+    diagnostics: GroupDiagnostics
+    bound: BoundCheck
+    correlations: pd.DataFrame
+    distance: float
+    sparsity: float
+    layer_sparsity: dict[str, float] = field(default_factory=dict)
+
+    def group_table(self, split: str) -> pd.DataFrame:
+        t = self.impacts[split].by_group.copy()
+        d = self.diagnostics.frame()
+        for c in ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "margin"):
+            t[c] = d[c].to_numpy()
+        b = self.bound.table
+        t["bound"], t["bound_holds"] = b.bound.to_numpy(), b.holds.to_numpy()
+        return t
+
+    def to_dict(self) -> dict:
+        return {
+            "distance": self.distance, "sparsity": self.sparsity, "layer_sparsity": self.layer_sparsity,
+            "splits": {s: {"measures": i.measures, "by_group": i.by_group.replace({np.nan: None}).to_dict("records")}
+                       for s, i in self.impacts.items()},
+            "diagnostics": self.diagnostics.to_dict(), "theorem1": self.bound.to_dict(),
+            "correlations": self.correlations.replace({np.nan: None}).to_dict("records"),
+        }
+
+    def write(self, out: str | Path) -> dict[str, Path]:
+        out = Path(out)
+        paths = {"json": out / "audit.json"}
+        atomic_write_json(paths["json"], self.to_dict())
+        for s in self.impacts:
+            paths[f"csv_{s}"] = out / f"audit_groups_{s}.csv"
+            atomic_write_text(paths[f"csv_{s}"], self.group_table(s).to_csv(index=False))
+        return paths
+
+
+def audit_pair(cfg: StudyConfig, dense_path: str | Path, pruned_path: str | Path, *,
+               splits: list[str] | None = None) -> AuditResult:
+    """Compare a dense and a pruned checkpoint of the same architecture on the configured data."""
+    device = resolve_device(cfg.device)
+    data = load_study_data(cfg)
+    dense = load_model(cfg, data, dense_path, device)
+    pruned = load_model(cfg, data, pruned_path, device)
+    splits = splits or list(cfg.eval.splits)
+    impacts = {}
+    for s in splits:
+        kw = dict(batch_size=cfg.eval.batch_size, device=device)
+        impacts[s] = pruning_impact(evaluate_groups(dense, data.split(s), **kw),
+                                    evaluate_groups(pruned, data.split(s), **kw))
+    diag = _diagnose(cfg, dense, data, device)
+    masks = MaskSet.from_zeros(pruned)
+    distance = parameter_distance(pruned, dense)
+    on = diag.split
+    r = impacts[on].by_group.excess_loss.to_numpy() if on in impacts else pruning_impact(
+        evaluate_groups(dense, data.split(on), device=device), evaluate_groups(pruned, data.split(on), device=device)
+    ).by_group.excess_loss.to_numpy()
+    bound = theorem1_check(group_names=diag.group_names, grad_norm=diag.grad_norm,
+                           hessian_top=diag.hessian_top_eigenvalue, distances={masks.sparsity: distance},
+                           excess_loss={masks.sparsity: r})
+    rows = []
+    for s, imp in impacts.items():
+        for name in CORRELATED:
+            x = np.asarray(getattr(diag, name), float)
+            if not np.isfinite(x).any():
+                continue
+            for outcome in ("accuracy_drop", "excess_loss"):
+                c = spearman_across_groups(x, imp.by_group[outcome].to_numpy(float), seed=cfg.diagnostics.seed)
+                rows.append({"split": s, "diagnostic": name, "outcome": outcome, **c.to_dict()})
+    return AuditResult(impacts, diag, bound, pd.DataFrame(rows), distance, masks.sparsity, masks.layer_sparsity())
+
+
+@dataclass
+class DiagnoseResult:
+    """The dense model's diagnostics and, per pruning rate, the groups ranked by the Theorem 1 bound."""
+
+    diagnostics: GroupDiagnostics
+    distances: dict[float, float]  # rate -> one-shot ||theta_bar - theta*|| of magnitude pruning at that rate
+    rankings: dict[float, pd.DataFrame]
+
+    def to_dict(self) -> dict:
+        return {"diagnostics": self.diagnostics.to_dict(),
+                "predicted_harm": [{"rate": r, "distance": self.distances[r],
+                                    "groups": t.replace({np.nan: None}).to_dict("records")}
+                                   for r, t in self.rankings.items()]}
+
+    def write(self, out: str | Path) -> dict[str, Path]:
+        out = Path(out)
+        paths = {"json": out / "diagnose.json", "csv": out / "diagnose.csv"}
+        atomic_write_json(paths["json"], self.to_dict())
+        table = pd.concat([t.assign(rate=r, distance=self.distances[r]) for r, t in self.rankings.items()])
+        atomic_write_text(paths["csv"], table.to_csv(index=False))
+        return paths
+
+
+def diagnose_model(cfg: StudyConfig, model_path: str | Path, *, rates: list[float] | None = None) -> DiagnoseResult:
+    """Diagnose a dense checkpoint and rank its groups by predicted harm at each rate, before any pruning.
+
+    The distance at a rate is that of one-shot pruning with the configured criterion and scope (the norm of the
+    weights it would remove), so it is known before pruning.
+    """
+    device = resolve_device(cfg.device)
+    data = load_study_data(cfg)
+    model = load_model(cfg, data, model_path, device)
+    diag = _diagnose(cfg, model, data, device)
+    p = cfg.prune
+    prune = pruning_function(scope=p.scope, criterion=p.criterion, keep_first_last=p.keep_first_last,
+                             allow_layer_removal=p.allow_layer_removal, seed=cfg.diagnostics.seed)
+    distances, rankings = {}, {}
+    for rate in rates or list(cfg.prune.rates):
+        pruned = copy.deepcopy(model)
+        prune(pruned, rate).bind(pruned).apply()
+        distances[rate] = parameter_distance(pruned, model)
+        rankings[rate] = diag.predicted_harm(distances[rate])
+    return DiagnoseResult(diag, distances, rankings)

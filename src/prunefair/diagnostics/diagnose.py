@@ -1,0 +1,180 @@
+"""All of Sections 4-5 for one dense model: ``diagnose_groups(model, data) -> GroupDiagnostics``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from prunefair.data import GroupedData
+from prunefair.diagnostics.boundary import group_boundary_distance
+from prunefair.diagnostics.bound import theorem1_terms
+from prunefair.diagnostics.eigen import EigenResult, top_eigenvalue
+from prunefair.diagnostics.gradients import group_gradient_norms
+from prunefair.diagnostics.hvp import GroupHessian
+from prunefair.diagnostics.trace import hutchinson_trace
+from prunefair.measure import evaluate_groups
+
+# stored at the top level (a list per diagnostic, one number per group) ...
+DIAGNOSTICS = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "margin", "f_one_minus_f")
+# ... and per group, as records under "per_group"
+DETAILS = ("count", "loss", "accuracy", "hessian_samples", "hessian_trace_se")
+ARRAYS = DIAGNOSTICS + DETAILS
+
+
+def _jsonable(a) -> list:
+    return [None if (isinstance(v, float) and np.isnan(v)) else v for v in np.asarray(a).tolist()]
+
+
+@dataclass
+class GroupDiagnostics:
+    """Per-group diagnostics of a dense model theta* (each array has one entry per group)."""
+
+    group_names: tuple[str, ...]
+    count: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray
+    grad_norm: np.ndarray  # ||g_a||, exact over the whole group
+    hessian_top_eigenvalue: np.ndarray  # lambda(H_a), from Hessian-vector products
+    hessian_samples: np.ndarray  # samples of the group the Hessian was computed on
+    hessian_trace: np.ndarray  # Hutchinson estimate of tr(H_a) (NaN if not asked)
+    hessian_trace_se: np.ndarray
+    f_one_minus_f: np.ndarray  # binary tasks only, else NaN
+    gini: np.ndarray  # 1 - sum_c p_c^2
+    margin: np.ndarray  # logit margin z_y - max_{c != y} z_c
+    full_grad_norm: float
+    cancellation: float
+    prop1_error: float | None
+    eigen: list[dict] = field(default_factory=list)  # per group: EigenResult.to_dict() (None for empty groups)
+    split: str | None = None  # the split the diagnostics were computed on, if known
+    settings: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame({k: getattr(self, k) for k in ARRAYS})
+        df.insert(0, "group", list(self.group_names))
+        df["hessian_iterations"] = [e["iterations"] if e else None for e in self.eigen]
+        df["hessian_residual"] = [e["residual"] if e else None for e in self.eigen]
+        return df
+
+    def predicted_harm(self, distance: float) -> pd.DataFrame:
+        """Theorem 1 terms at ||theta_bar - theta*|| = distance, groups ranked by the bound (1 = most harm)."""
+        first, second, bound = theorem1_terms(self.grad_norm, self.hessian_top_eigenvalue, distance)
+        df = pd.DataFrame({"group": list(self.group_names), "n": self.count, "grad_norm": self.grad_norm,
+                           "hessian_top_eigenvalue": self.hessian_top_eigenvalue, "gradient_term": first, "curvature_term": second,
+                           "bound": bound, "gini": self.gini, "margin": self.margin})
+        df["rank"] = df.bound.rank(ascending=False, method="min").astype("Int64")
+        return df.sort_values("rank", kind="stable").reset_index(drop=True)
+
+    def to_dict(self) -> dict:
+        """JSON form: each diagnostic a list over groups at the top level, details as per-group records.
+
+        Lists that are all NaN (the trace when not asked, f(1-f) for multi-class tasks) are left out.
+        """
+        d: dict = {"split": self.split, "group_names": list(self.group_names)}
+        for k in DIAGNOSTICS:
+            a = np.asarray(getattr(self, k), float)
+            if np.isfinite(a).any():
+                d[k] = _jsonable(a)
+        d["per_group"] = [
+            {"group": name, **{k: _jsonable([getattr(self, k)[i]])[0] for k in DETAILS}, "eigen": self.eigen[i]}
+            for i, name in enumerate(self.group_names)]
+        d.update({"full_grad_norm": self.full_grad_norm, "cancellation": self.cancellation,
+                  "prop1_error": self.prop1_error, "settings": self.settings, "timing": self.timing})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GroupDiagnostics":
+        G = len(d["group_names"])
+        recs = d.get("per_group", [{}] * G)
+        arrays = {k: np.asarray([np.nan if v is None else v for v in d.get(k, [None] * G)], dtype=float)
+                  for k in DIAGNOSTICS}
+        arrays.update({k: np.asarray([np.nan if r.get(k) is None else r[k] for r in recs], dtype=float)
+                       for k in DETAILS})
+        arrays["count"] = arrays["count"].astype(np.int64)
+        arrays["hessian_samples"] = arrays["hessian_samples"].astype(np.int64)
+        return cls(tuple(d["group_names"]), **arrays, full_grad_norm=d["full_grad_norm"],
+                   cancellation=d["cancellation"], prop1_error=d.get("prop1_error"),
+                   eigen=[r.get("eigen") for r in recs], split=d.get("split"),
+                   settings=dict(d.get("settings", {})), timing=dict(d.get("timing", {})))
+
+
+def _hessian_subset(data: GroupedData, a: int, max_samples: int | None, seed: int) -> torch.Tensor:
+    idx = torch.nonzero(data.g == a).flatten()
+    if max_samples is not None and len(idx) > max_samples:
+        g = torch.Generator().manual_seed(seed * 1000 + a)
+        idx = idx[torch.randperm(len(idx), generator=g)[:max_samples]].sort().values
+    return idx
+
+
+def diagnose_groups(
+    model: nn.Module,
+    data: GroupedData,
+    *,
+    batch_size: int = 512,
+    max_samples: int | None = 512,
+    eigen_method: str = "lanczos",
+    hvp: str = "auto",
+    max_iter: int = 50,
+    tol: float = 1e-3,
+    criterion: str = "residual",
+    trace_samples: int = 0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+    check_prop1: bool = True,
+    split: str | None = None,
+) -> GroupDiagnostics:
+    """Gradient norms (exact, whole groups), Hessian top eigenvalues and traces (on up to ``max_samples`` per
+    group, seeded), distances to the decision boundary and per-group loss/accuracy of ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    stats = evaluate_groups(model, data, batch_size=batch_size, device=device, channels_last=channels_last)
+    grads = group_gradient_norms(model, data, batch_size=batch_size, device=device, channels_last=channels_last,
+                                 check_full=check_prop1)
+    t1 = time.perf_counter()
+    boundary = group_boundary_distance(model, data, batch_size=batch_size, device=device,
+                                       channels_last=channels_last)
+    t2 = time.perf_counter()
+    G = data.num_groups
+    lam, trace, trace_se = np.full(G, np.nan), np.full(G, np.nan), np.full(G, np.nan)
+    samples = np.zeros(G, dtype=np.int64)
+    eigen: list[dict | None] = []
+    hvp_used = None
+    for a in range(G):
+        idx = _hessian_subset(data, a, max_samples, seed)
+        samples[a] = len(idx)
+        if len(idx) == 0:
+            eigen.append(None)
+            continue
+        x = data.to_float(data.x[idx].to(device))
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        op = GroupHessian(model, x, data.y[idx].to(device), method=hvp if hvp_used is None else hvp_used,
+                          chunk_size=batch_size)
+        hvp_used = op.method  # decided once (on the first group), then reused
+        res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol, seed=seed,
+                                          device=op.device, dtype=op.dtype, criterion=criterion)
+        lam[a] = res.value
+        eigen.append(res.to_dict())
+        if trace_samples:
+            tr = hutchinson_trace(op, op.dim, samples=trace_samples, seed=seed, device=op.device, dtype=op.dtype)
+            trace[a], trace_se[a] = tr.value, tr.stderr
+        op.release()
+    t3 = time.perf_counter()
+    model.train(was_training)
+    settings = {"batch_size": batch_size, "max_samples": max_samples, "eigen_method": eigen_method,
+                "hvp": hvp, "hvp_used": hvp_used, "max_iter": max_iter, "tol": tol, "criterion": criterion,
+                "trace_samples": trace_samples, "seed": seed, "samples": len(data)}
+    timing = {"gradients_s": t1 - t0, "boundary_s": t2 - t1, "hessian_s": t3 - t2}
+    return GroupDiagnostics(
+        tuple(data.group_names), count=stats.count, loss=stats.loss, accuracy=stats.accuracy, grad_norm=grads.norms,
+        hessian_top_eigenvalue=lam, hessian_samples=samples, hessian_trace=trace, hessian_trace_se=trace_se,
+        f_one_minus_f=boundary.f_one_minus_f, gini=boundary.gini, margin=boundary.margin,
+        full_grad_norm=grads.full_norm, cancellation=grads.cancellation, prop1_error=grads.prop1_error,
+        eigen=eigen, settings=settings, timing=timing, split=split)

@@ -1,0 +1,142 @@
+"""Per-group gradient norms ||g_a|| = ||grad_theta J(theta*; D_a)|| in one pass over the data.
+
+The data are sorted by group and cut into batches that never mix groups, so each sample's gradient is
+computed exactly once and every group's summed gradient is accumulated batch by batch: one pass in all,
+not one pass per group as a masked-loss loop needs. The model is put in eval mode (batch norm uses its
+running statistics), which makes the result exact and independent of how the data are batched.
+
+Proposition 1 of the paper: sum_a |D_a| g_a = |D| g, where g is the full-data gradient; at a minimum
+g = 0, so the group terms cancel and larger groups get smaller ||g_a||.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunefair.data import GroupedData
+
+
+def _params(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def group_batches(data: GroupedData, *, batch_size: int) -> list[tuple[int, torch.Tensor]]:
+    """(group, index) batches over ``data``: sorted by group, never mixing groups, sizes near batch_size.
+
+    A group of n samples is cut into ceil(n / batch_size) nearly equal batches.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = torch.argsort(data.g, stable=True)
+    counts = np.bincount(data.g.cpu().numpy(), minlength=data.num_groups)
+    out, start = [], 0
+    for a, n in enumerate(counts):
+        idx = order[start : start + n]
+        start += n
+        if n == 0:
+            continue
+        for chunk in torch.tensor_split(idx, -(-int(n) // batch_size)):
+            out.append((a, chunk))
+    return out
+
+
+@dataclass(frozen=True)
+class GroupGradients:
+    """||g_a|| per group at theta*, the full-data gradient norm and the Proposition 1 check."""
+
+    group_names: tuple[str, ...]
+    count: np.ndarray
+    norms: np.ndarray  # ||g_a||, NaN for an empty group
+    full_norm: float  # ||g|| with |D| g = sum_a |D_a| g_a
+    cancellation: float  # ||sum_a |D_a| g_a|| / sum_a |D_a| ||g_a||  (0 at an exact minimum)
+    prop1_error: float | None  # ||sum_a |D_a| g_a - |D| g_plain|| / sum_a |D_a| ||g_a||, g_plain from a plain pass
+    vectors: torch.Tensor | None = None  # (G, P) g_a as flat vectors, if asked
+
+    def to_dict(self) -> dict:
+        return {
+            "group_names": list(self.group_names), "count": self.count.tolist(),
+            "norms": [None if np.isnan(v) else float(v) for v in self.norms],
+            "full_norm": self.full_norm, "cancellation": self.cancellation, "prop1_error": self.prop1_error,
+        }
+
+
+def _flat(grads, params) -> torch.Tensor:
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+
+
+def full_gradient(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
+                  device: torch.device | str = "cpu", channels_last: bool = False) -> torch.Tensor:
+    """|D| g: the summed gradient over every sample, from plain mixed batches (an independent computation)."""
+    from prunefair.data import iterate_batches
+
+    params = _params(model)
+    acc = [torch.zeros_like(p) for p in params]
+    for x, y, _ in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last):
+        loss = F.cross_entropy(model(x), y, reduction="sum")
+        torch._foreach_add_(acc, torch.autograd.grad(loss, params))
+    return _flat(acc, params).double()
+
+
+def group_gradient_norms(
+    model: nn.Module,
+    data: GroupedData,
+    *,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+    keep_vectors: bool = False,
+    check_full: bool = False,
+) -> GroupGradients:
+    """||grad J(theta*; D_a)|| for every group a, exact, in one pass (model in eval mode).
+
+    ``check_full`` runs one more, plain pass over mixed batches and reports how far
+    sum_a |D_a| g_a is from |D| g (Proposition 1, to float tolerance). ``p.grad`` is left untouched.
+    """
+    was_training = model.training
+    model.eval()
+    params = _params(model)
+    G = data.num_groups
+    counts = data.group_counts()
+    norms = np.full(G, np.nan)
+    total = None
+    vectors = [None] * G if keep_vectors else None
+    acc: list[torch.Tensor] | None = None
+    current = -1
+    batches = group_batches(data, batch_size=batch_size)
+    try:
+        for i, (a, idx) in enumerate(batches):
+            if a != current:
+                acc = [torch.zeros_like(p) for p in params]
+                current = a
+            x = data.to_float(data.x[idx].to(device))
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = data.y[idx].to(device)
+            loss = F.cross_entropy(model(x), y, reduction="sum")
+            torch._foreach_add_(acc, torch.autograd.grad(loss, params))
+            if i + 1 == len(batches) or batches[i + 1][0] != a:  # group a is complete
+                flat = _flat(acc, params).double()
+                norms[a] = float(flat.norm()) / counts[a]
+                total = flat.clone() if total is None else total.add_(flat)
+                if keep_vectors:
+                    vectors[a] = (flat / counts[a]).float()
+        n = int(counts.sum())
+        scale = float(np.nansum(counts * norms))
+        full_norm = float(total.norm()) / n if total is not None else float("nan")
+        cancellation = float(total.norm()) / scale if scale > 0 else float("nan")
+        prop1 = None
+        if check_full and total is not None:
+            plain = full_gradient(model, data, batch_size=batch_size, device=device, channels_last=channels_last)
+            prop1 = float((total - plain).norm()) / scale if scale > 0 else 0.0
+    finally:
+        model.train(was_training)
+    vec = None
+    if keep_vectors:
+        P = sum(p.numel() for p in params)
+        vec = torch.stack([v if v is not None else torch.full((P,), float("nan"), device=device) for v in vectors])
+    return GroupGradients(tuple(data.group_names), counts.astype(np.int64), norms, full_norm, cancellation, prop1, vec)

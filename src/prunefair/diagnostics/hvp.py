@@ -1,0 +1,155 @@
+"""Hessian-vector products of a group's mean loss, never forming the Hessian.
+
+Two ways to compute H v for H = hessian_theta J(theta; S) (mean cross-entropy over the samples S):
+
+- ``double_backward``: reverse-over-reverse. The gradient graph of each chunk of S is built once
+  (``create_graph=True``) and kept, so each product is one extra backward pass through it.
+- ``forward_over_reverse``: ``torch.func.jvp`` of ``torch.func.grad`` (Pearlmutter's trick with a forward-mode
+  tangent), recomputed for every product; needs no retained graph, so it suits groups too large to keep one.
+
+``method="auto"`` times one product of each on the same data and keeps the faster (remembered for the model and
+data shape, so the timing is paid once). The model is used in
+eval mode (batch norm with running statistics), so H is the Hessian of a fixed function of theta.
+Vectors are flat, in the order of ``model.parameters()`` that require grad.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HVP_METHODS = ("auto", "double_backward", "forward_over_reverse")
+
+# The choice made by "auto", remembered per model and data shape so the timing is paid once per model.
+_CHOICES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+class GroupHessian:
+    """The linear operator v -> H v of the mean cross-entropy of ``model`` on inputs ``x``, labels ``y``."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: str = "auto",
+                 chunk_size: int = 1024, cache_graph: bool = True):
+        if method not in HVP_METHODS:
+            raise ValueError(f"unknown hvp method {method!r}; allowed: {', '.join(HVP_METHODS)}")
+        if len(x) == 0:
+            raise ValueError("cannot form the Hessian of an empty group")
+        model.eval()
+        self.model = model
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.shapes = [p.shape for p in self.params]
+        self.numels = [p.numel() for p in self.params]
+        self.dim = sum(self.numels)
+        self.n = len(y)
+        self.chunks = list(zip(torch.split(x, chunk_size), torch.split(y, chunk_size)))
+        self.cache_graph = cache_graph
+        self._graphs: list[tuple[torch.Tensor, ...]] | None = None
+        self.products = 0
+        self.timings: dict[str, float] = {}
+        if method == "auto":
+            key = (tuple(x.shape[1:]), min(len(y), chunk_size), str(x.device), x.dtype)
+            remembered = _CHOICES.setdefault(model, {})
+            if key not in remembered:
+                remembered[key] = self._pick_faster()
+            method = remembered[key]
+        self.method = method
+
+    @property
+    def device(self) -> torch.device:
+        return self.params[0].device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.params[0].dtype
+
+    def _split(self, v: torch.Tensor) -> list[torch.Tensor]:
+        return [t.view(s) for t, s in zip(torch.split(v, self.numels), self.shapes)]
+
+    # -- reverse-over-reverse ------------------------------------------------------------------
+    def _grad_graphs(self) -> list[tuple[torch.Tensor, ...]]:
+        if self._graphs is not None:
+            return self._graphs
+        graphs = []
+        for x, y in self.chunks:
+            loss = F.cross_entropy(self.model(x), y, reduction="sum")
+            graphs.append(torch.autograd.grad(loss, self.params, create_graph=True))
+        if self.cache_graph:
+            self._graphs = graphs
+        return graphs
+
+    def _hvp_double_backward(self, v: torch.Tensor) -> torch.Tensor:
+        vs = self._split(v)
+        out = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
+        if self._graphs is None and not self.cache_graph:
+            for x, y in self.chunks:  # rebuild each chunk's graph and free it at once
+                loss = F.cross_entropy(self.model(x), y, reduction="sum")
+                grads = torch.autograd.grad(loss, self.params, create_graph=True)
+                hv = torch.autograd.grad(grads, self.params, grad_outputs=vs)
+                out += torch.cat([h.reshape(-1) for h in hv])
+        else:
+            for grads in self._grad_graphs():
+                hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=True)
+                out += torch.cat([h.reshape(-1) for h in hv])
+        return out / self.n
+
+    # -- forward-over-reverse ------------------------------------------------------------------
+    def _hvp_forward_over_reverse(self, v: torch.Tensor) -> torch.Tensor:
+        from torch.func import functional_call, grad, jvp
+
+        buffers = dict(self.model.named_buffers())
+        primals = {k: p.detach() for k, p in zip(self.names, self.params)}
+        tangents = dict(zip(self.names, self._split(v)))
+        out = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
+        for x, y in self.chunks:
+            def loss_fn(p, x=x, y=y):
+                return F.cross_entropy(functional_call(self.model, (p, buffers), (x,)), y, reduction="sum")
+
+            with warnings.catch_warnings():  # torch's own jvp decompositions still call torch.jit.script
+                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit.script")
+                _, hv = jvp(grad(loss_fn), (primals,), (tangents,))
+            out += torch.cat([hv[k].reshape(-1) for k in self.names])
+        return out / self.n
+
+    # -- choosing and calling ------------------------------------------------------------------
+    def _pick_faster(self) -> str:
+        g = torch.Generator().manual_seed(0)
+        v = torch.randn(self.dim, generator=g).to(device=self.device, dtype=self.dtype)
+        for name, fn in (("double_backward", self._hvp_double_backward),
+                         ("forward_over_reverse", self._hvp_forward_over_reverse)):
+            fn(v)  # warm-up (builds and caches the gradient graph for double backward)
+            _sync(self.device)
+            t0 = time.perf_counter()
+            fn(v)
+            _sync(self.device)
+            self.timings[name] = time.perf_counter() - t0
+        return min(self.timings, key=self.timings.get)
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        self.products += 1
+        if self.method == "double_backward":
+            return self._hvp_double_backward(v)
+        return self._hvp_forward_over_reverse(v)
+
+    def release(self) -> None:
+        """Free the cached gradient graphs."""
+        self._graphs = None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, *,
+                           method: str = "double_backward") -> torch.Tensor:
+    """H v for one flat vector v (a convenience for tests and one-off products)."""
+    return GroupHessian(model, x, y, method=method, cache_graph=False)(v)
+
+
+MatVec = Callable[[torch.Tensor], torch.Tensor]

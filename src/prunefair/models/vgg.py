@@ -1,0 +1,58 @@
+"""VGG: Simonyan and Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition", ICLR 2015.
+
+``vgg19`` is the CIFAR-style VGG19 with batch norm used in pruning studies: the 16 3x3 convolutions of
+configuration E in five stages (64, 128, 256, 512, 512) with a max-pool after each, global average pooling
+and one linear layer (about 20.0M parameters for 10 classes). At 32x32 the last map is 1x1; at 48x48
+(UTKFace) and 64x64 global pooling averages the 1x1 or 2x2 map, so the same weights fit every size.
+``head="imagenet"`` gives the original classifier (7x7 adaptive pool, 4096-4096 fully connected with
+dropout; 143.7M parameters at 1000 classes, the published figure the paper quotes).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+
+
+class VGG(nn.Module):
+    def __init__(self, cfg=VGG19_CFG, *, in_channels: int = 3, num_classes: int = 10, width: float = 1.0,
+                 batch_norm: bool = True, head: str = "cifar"):
+        super().__init__()
+        if head not in ("cifar", "imagenet"):
+            raise ValueError(f"unknown head {head!r}; allowed: cifar, imagenet")
+        layers: list[nn.Module] = []
+        c = in_channels
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                continue
+            out = max(1, int(round(v * width)))
+            layers.append(nn.Conv2d(c, out, 3, padding=1, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(nn.ReLU(inplace=True))
+            c = out
+        self.features = nn.Sequential(*layers)
+        if head == "cifar":
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.classifier = nn.Linear(c, num_classes)
+        else:
+            hidden = max(1, int(round(4096 * width)))
+            self.pool = nn.AdaptiveAvgPool2d(7)
+            self.classifier = nn.Sequential(
+                nn.Linear(c * 49, hidden), nn.ReLU(inplace=True), nn.Dropout(),
+                nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(), nn.Linear(hidden, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def vgg19(*, num_classes: int, input_shape: tuple[int, ...], width: float = 1.0, batch_norm: bool = True,
+          head: str = "cifar") -> VGG:
+    return VGG(VGG19_CFG, in_channels=input_shape[0], num_classes=num_classes, width=width,
+               batch_norm=batch_norm, head=head)

@@ -1,0 +1,66 @@
+"""Rich tables for ``prunefair audit`` and ``prunefair diagnose``."""
+
+from __future__ import annotations
+
+import math
+
+from rich import box
+from rich.table import Table
+
+
+def _f(v, digits: int = 3, scale: float = 1.0) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v * scale:.{digits}g}" if abs(v * scale) < 1e4 else f"{v * scale:.3e}"
+
+
+def audit_table(result, split: str) -> Table:
+    t = result.group_table(split)
+    table = Table(box=box.SIMPLE_HEAD, title=f"audit ({split}): sparsity {result.sparsity * 100:.1f}%, "
+                  f"||θ̄ − θ*|| = {result.distance:.4g}; diagnostics of the dense model on {result.diagnostics.split}")
+    cols = [("group", "group"), ("n", "n"), ("acc dense %", "acc_dense"), ("acc pruned %", "acc_pruned"),
+            ("Δ_a %", "accuracy_drop"), ("ψ_a %", "psi"), ("R(a)", "excess_loss"), ("‖g_a‖", "grad_norm"),
+            ("λ(H_a)", "hessian_top_eigenvalue"), ("1−Σp²", "gini"), ("margin", "margin"), ("bound", "bound")]
+    for label, _ in cols:
+        table.add_column(label, justify="left" if label == "group" else "right", no_wrap=True)
+    pct = {"acc_dense", "acc_pruned", "accuracy_drop", "psi"}
+    for _, row in t.iterrows():
+        cells = []
+        for _, c in cols:
+            v = row[c]
+            cells.append(str(v) if c in ("group", "n") else _f(float(v), 4 if c in pct else 3, 100 if c in pct else 1))
+        if not row.bound_holds:
+            cells[-1] += " ✗"
+        table.add_row(*cells)
+    m = result.impacts[split].measures
+    table.caption = (f"overall acc {m['acc_dense'] * 100:.2f}% → {m['acc_pruned'] * 100:.2f}%; accuracy gap "
+                     f"{m['accuracy_gap_dense'] * 100:.2f} → {m['accuracy_gap_pruned'] * 100:.2f}; max ψ "
+                     f"{m['max_psi'] * 100:.2f}; Ψ_PW {m['psi_pw'] * 100:.2f}; ξ {m['xi']:.4f}\n"
+                     f"{result.bound.summary()} (R(a) on {result.diagnostics.split})")
+    return table
+
+
+def correlation_table(result) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title="Spearman ρ across groups (95% bootstrap interval over groups)")
+    for c in ("split", "diagnostic", "outcome", "ρ", "interval"):
+        table.add_column(c, justify="right" if c in ("ρ", "interval") else "left")
+    for _, r in result.correlations.iterrows():
+        table.add_row(r.split, r.diagnostic, r.outcome, _f(r.rho, 2), f"[{_f(r.low, 2)}, {_f(r.high, 2)}]")
+    return table
+
+
+def diagnose_table(result, rate: float) -> Table:
+    t = result.rankings[rate]
+    table = Table(box=box.SIMPLE_HEAD, title=f"predicted harm at pruning rate {rate:g} (one-shot ||θ̄ − θ*|| = "
+                  f"{result.distances[rate]:.4g}): groups ranked by the Theorem 1 bound")
+    for c in ("rank", "group", "n", "‖g_a‖", "λ(H_a)", "‖g_a‖ d", "½ λ d²", "bound", "1−Σp²", "margin"):
+        table.add_column(c, justify="left" if c == "group" else "right")
+    for _, r in t.iterrows():
+        table.add_row(str(r["rank"]), str(r.group), str(r.n), _f(r.grad_norm), _f(r.hessian_top_eigenvalue),
+                      _f(r.gradient_term), _f(r.curvature_term), _f(r.bound), _f(r.gini), _f(r.margin))
+    d = result.diagnostics
+    table.caption = (f"diagnostics on {d.split} ({int(d.count.sum())} samples; Hessians on up to "
+                     f"{d.settings.get('max_samples')} per group, {d.settings.get('eigen_method')}, "
+                     f"HVP {d.settings.get('hvp_used')}); Prop. 1: ||Σ|D_a| g_a|| / Σ|D_a| ||g_a|| = "
+                     f"{d.cancellation:.3g}")
+    return table

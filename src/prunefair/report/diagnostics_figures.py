@@ -1,0 +1,180 @@
+"""The paper's Figures 12-13 and the diagnostics tables of a study, from the stored results alone.
+
+- ``diagnostics.csv``: a row per (seed, group): every diagnostic of the dense model (dense cell's "diagnostics");
+- ``theorem1.csv``: a row per (seed, method, sparsity, stage, group): both terms of Theorem 1, the bound and R(a),
+  with R(a) measured on the split the diagnostics were computed on and d = ||theta_bar - theta*|| of that cell;
+- ``correlations.csv``: Spearman rho across groups of each diagnostic vs the accuracy drop and R(a), mean and
+  confidence interval over seeds (bootstrap over groups with one seed);
+- ``figures/fig12_gradient_hessian.png``: per group, accuracy drop beside ||g_a|| and lambda(H_a);
+- ``figures/fig13_boundary.png``: per group, accuracy drop beside the distance to the decision boundary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from prunefair.diagnostics import GroupDiagnostics, spearman_across_groups, theorem1_check  # noqa: E402
+from prunefair.study import StudyResults  # noqa: E402
+from prunefair.study.store import atomic_write_text  # noqa: E402
+
+DIAGNOSTIC_LABELS = {
+    "grad_norm": "gradient norm ‖g_a‖",
+    "hessian_top_eigenvalue": "Hessian top eigenvalue λ(H_a)",
+    "hessian_trace": "Hessian trace tr(H_a)",
+    "gini": "closeness to boundary 1 − Σ p_c²",
+    "f_one_minus_f": "closeness to boundary f(1 − f)",
+    "margin": "logit margin z_y − max z_c",
+}
+
+
+def stored_diagnostics(results: StudyResults) -> dict[int, GroupDiagnostics]:
+    """seed -> the dense model's diagnostics, for the dense cells that carry them."""
+    out = {}
+    for r in results.cells:
+        d = r.get("diagnostics")
+        if r.get("kind") == "dense" and isinstance(d, dict) and "grad_norm" in d:
+            out[int(r["seed"])] = GroupDiagnostics.from_dict(d)
+    return out
+
+
+def diagnostics_frame(results: StudyResults) -> pd.DataFrame:
+    frames = []
+    for seed, d in sorted(stored_diagnostics(results).items()):
+        f = d.frame()
+        f.insert(0, "group_id", np.arange(len(f)))
+        f.insert(0, "split", d.split)
+        f.insert(0, "seed", seed)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def theorem1_frame(results: StudyResults) -> pd.DataFrame:
+    """Theorem 1 per (seed, method, sparsity, stage, group), from the dense diagnostics and each cell's distance."""
+    diags = stored_diagnostics(results)
+    bg = results.by_group
+    frames = []
+    for r in results.cells:
+        d = diags.get(int(r.get("seed", -1)))
+        if r.get("kind") != "prune" or d is None or bg.empty:
+            continue
+        for stage, key in (("oneshot", "distance_oneshot"), ("finetuned", "distance")):
+            rows = bg[(bg.seed == r["seed"]) & (bg.method == r["method"]) & (bg.sparsity == float(r["rate"]))
+                      & (bg.stage == stage) & (bg.split == d.split)].sort_values("group_id")
+            if len(rows) != len(d.group_names) or r.get(key) is None:
+                continue
+            rate = float(r["rate"])
+            check = theorem1_check(group_names=d.group_names, grad_norm=d.grad_norm,
+                                   hessian_top=d.hessian_top_eigenvalue, distances={rate: float(r[key])},
+                                   excess_loss={rate: rows.excess_loss.to_numpy(float)})
+            frames.append(check.table.assign(seed=r["seed"], method=r["method"], stage=stage, split=d.split))
+    if not frames:
+        return pd.DataFrame()
+    t = pd.concat(frames, ignore_index=True)
+    first = ["seed", "method", "rate", "stage", "split", "group_id", "group"]
+    return t[first + [c for c in t.columns if c not in first]].sort_values(first[:4] + ["group_id"], kind="stable")
+
+
+def correlation_frame(results: StudyResults, *, split: str | None = None) -> pd.DataFrame:
+    """Spearman rho across groups, CI over seeds, per (method, sparsity, stage, diagnostic, outcome)."""
+    diags = stored_diagnostics(results)
+    bg = results.by_group
+    if not diags or bg.empty:
+        return pd.DataFrame()
+    split = split or ("test" if "test" in set(bg.split) else next(iter(diags.values())).split)
+    pruned = bg[(bg.stage != "dense") & (bg.split == split)]
+    seeds = sorted(diags)
+    rows = []
+    for (method, rate, stage), sub in pruned.groupby(["method", "sparsity", "stage"]):
+        for name in DIAGNOSTIC_LABELS:
+            x = np.array([getattr(diags[s], name) for s in seeds if (sub.seed == s).any()], float)
+            if x.size == 0 or not np.isfinite(x).any():
+                continue
+            for outcome in ("accuracy_drop", "excess_loss"):
+                y = np.array([sub[sub.seed == s].sort_values("group_id")[outcome].to_numpy(float)
+                              for s in seeds if (sub.seed == s).any()])
+                if y.shape != x.shape:
+                    continue
+                c = spearman_across_groups(x, y)
+                rows.append({"method": method, "sparsity": rate, "stage": stage, "split": split, "diagnostic": name,
+                             "outcome": outcome, **c.to_dict()})
+    return pd.DataFrame(rows)
+
+
+def _bars(ax, names, mean, std, title, color):
+    pos = np.arange(len(names))
+    ax.bar(pos, mean, yerr=std, color=color, capsize=2.5, alpha=0.85)
+    ax.set_xticks(pos, names, rotation=45 if max(len(str(n)) for n in names) > 3 else 0, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _figure(results, diag: pd.DataFrame, columns: list[str], path: Path, title: str, *, rate: float | None,
+            split: str, stage: str) -> Path | None:
+    bg = results.by_group
+    pruned = bg[(bg.stage == stage) & (bg.split == split)]
+    if diag.empty or pruned.empty:
+        return None
+    method = sorted(pruned.method.unique())[0]
+    pruned = pruned[pruned.method == method]
+    rate = rate if rate is not None else float(pruned.sparsity.max())
+    drop = pruned[pruned.sparsity == rate].groupby(["group_id", "group"])["accuracy_drop"].agg(["mean", "std"])
+    cols = [c for c in columns if c in diag.columns and diag[c].notna().any()]
+    stats = diag.groupby(["group_id", "group"])[cols].agg(["mean", "std"])
+    names = [g for _, g in drop.index]
+    corr = correlation_frame(results, split=split)
+    fig, axes = plt.subplots(1, 1 + len(cols), figsize=(3.6 * (1 + len(cols)), 3.4), squeeze=False)
+    n_seeds = diag.seed.nunique()
+    _bars(axes[0][0], names, drop["mean"] * 100, drop["std"].fillna(0) * 100,
+          f"accuracy drop Δ_a (%) at {rate * 100:g}% ({method}, {stage})", "tab:red")
+    for ax, c, color in zip(axes[0][1:], cols, ["tab:blue", "tab:green", "tab:purple", "tab:orange"]):
+        rho = ""
+        if not corr.empty:
+            m = corr[(corr.method == method) & (corr.sparsity == rate) & (corr.stage == stage)
+                     & (corr.diagnostic == c) & (corr.outcome == "accuracy_drop")]
+            if len(m) and np.isfinite(m.rho.iloc[0]):
+                rho = f"\nSpearman ρ vs Δ_a = {m.rho.iloc[0]:.2f} [{m.low.iloc[0]:.2f}, {m.high.iloc[0]:.2f}]"
+        _bars(ax, names, stats[(c, "mean")].to_numpy(), stats[(c, "std")].fillna(0).to_numpy(),
+              f"{DIAGNOSTIC_LABELS.get(c, c)} (dense){rho}", color)
+    fig.suptitle(f"{results.config.name}: {title} ({n_seeds} seed(s), diagnostics on {diag.split.iloc[0]}, "
+                 f"drop on {split})", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_diagnostics_outputs(results: StudyResults, root: str | Path, *, rate: float | None = None,
+                              stage: str = "finetuned") -> dict[str, Path]:
+    """The diagnostics tables (CSV) and Figures 12-13 (PNG), if the study's dense cells carry diagnostics."""
+    root = Path(root)
+    diag = diagnostics_frame(results)
+    if diag.empty:
+        return {}
+    paths = {"diagnostics": root / "diagnostics.csv", "theorem1": root / "theorem1.csv",
+             "correlations": root / "correlations.csv"}
+    atomic_write_text(paths["diagnostics"], diag.to_csv(index=False))
+    atomic_write_text(paths["theorem1"], theorem1_frame(results).to_csv(index=False))
+    atomic_write_text(paths["correlations"], correlation_frame(results).to_csv(index=False))
+    if results.by_group.empty:
+        return paths
+    split = "test" if "test" in set(results.by_group.split) else str(diag.split.iloc[0])
+    figs = {
+        "fig12_gradient_hessian": _figure(results, diag, ["grad_norm", "hessian_top_eigenvalue"],
+                                          root / "figures" / "fig12_gradient_hessian.png",
+                                          "gradient norm and Hessian top eigenvalue per group (Fig. 12)",
+                                          rate=rate, split=split, stage=stage),
+        "fig13_boundary": _figure(results, diag, ["f_one_minus_f", "gini", "margin"],
+                                  root / "figures" / "fig13_boundary.png",
+                                  "distance to the decision boundary per group (Fig. 13)",
+                                  rate=rate, split=split, stage=stage),
+    }
+    paths.update({k: p for k, p in figs.items() if p is not None})
+    return paths

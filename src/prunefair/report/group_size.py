@@ -1,0 +1,68 @@
+"""The group-size experiment (Figures 14-15, Prop. 1): one study per upsampling factor of one group
+(``data.resample = {group, factor}``), each with its dense models' per-group gradient norms stored under
+``diagnostics``; collected here into one table and one figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from prunefair.report.explain import diagnostics_table  # noqa: E402
+
+COLUMNS = ["factor", "upsampled", "seed", "group_id", "group", "grad_norm", "study"]
+
+
+def group_size_table(study_dirs: list[str | Path]) -> pd.DataFrame:
+    """A row per (study, seed, group): the upsampling factor of that study (1 without ``data.resample``), the
+    upsampled group and each group's dense gradient norm. A folder without gradient norms is an error naming it."""
+    from prunefair.study import StudyResults
+
+    frames = []
+    for d in study_dirs:
+        res = StudyResults.from_store(d)
+        rs = res.config.data.resample
+        diag = diagnostics_table(res.cells)
+        diag = diag[diag.diagnostic == "grad_norm"]
+        if diag.empty:
+            raise ValueError(f"{d}: no per-group gradient norms stored in its dense cells (result.json "
+                             "'diagnostics'); run the study with diagnostics first")
+        split = "train" if "train" in set(diag.split) else sorted(diag.split)[0]
+        diag = diag[diag.split == split]
+        frames.append(diag.rename(columns={"value": "grad_norm"}).assign(
+            factor=float(rs.factor) if rs else 1.0, upsampled=rs.group if rs else "", study=str(d)))
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat(frames, ignore_index=True)[COLUMNS].sort_values(["factor", "seed", "group_id"], kind="stable")
+
+
+def figure_group_size(df: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """Each group's gradient norm against the upsampling factor (mean ± std over seeds); the upsampled group bold."""
+    df = df.assign(group=df.group.astype(str), upsampled=df.upsampled.astype(str))
+    up = {g for g in df.upsampled if g}
+    s = df.groupby(["group_id", "group", "factor"]).grad_norm.agg(["mean", "std"]).fillna(0.0).reset_index()
+    factors = sorted(s.factor.unique())
+    pos = {f: i for i, f in enumerate(factors)}
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for (gid, name), sub in s.groupby(["group_id", "group"], sort=True):
+        bold = name in up
+        ax.errorbar([pos[f] for f in sub.factor], sub["mean"], yerr=sub["std"], marker="o", ms=4 if bold else 3,
+                    lw=2.6 if bold else 1.1, capsize=2, label=f"{name} (upsampled)" if bold else str(name),
+                    zorder=3 if bold else 2)
+    ax.set_xticks(range(len(factors)), [f"{f:g}×" for f in factors])
+    ax.set_xlabel("upsampling factor of " + (", ".join(sorted(up)) or "no group"))
+    ax.set_ylabel("gradient norm ‖g_a‖ (dense, end of training)")
+    ax.set_title(title or "group size vs gradient norm (Figures 14-15)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if s.group.nunique() > 5 else 1)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

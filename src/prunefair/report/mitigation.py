@@ -1,0 +1,128 @@
+"""Mitigation outputs from a study's stored results: the comparison table and the dual-variable figures.
+
+``mitigation_table``: per (sparsity, method, split), mean and std over seeds of accuracy, max psi,
+Psi_PW, accuracy gap, xi and max_a |J_a - J| (the EL violation), and the share of seeds on which each
+constraint holds: CEAG's ``max_psi <= eps`` and EL's ``max_a |J_a - J| <= el_tolerance``.
+``figure_duals``: multipliers and violations per epoch (mean over seeds), one panel row per method.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from prunefair.study import StudyResults  # noqa: E402
+from prunefair.study.store import atomic_write_text  # noqa: E402
+
+MEASURES = ["acc_pruned", "max_psi", "psi_pw", "accuracy_gap_pruned", "xi", "loss_gap"]
+ORDER = {"nft": 0, "el": 1, "el_rb": 2, "ceag": 3, "vkd": 4}
+
+
+def mitigation_table(results: StudyResults) -> pd.DataFrame:
+    m, bg = results.measures, results.by_group
+    if m.empty:
+        return pd.DataFrame()
+    keys = ["seed", "method", "sparsity", "stage", "split"]
+    fin = m[m.stage == "finetuned"].copy()
+    b = bg[bg.stage == "finetuned"].merge(fin[keys + ["loss_pruned"]].rename(columns={"loss_pruned": "j"}), on=keys)
+    b["gap"] = (b.loss_pruned - b.j).abs()
+    fin = fin.merge(b.groupby(keys)["gap"].max().rename("loss_gap").reset_index(), on=keys)
+    mit = results.config.mitigate
+    fin["psi_holds"] = fin.max_psi <= mit.eps
+    fin["el_holds"] = fin.loss_gap <= mit.el_tolerance
+    g = fin.groupby(["sparsity", "method", "split"])
+    out = g[MEASURES].mean().add_suffix("_mean").join(g[MEASURES].std(ddof=1).fillna(0.0).add_suffix("_std"))
+    out = out.join(g[["psi_holds", "el_holds"]].mean().add_suffix("_share")).join(g.size().rename("seeds"))
+    out = out.reset_index()
+    out["_o"] = out.method.map(ORDER).fillna(99)
+    split_order = {"train": 0, "val": 1, "test": 2}
+    out["_s"] = out.split.map(split_order).fillna(9)
+    return out.sort_values(["sparsity", "_s", "_o", "method"]).drop(columns=["_o", "_s"]).reset_index(drop=True)
+
+
+def mitigation_markdown(table: pd.DataFrame, *, split: str = "test") -> str:
+    """The comparison table of one split as Markdown (percent, mean +- std over seeds)."""
+    t = table[table.split == split]
+    cols = [("acc_pruned", "accuracy"), ("max_psi", "max psi"), ("psi_pw", "Psi_PW"),
+            ("accuracy_gap_pruned", "acc. gap"), ("xi", "xi"), ("loss_gap", "max|J_a-J|")]
+    head = "| sparsity | method | " + " | ".join(c[1] for c in cols) + " | psi<=eps | EL tol | seeds |"
+    lines = [head, "|" + "---|" * (len(cols) + 5)]
+    for _, r in t.iterrows():
+        vals = []
+        for c, _ in cols:
+            scale = 1.0 if c in ("xi", "loss_gap") else 100.0
+            fmt = "{:.3f} ± {:.3f}" if scale == 1.0 else "{:.2f} ± {:.2f}"
+            vals.append(fmt.format(r[f"{c}_mean"] * scale, r[f"{c}_std"] * scale))
+        lines.append(f"| {r.sparsity:g} | {r.method} | " + " | ".join(vals)
+                     + f" | {r.psi_holds_share:.0%} | {r.el_holds_share:.0%} | {int(r.seeds)} |")
+    return "\n".join(lines)
+
+
+def dual_history(results: StudyResults) -> pd.DataFrame:
+    """A row per (seed, method, sparsity, epoch, group) with the logged multiplier and violation."""
+    rows = []
+    for c in results.cells:
+        if c.get("kind") != "prune":
+            continue
+        for rec in c.get("history", []):
+            lam, viol = rec.get("multipliers"), rec.get("violations")
+            if lam is None:
+                continue
+            for a, (l, v) in enumerate(zip(lam, viol or [None] * len(lam))):
+                rows.append({"seed": c["seed"], "method": c["method"], "sparsity": float(c["rate"]),
+                             "epoch": rec["epoch"], "group_id": a, "multiplier": l,
+                             "violation": np.nan if v is None else v, "val_max_psi": rec.get("val_max_psi")})
+    return pd.DataFrame(rows)
+
+
+def figure_duals(results: StudyResults, path: str | Path, *, sparsity: float) -> Path | None:
+    h = dual_history(results)
+    if h.empty or not (h.sparsity == sparsity).any():
+        return None
+    h = h[h.sparsity == sparsity]
+    methods = sorted(h.method.unique(), key=lambda m: ORDER.get(m, 99))
+    names = list(results.cells[0].get("metrics", {}).get("train", {}).get("group_names", [])) if results.cells else []
+    fig, axes = plt.subplots(len(methods), 2, figsize=(10, 2.6 * len(methods)), squeeze=False)
+    for row, method in zip(axes, methods):
+        sub = h[h.method == method].groupby(["epoch", "group_id"])[["multiplier", "violation"]].mean().reset_index()
+        for a, s in sub.groupby("group_id"):
+            label = names[a] if a < len(names) else str(a)
+            row[0].plot(s.epoch, s.multiplier, marker="o", ms=3, label=label)
+            row[1].plot(s.epoch, s.violation, marker="o", ms=3, label=label)
+        row[0].set_ylabel(f"{method}\nmultiplier")
+        row[1].set_ylabel("violation")
+        row[1].axhline(0.0, color="k", lw=0.6)
+        for ax in row:
+            ax.grid(alpha=0.3)
+            ax.set_xlabel("epoch")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{results.config.name}: multipliers and violations per epoch, sparsity {sparsity:g} "
+                 "(mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_mitigation_outputs(results: StudyResults, root: str | Path) -> dict[str, Path]:
+    """mitigation.csv and figures/mitigation_duals_p<rate>.png when the study fine-tuned with a mitigation."""
+    methods = set(results.measures.method.unique()) if not results.measures.empty else set()
+    if not methods - {"dense", "nft"}:
+        return {}
+    root = Path(root)
+    table = mitigation_table(results)
+    paths = {"mitigation": root / "mitigation.csv"}
+    atomic_write_text(paths["mitigation"], table.to_csv(index=False))
+    for rate in sorted(table.sparsity.unique()):
+        p = figure_duals(results, root / "figures" / f"mitigation_duals_p{rate:g}.png", sparsity=rate)
+        if p is not None:
+            paths[f"mitigation_duals_p{rate:g}"] = p
+    return paths

@@ -1,0 +1,257 @@
+"""The report's sections. Each renderer takes the study's tables and returns escaped HTML (``Html``).
+
+Optional sections appear only when their data exist: diagnostics (dense cells' ``diagnostics``), the
+Theorem 1 check and correlations (diagnostics plus pruned cells), mitigation (more than one fine-tuning
+method), group size (``group_size`` DataFrame: columns factor, group, grad_norm, optional seed/upsampled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from prunefair.report import explain
+from prunefair.report.html import Html, details, esc, figure, interval, para, section, table
+from prunefair.report.stats import Interval, interval_table
+
+ACC = (0.0, 1.0)  # accuracies and their gaps live in [0, 1]: intervals are clipped to it
+BOUNDS = {"acc_pruned": ACC, "accuracy_gap_pruned": ACC, "max_psi": (-1.0, 1.0), "psi_pw": (0.0, 2.0),
+          "accuracy_drop": (-1.0, 1.0), "achieved_sparsity": ACC, "xi": (0.0, float("inf")),
+          "distance": (0.0, float("inf"))}
+GROUP_COLS = ["acc_dense", "acc_pruned", "accuracy_drop", "excess_loss", "psi"]
+MEASURES = [  # (column, label, scale, digits)
+    ("achieved_sparsity", "achieved sparsity (%)", 100, 2), ("distance", "‖θ̄ − θ*‖", 1, 2),
+    ("acc_pruned", "accuracy (%)", 100, 1), ("accuracy_drop", "drop Δ (pts)", 100, 1),
+    ("accuracy_gap_pruned", "accuracy gap (pts)", 100, 1), ("max_psi", "max ψ (pts)", 100, 1),
+    ("psi_pw", "Ψ_PW (pts)", 100, 1), ("xi", "ξ (loss gap)", 1, 3),
+]
+
+
+def _iv(row, col: str) -> Interval:
+    if row is None:
+        return Interval(float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    return Interval(row[f"{col}_mean"], row[f"{col}_std"], row[f"{col}_lo"], row[f"{col}_hi"], int(row["n"]))
+
+
+@dataclass
+class Context:
+    """Tables computed once from a StudyResults and shared by the sections and the narrative."""
+
+    groups: dict = field(default_factory=dict)     # (method, rate, stage, split, gid) -> row
+    measures: dict = field(default_factory=dict)   # (method, rate, stage, split) -> row
+    names: list = field(default_factory=list)      # [(gid, group name)]
+    methods: list = field(default_factory=list)
+    rates: list = field(default_factory=list)
+    splits: list = field(default_factory=list)
+    main_split: str = "test"
+    diag: pd.DataFrame = field(default_factory=pd.DataFrame)
+    theorem1: pd.DataFrame = field(default_factory=pd.DataFrame)
+    corr: pd.DataFrame = field(default_factory=pd.DataFrame)
+    multipliers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    group_size: pd.DataFrame = field(default_factory=pd.DataFrame)
+    figures: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)     # optional tables that could not be read
+
+    @classmethod
+    def build(cls, results, figures: dict | None = None, group_size: pd.DataFrame | None = None) -> "Context":
+        ctx = cls(figures=dict(figures or {}))
+        bg, ms = results.by_group, results.measures
+        if not bg.empty:
+            gi = interval_table(bg, ["method", "sparsity", "stage", "split", "group_id", "group"], GROUP_COLS)
+            ctx.groups = {(r["method"], r["sparsity"], r["stage"], r["split"], r["group_id"]): r
+                          for _, r in gi.iterrows()}
+            ctx.names = list(bg[["group_id", "group"]].drop_duplicates("group_id").itertuples(index=False))
+            cols = [c for c in ms.columns if c not in ("seed", "method", "sparsity", "stage", "split")]
+            mi = interval_table(ms, ["method", "sparsity", "stage", "split"], cols)
+            ctx.measures = {(r["method"], r["sparsity"], r["stage"], r["split"]): r for _, r in mi.iterrows()}
+            found = set(bg.method) - {"dense"}
+            order = list(getattr(results.config.finetune, "methods", []))
+            ctx.methods = sorted(found, key=lambda m: (m != "nft", order.index(m) if m in order else len(order), m))
+            ctx.rates = sorted(set(bg.sparsity) - {0.0})
+            ctx.splits = [s for s in ("test", "val", "train") if s in set(bg.split)]
+            ctx.main_split = ctx.splits[0] if ctx.splits else "test"
+        ctx.diag = ctx._safe("diagnostics", explain.diagnostics_table, results.cells)
+        if not ctx.diag.empty:
+            ctx.theorem1 = ctx._safe("Theorem 1 check", explain.theorem1_table, results, ctx.diag)
+            ctx.corr = ctx._safe("correlations", explain.correlation_table, results, ctx.diag)
+        ctx.multipliers = ctx._safe("dual multipliers", explain.multiplier_table, results.cells)
+        ctx.group_size = group_size if group_size is not None else pd.DataFrame()
+        return ctx
+
+    def _safe(self, what: str, fn, *args) -> pd.DataFrame:
+        """A table of an optional section, or an empty one plus an error shown in the report."""
+        try:
+            return fn(*args)
+        except Exception as exc:  # stored data in a shape this report does not read
+            self.errors.append(f"{what}: {type(exc).__name__}: {exc}")
+            return pd.DataFrame()
+
+    def g(self, method, rate, stage, split, gid, col) -> Interval:
+        if stage == "dense":
+            method, rate = "dense", 0.0
+        return _iv(self.groups.get((method, rate, stage, split, gid)), col)
+
+    def m(self, method, rate, stage, split, col) -> Interval:
+        if stage == "dense":
+            method, rate = "dense", 0.0
+        return _iv(self.measures.get((method, rate, stage, split)), col)
+
+    def take_figures(self, *prefixes: str) -> list[tuple[str, Path]]:
+        """Remove and return the figures whose name starts with one of ``prefixes``."""
+        out = [(k, p) for k, p in self.figures.items() if k.startswith(prefixes) and Path(p).is_file()]
+        for k, _ in out:
+            self.figures.pop(k)
+        return out
+
+
+def rate_label(r: float) -> str:
+    return "dense" if r == 0 else f"{r * 100:g}%"
+
+
+def _tint(drop: float) -> str:
+    """A background tint proportional to an accuracy drop in points (red) or gain (green)."""
+    if drop != drop or abs(drop) < 0.5:
+        return ""
+    a = min(0.45, abs(drop) / 60)
+    rgb = "214,40,40" if drop > 0 else "18,183,106"
+    return f' style="background:rgba({rgb},{a:.2f})"'
+
+
+def group_accuracy_table(ctx: Context, results, *, method: str, split: str, stage: str = "finetuned") -> Html:
+    group = results.config.data.group
+    header = [group, "n", "dense", *[rate_label(r) for r in ctx.rates]]
+    rows, attrs, classes = [], {}, []
+    counts = results.by_group[results.by_group.split == split].groupby("group_id")["n"].first()
+    for i, (gid, name) in enumerate(ctx.names):
+        dense = ctx.g(method, 0, "dense", split, gid, "acc_dense")
+        row = [name, int(counts.get(gid, 0)), interval(dense, bounds=ACC)]
+        for j, r in enumerate(ctx.rates):
+            row.append(interval(ctx.g(method, r, stage, split, gid, "acc_pruned"), bounds=ACC))
+            attrs[(i, 3 + j)] = _tint(ctx.g(method, r, stage, split, gid, "accuracy_drop").mean * 100)
+        rows.append(row)
+        classes.append("")
+    for k, (col, lab, scale, digits) in enumerate([("acc_pruned", "overall accuracy", 100, 1),
+                                                   ("accuracy_gap_pruned", "accuracy gap (pts)", 100, 1),
+                                                   ("max_psi", "max ψ (pts)", 100, 1), ("xi", "ξ (loss gap)", 1, 3)]):
+        dense = interval(ctx.m(method, 0, "dense", split, col), scale=scale, digits=digits, bounds=BOUNDS[col]) \
+            if col in ("acc_pruned", "accuracy_gap_pruned") else "–"
+        rows.append([lab, "", dense, *[interval(ctx.m(method, r, stage, split, col), scale=scale, digits=digits,
+                                                bounds=BOUNDS[col]) for r in ctx.rates]])
+        classes.append("sum sep" if k == 0 else "sum")
+    cap = (f"{split} accuracy per {group} (%), {method}, {stage}: mean ± std over seeds, 95% CI below; "
+           "red tint = accuracy lost vs dense")
+    return table(header, rows, caption=cap, row_classes=classes, cell_attrs=attrs)
+
+
+def accuracy_section(ctx: Context, results) -> Html:
+    parts = [figure(p, f"Figure 1: per-{results.config.data.group} {ctx.main_split} accuracy against the pruning "
+                       f"rate (mean ± std over seeds; {k}.png)") for k, p in ctx.take_figures("fig1_")]
+    for i, method in enumerate(ctx.methods):
+        main = group_accuracy_table(ctx, results, method=method, split=ctx.main_split)
+        parts.append(main if i == 0 else details(f"{method}: {ctx.main_split} split, after fine-tuning", main))
+        parts.append(details(f"{method}: one-shot (before fine-tuning), {ctx.main_split}",
+                             group_accuracy_table(ctx, results, method=method, split=ctx.main_split, stage="oneshot")))
+        for split in ctx.splits[1:]:
+            parts.append(details(f"{method}: {split} split",
+                                 group_accuracy_table(ctx, results, method=method, split=split)))
+    return section("accuracy", "Per-group accuracy", *parts)
+
+
+def measures_table(ctx: Context, *, method: str, split: str, stage: str) -> Html:
+    header = ["rate", *[lab for _, lab, _, _ in MEASURES]]
+    rows = []
+    for r in [0.0, *ctx.rates]:
+        st = "dense" if r == 0 else stage
+        rows.append([rate_label(r), *[interval(ctx.m(method, r, st, split, c), scale=s, digits=d, bounds=BOUNDS[c])
+                                      if r or c in ("acc_pruned", "accuracy_gap_pruned") else "–"
+                                      for c, _, s, d in MEASURES]])
+    return table(header, rows, caption=f"{method}, {stage}, {split}: mean ± std over seeds, 95% CI below")
+
+
+def measures_section(ctx: Context) -> Html:
+    parts = [para("Δ = overall accuracy drop; accuracy gap = best minus worst group; ψ_a = Δ_a − Δ (a group's "
+                  "excess drop, Balancing Act); Ψ_PW = max ψ − min ψ; ξ = max R(a) − min R(a), with "
+                  "R(a) = J_a(pruned) − J_a(dense) the excess loss (Tran et al.).", "note")]
+    for i, method in enumerate(ctx.methods):
+        main = measures_table(ctx, method=method, split=ctx.main_split, stage="finetuned")
+        parts.append(main if i == 0 else details(f"{method}: {ctx.main_split} split, after fine-tuning", main))
+        parts.append(details(f"{method}: one-shot (before fine-tuning)",
+                             measures_table(ctx, method=method, split=ctx.main_split, stage="oneshot")))
+        for split in ctx.splits[1:]:
+            parts.append(details(f"{method}: {split} split",
+                                 measures_table(ctx, method=method, split=split, stage="finetuned")))
+    return section("measures", "Disparity measures per rate", *parts)
+
+
+def failed_section(results) -> Html:
+    total = len(results.cells) + len(results.failed)
+    if not results.failed:
+        return section("failed", "Failed cells", para(f"All {total} stored cells of this configuration finished."))
+    rows = [[r.get("name", "?"), r.get("seed", ""), r.get("method", ""), r.get("rate", ""),
+             Html(f"<span class=err>{esc(r.get('error', 'unknown error'))}</span>")] for r in results.failed]
+    return section("failed", "Failed cells",
+                   para(f"{len(results.failed)} of {total} cells failed; their numbers are missing from the "
+                        "tables above. Rerun the study to retry them."),
+                   table(["cell", "seed", "method", "rate", "error"], rows))
+
+
+def _val(v) -> str:
+    """A config value as the study file writes it (true, [0.5, 0.9], not set)."""
+    if v is None:
+        return "(not set)"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_val(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_val(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def settings_section(results) -> Html:
+    cfg = results.config.to_dict()
+    top = {k: v for k, v in cfg.items() if not isinstance(v, dict)}
+    blocks = [("study", top)] + [(k, v) for k, v in cfg.items() if isinstance(v, dict)]
+    tables = "".join("<div>" + table(["key", "value"], [[k, _val(v)] for k, v in vals.items()], caption=f"[{name}]",
+                                     cls="kv") + "</div>" for name, vals in blocks)
+    toml = Html(f"<pre>{esc(results.config.to_toml())}</pre>")
+    return section("settings", "Settings", para("The resolved configuration (config.toml of the study folder):"),
+                   Html(f"<div class=kvgrid>{tables}</div>"), details("config.toml as stored", toml))
+
+
+def other_figures_section(ctx: Context) -> Html | None:
+    figs = ctx.take_figures("")
+    if not figs:
+        return None
+    return section("figures", "Other figures", *[figure(p, f"{k}.png") for k, p in figs])
+
+
+def all_sections(results, ctx: Context) -> list[tuple[str, str, Html]]:
+    from prunefair.report import sections_extra as extra
+
+    out = []
+    if ctx.methods:
+        out += [("accuracy", "Per-group accuracy", accuracy_section(ctx, results)),
+                ("measures", "Disparity measures", measures_section(ctx))]
+    for anchor, title, fn in [("diagnostics", "Diagnostics", extra.diagnostics_section),
+                              ("theorem1", "Theorem 1 check", extra.theorem1_section),
+                              ("correlations", "Correlations", extra.correlations_section),
+                              ("mitigation", "Mitigation", extra.mitigation_section),
+                              ("group-size", "Group size", extra.group_size_section)]:
+        try:
+            body = fn(ctx, results)
+        except Exception as exc:  # a format this report does not know: say so, keep the rest of the report
+            body = section(anchor, title, Html(f"<p class=err>This section could not be drawn from the stored data: "
+                                               f"{esc(type(exc).__name__)}: {esc(exc)}</p>"))
+        if body:
+            out.append((anchor, title, body))
+    if ctx.errors:
+        out.append(("unread", "Unread data", section("unread", "Data this report could not read",
+                                                     *[Html(f"<p class=err>{esc(e)}</p>") for e in ctx.errors])))
+    other = other_figures_section(ctx)
+    if other:
+        out.append(("figures", "Other figures", other))
+    out += [("failed", "Failed cells", failed_section(results)), ("settings", "Settings", settings_section(results))]
+    return out

@@ -1,0 +1,133 @@
+"""Executors: where the cells of a study run. The store and the cell keys are the same for all of them.
+
+- ``LocalExecutor(workers=1)`` (the default): every cell in this process, one seed after another.
+- ``LocalExecutor(workers=N)``: N spawned worker processes; the dense cells first (one per seed), each
+  seed's pruning cells submitted as soon as its dense model is stored. Workers write to the store directly.
+- ``RayExecutor`` (study/ray_executor.py): cells as Ray tasks; the driver writes what they return.
+
+Workers get the configuration as a dict and rebuild the data themselves (cached per process).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import torch
+
+from prunefair.config import RunConfig, StudyConfig, config_hash, validate_config
+from prunefair.progress import NULL_PROGRESS, Progress
+from prunefair.study.cells import DenseCell, PruneCell, plan_cells
+from prunefair.study.store import Store, atomic_write_json, atomic_write_text
+
+_CACHE: dict = {}  # per worker process: the data of a study (by data-section hash)
+
+
+def worker_runner(cfg_dict: dict, store_root, *, threads: int | None = None, progress: Progress = NULL_PROGRESS):
+    """A StudyRunner built in this process from a config dict (data loaded once per process)."""
+    from prunefair.study.runner import StudyRunner, load_study_data, resolve_device
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cfg = validate_config(cfg_dict, source="worker config")
+    key = config_hash(cfg.data.model_dump(mode="json"))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = load_study_data(cfg)
+    return StudyRunner(cfg, Store(store_root), _CACHE[key], resolve_device(cfg.device), progress)
+
+
+def find_cell(cfg: StudyConfig, name: str) -> DenseCell | PruneCell:
+    dense, prune = plan_cells(cfg)
+    for c in [*dense, *prune]:
+        if c.name == name:
+            return c
+    raise KeyError(f"no cell named {name!r} in this study")
+
+
+def failure_record(cell: DenseCell | PruneCell, message: str) -> dict:
+    if isinstance(cell, DenseCell):
+        fields = {"kind": "dense", "seed": cell.seed, "method": "dense", "rate": 0.0}
+    else:
+        fields = {"kind": "prune", "seed": cell.seed, "method": cell.method, "rate": cell.rate}
+    return {"name": cell.name, "key": cell.key, "status": "failed", **fields, "error": message}
+
+
+def run_prune_in(runner, c: PruneCell) -> dict:
+    """Reload the (stored) dense model of ``c`` and run ``c``; a dense model that cannot be reloaded fails ``c``."""
+    dense, error = runner.run_dense_cell(c.dense)
+    if dense is None:
+        result = failure_record(c, f"dense model {c.dense.name}: {error}")
+        runner.store.write_result(c.name, result)
+        return result
+    return runner.run_prune_cell(c, dense)
+
+
+# -- functions run in worker processes (module level, so that spawn can import them) --------------
+def _local_dense(cfg_dict: dict, store_root: str, seed: int, threads: int) -> str:
+    runner = worker_runner(cfg_dict, store_root, threads=threads)
+    atomic_write_json(runner.store.root / "data.json", runner.data.describe())  # as the sequential run does
+    d = find_cell(runner.cfg, f"s{seed}_dense")
+    _, error = runner.run_dense_cell(d)
+    return error
+
+
+def _local_prune(cfg_dict: dict, store_root: str, name: str, threads: int) -> str:
+    runner = worker_runner(cfg_dict, store_root, threads=threads)
+    return run_prune_in(runner, find_cell(runner.cfg, name))["status"]
+
+
+@dataclass
+class LocalExecutor:
+    workers: int = 1
+
+    def run(self, cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> list[dict]:
+        store = Store(cfg.output_dir)
+        if self.workers <= 1:
+            from prunefair.study.runner import StudyRunner, load_study_data, resolve_device
+
+            runner = StudyRunner(cfg, store, load_study_data(cfg), resolve_device(cfg.device), progress)
+            return runner.run()
+        atomic_write_text(store.root / "config.toml", cfg.to_toml())
+        dense_cells, prune_cells = plan_cells(cfg)
+        cfg_dict, root, threads = cfg.to_dict(), str(store.root), torch.get_num_threads()
+        ctx = multiprocessing.get_context("spawn")
+        running: dict[Future, DenseCell | PruneCell] = {}
+        try:
+            with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+                for d in dense_cells:
+                    todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key)]
+                    if store.is_done(d.name, d.key):
+                        for c in todo:
+                            running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
+                    else:
+                        running[pool.submit(_local_dense, cfg_dict, root, d.seed, threads)] = d
+                while running:
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        cell = running.pop(fut)
+                        outcome = fut.result()
+                        progress.log(f"cell {cell.name}: {outcome or 'done'}")
+                        if isinstance(cell, DenseCell):
+                            todo = [c for c in prune_cells if c.dense == cell and not store.is_done(c.name, c.key)]
+                            for c in todo:
+                                if outcome:  # the dense model failed: so do its pruning cells
+                                    store.write_result(c.name, failure_record(c, f"dense model {cell.name}: {outcome}"))
+                                else:
+                                    running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
+        except BrokenProcessPool as exc:
+            raise RuntimeError(f"a worker process died while running {sorted(c.name for c in running.values())}; "
+                               f"rerun the same command to resume (finished cells are kept)") from exc
+        return store.results()
+
+
+def make_executor(run: RunConfig):
+    """The executor a study's [run] section asks for."""
+    if run.executor == "ray":
+        from prunefair.study.ray_executor import RayExecutor
+
+        return RayExecutor(address=run.address, cpus_per_cell=run.cpus_per_cell, gpus_per_cell=run.gpus_per_cell,
+                           max_retries=run.max_retries)
+    return LocalExecutor(workers=run.workers)

@@ -1,0 +1,148 @@
+"""Run the cells of a study as Ray tasks (a local Ray instance or a cluster at ``address``).
+
+Each cell is one task with ``num_cpus`` and a (fractional) ``num_gpus`` request, so several small cells
+share one device. A task runs its cell in a private temporary folder and returns the files of that cell
+(result.json, checkpoint, ...) as bytes; the driver writes them into the study folder as the tasks finish
+(``ray.wait``), the result last. Workers therefore need no shared file system. A worker lost mid-cell is a
+system failure that Ray retries (``max_retries``); a cell that raises (a NaN loss, say) returns a failed
+result, which is stored and not retried.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from prunefair.progress import NULL_PROGRESS, Progress
+from prunefair.study.cells import DenseCell, PruneCell, plan_cells
+from prunefair.study.executors import failure_record, find_cell, run_prune_in, worker_runner
+from prunefair.study.store import Store, atomic_write_bytes, atomic_write_text
+
+RESULT = "result.json"
+DATA_JSON = "../../data.json"  # the study's data description, returned by dense tasks
+
+
+def _cell_files(store: Store, name: str) -> dict[str, bytes]:
+    folder = store.cell_dir(name)
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name != "running.json"
+            and not p.name.startswith(".")}
+
+
+def _stage(store: Store, name: str, files: dict[str, bytes]) -> None:
+    folder = store.cell_dir(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname, blob in files.items():
+        (folder / fname).write_bytes(blob)
+
+
+def _threads(cfg_dict: dict) -> int:
+    """Torch threads in a task: the CPUs it asked for (Ray sets OMP_NUM_THREADS=1 otherwise)."""
+    return max(1, int(cfg_dict.get("run", {}).get("cpus_per_cell", 1)))
+
+
+def ray_dense_task(cfg_dict: dict, name: str) -> dict[str, bytes]:
+    """Train the dense cell ``name`` in a temporary store; return its files."""
+    with tempfile.TemporaryDirectory(prefix="prunefair-") as tmp:
+        runner = worker_runner(cfg_dict, tmp, threads=_threads(cfg_dict))
+        runner.run_dense_cell(find_cell(runner.cfg, name))
+        return {**_cell_files(runner.store, name), DATA_JSON: json.dumps(runner.data.describe(), indent=1).encode()}
+
+
+def ray_prune_task(cfg_dict: dict, name: str, dense_files: dict[str, bytes]) -> dict[str, bytes]:
+    """Run the pruning cell ``name`` on the dense model given as files; return its files."""
+    with tempfile.TemporaryDirectory(prefix="prunefair-") as tmp:
+        runner = worker_runner(cfg_dict, tmp, threads=_threads(cfg_dict))
+        cell = find_cell(runner.cfg, name)
+        _stage(runner.store, cell.dense.name, dense_files)
+        run_prune_in(runner, cell)
+        return _cell_files(runner.store, name)
+
+
+def store_cell_files(store: Store, name: str, files: dict[str, bytes]) -> None:
+    """Write a finished cell's files into the study folder, result.json last (it marks the cell done)."""
+    if RESULT not in files:
+        raise RuntimeError(f"cell {name}: the task returned no {RESULT}")
+    for fname, blob in files.items():
+        if fname == DATA_JSON:
+            atomic_write_bytes(store.root / "data.json", blob)
+        elif fname != RESULT and "/" not in fname:
+            atomic_write_bytes(store.cell_dir(name) / fname, blob)
+    atomic_write_bytes(store.result_path(name), files[RESULT])
+    store.clear_running(name)
+
+
+@dataclass
+class RayExecutor:
+    address: str | None = None
+    cpus_per_cell: float = 1.0
+    gpus_per_cell: float = 0.0
+    max_retries: int = 3
+    dense_task: Callable = field(default=ray_dense_task, repr=False)
+    prune_task: Callable = field(default=ray_prune_task, repr=False)
+
+    def run(self, cfg, *, progress: Progress = NULL_PROGRESS) -> list[dict]:
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError("executor = 'ray' needs Ray: pip install 'prunefair[ray]'") from None
+        own = not ray.is_initialized()
+        if own:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        try:
+            return self._run(ray, cfg, progress)
+        finally:
+            if own:
+                ray.shutdown()
+
+    def _run(self, ray, cfg, progress: Progress) -> list[dict]:
+        store = Store(cfg.output_dir)
+        atomic_write_text(store.root / "config.toml", cfg.to_toml())
+        opts = {"num_cpus": self.cpus_per_cell, "num_gpus": self.gpus_per_cell, "max_retries": self.max_retries}
+        dense_remote = ray.remote(**opts)(self.dense_task)
+        prune_remote = ray.remote(**opts)(self.prune_task)
+        cfg_dict = cfg.to_dict()
+        cfg_dict["run"]["cpus_per_cell"] = self.cpus_per_cell  # tasks use this many torch threads
+        dense_cells, prune_cells = plan_cells(cfg)
+        pending: dict = {}
+
+        def submit_prunes(d: DenseCell, files_ref) -> None:
+            for c in prune_cells:
+                if c.dense == d and not store.is_done(c.name, c.key):
+                    store.mark_running(c.name, c.key, executor="ray")
+                    pending[prune_remote.remote(cfg_dict, c.name, files_ref)] = c
+
+        for d in dense_cells:
+            if store.is_done(d.name, d.key) and (store.cell_dir(d.name) / "model.safetensors").is_file():
+                if any(c.dense == d and not store.is_done(c.name, c.key) for c in prune_cells):
+                    submit_prunes(d, ray.put(_cell_files(store, d.name)))
+            else:
+                store.mark_running(d.name, d.key, executor="ray")
+                pending[dense_remote.remote(cfg_dict, d.name)] = d
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            cell: DenseCell | PruneCell = pending.pop(ready[0])
+            try:
+                files = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                files = None
+                if isinstance(exc, ray.exceptions.RayTaskError):  # the task itself raised (not the cell)
+                    error = f"Ray task raised {type(exc.cause).__name__}: {exc.cause}"
+                else:  # retries spent: the worker kept dying, or Ray lost the task
+                    error = f"Ray task failed after {self.max_retries} retries: {type(exc).__name__}: {exc}"
+                store.write_result(cell.name, failure_record(cell, error[:2000]))
+            if files is not None:
+                store_cell_files(store, cell.name, files)
+            ok = store.is_done(cell.name, cell.key)
+            progress.log(f"cell {cell.name}: {'done' if ok else 'failed'}")
+            if isinstance(cell, DenseCell):
+                if ok:
+                    submit_prunes(cell, ray.put(_cell_files(store, cell.name)))
+                else:
+                    err = (store.read_result(cell.name) or {}).get("error", "failed")
+                    for c in prune_cells:
+                        if c.dense == cell and not store.is_done(c.name, c.key):
+                            store.write_result(c.name, failure_record(c, f"dense model {cell.name}: {err}"))
+        return store.results()

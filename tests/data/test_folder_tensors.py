@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+
+from prunefair.data import ImageReadError, load_dataset, register_arrays, resample_group
+from prunefair.data.attributes import bin_ages, categorical, intersect
+from tests.data.conftest import write_jpeg
+
+
+def _folder(tmp_path, n=40):
+    root = tmp_path / "imgs"
+    rows = ["file,label,sex,site"]
+    for i in range(n):
+        write_jpeg(root / "a" / f"{i}.png", seed=i, size=8)
+        rows.append(f"a/{i}.png,{'cat' if i % 2 else 'dog'},{'f' if i % 4 < 2 else 'm'},{i % 3}")
+    (root / "attributes.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_folder_csv_with_intersection_groups(tmp_path):
+    root = _folder(tmp_path)
+    s = load_dataset("folder", root=str(root), target="label", group="sex*site", val_fraction=0.1, test_fraction=0.2)
+    assert s.train.class_names == ("cat", "dog")
+    assert s.train.group_names == ("f/0", "f/1", "f/2", "m/0", "m/1", "m/2")
+    assert sum(len(s.split(k)) for k in ("train", "val", "test")) == 40
+    # PNGs are lossless: pixels come back exactly (file a/5.png holds seed 5)
+    every = torch.cat([s.split(k).x for k in ("train", "val", "test")])
+    expect = torch.from_numpy(write_jpeg(tmp_path / "x.png", seed=5, size=8)).permute(2, 0, 1)
+    assert any(torch.equal(e, expect) for e in every)
+    s = load_dataset("folder", root=str(root), target="class", group="class")  # class -> the label column
+    assert s.train.group_names == ("cat", "dog")
+
+
+def test_folder_missing_and_corrupt_files(tmp_path):
+    root = _folder(tmp_path)
+    with open(root / "attributes.csv", "a") as f:
+        f.write("a/missing.png,cat,f,0\n")
+    with pytest.raises(FileNotFoundError, match="a/missing.png"):
+        load_dataset("folder", root=str(root), target="label", group="sex")
+    (root / "a" / "3.png").write_bytes(b"\x89PNG broken")
+    s = load_dataset("folder", root=str(root), target="label", group="sex", options={"skip_unreadable": True})
+    d = s.describe()
+    assert d["skipped_missing_file"] == 1 and d["skipped_unreadable"] == 1
+    assert sum(d["sizes"].values()) == 39
+    (root / "attributes.csv").write_text((root / "attributes.csv").read_text().replace("a/missing.png,cat,f,0\n", ""))
+    with pytest.raises(ImageReadError, match="3.png"):
+        load_dataset("folder", root=str(root), target="label", group="sex")
+    with pytest.raises(ValueError, match="data.group = 'age'.*allowed: label, sex, site"):
+        load_dataset("folder", root=str(root), target="label", group="age")
+
+
+def test_register_arrays_from_python():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 3, 8, 8), dtype=np.uint8)
+    y = np.arange(60) % 3
+    register_arrays("test_arrays", x, y, attributes={"sex": np.where(np.arange(60) % 2, "f", "m")},
+                    names={"class": ["a", "b", "c"]})
+    s = load_dataset("test_arrays", target="class", group="class*sex", val_fraction=0.1, test_fraction=0.2)
+    assert s.train.class_names == ("a", "b", "c")
+    assert s.train.group_names == ("a/f", "a/m", "b/f", "b/m", "c/f", "c/m")
+    assert sum(len(s.split(k)) for k in ("train", "val", "test")) == 60
+    assert s.train.x.dtype == torch.uint8 and s.train.mean == (0.5, 0.5, 0.5)
+
+
+def test_attribute_helpers():
+    a = bin_ages(np.array([0, 2, 3, 9, 10, 69, 70, 116]), [0, 3, 10, 20, 30, 40, 50, 60, 70])
+    assert a.codes.tolist() == [0, 0, 1, 1, 2, 7, 8, 8] and a.names[0] == "0-2" and a.names[-1] == "70+"
+    c = categorical(["10", "9", "", "x"])
+    assert c.names == ("9", "10", "x") and c.codes.tolist() == [1, 0, -1, 2]
+    both = intersect([categorical(["u", "v", "u", "v"]), categorical(["p", "p", "q", ""])])
+    assert both.names == ("u/p", "u/q", "v/p") and both.codes.tolist() == [0, 2, 1, -1]
+
+
+def test_resample_group_counts_exactly():
+    x = torch.arange(100).view(100, 1).float()
+    g = torch.tensor([0] * 70 + [1] * 30)
+    from prunefair.data import GroupedData
+
+    d = GroupedData(x, g.clone(), g, ("a", "b"), ("a", "b"))
+    up = resample_group(d, group="b", factor=5, seed=0)
+    assert up.group_counts().tolist() == [70, 150] and up.info["resample"]["after"] == 150
+    frac = resample_group(d, group="b", factor=2.5, seed=0)
+    assert frac.group_counts().tolist() == [70, 75]
+    ids = frac.x[frac.g == 1].flatten().long().bincount(minlength=100)[70:]
+    assert sorted(ids.tolist()) == [2] * 15 + [3] * 15  # every member twice, a random half once more
+    down = resample_group(d, group="a", factor=0.1, seed=0)
+    assert down.group_counts().tolist() == [7, 30]
+    with pytest.raises(ValueError, match="data.resample.group = 'c'.*allowed: a, b"):
+        resample_group(d, group="c", factor=2)
+
+
+def test_resample_applies_to_train_only():
+    base = load_dataset("digits", split_seed=0)
+    s = load_dataset("digits", split_seed=0, resample={"group": "3", "factor": 5})
+    assert s.train.group_counts()[3] == 5 * base.train.group_counts()[3]
+    assert np.array_equal(s.test.group_counts(), base.test.group_counts())
+    assert s.describe()["resample"] == {"group": "3", "factor": 5.0, "before": int(base.train.group_counts()[3]),
+                                        "after": int(5 * base.train.group_counts()[3])}

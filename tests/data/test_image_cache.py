@@ -1,0 +1,71 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from prunefair.data import images
+from prunefair.data.images import ImageReadError, cache_key, clear_memory_cache, load_images
+from tests.data.conftest import write_jpeg
+
+
+def _files(tmp_path, n, suffix=".png", size=8):
+    paths = []
+    for i in range(n):
+        p = tmp_path / "src" / f"{i:04d}{suffix}"
+        write_jpeg(p, seed=i, size=size)
+        paths.append(p)
+    return paths
+
+
+def test_disk_cache_is_reused_and_keyed_by_files(tmp_path, monkeypatch):
+    paths = _files(tmp_path, 12)
+    cache = tmp_path / "cache"
+    first = load_images(paths, size=None, cache_dir=cache)
+    assert first.x.shape == (12, 3, 8, 8)
+    assert torch.equal(first.x[4], torch.from_numpy(write_jpeg(tmp_path / "x.png", seed=4, size=8)).permute(2, 0, 1))
+    written = sorted(p.name for p in cache.iterdir())
+    assert len(written) == 3 and not any(n.endswith(".tmp") for n in written)
+    clear_memory_cache()
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoded again although the disk cache matches")
+
+    monkeypatch.setattr(images, "_decode", no_decode)
+    again = load_images(paths, size=None, cache_dir=cache)
+    assert torch.equal(again.x, first.x) and np.array_equal(again.digests, first.digests)
+    # a changed file, another size or another file list gives another key
+    k0 = cache_key([str(p) for p in paths], size=None, skip_unreadable=False)
+    assert cache_key([str(p) for p in paths], size=4, skip_unreadable=False) != k0
+    assert cache_key([str(p) for p in paths[:-1]], size=None, skip_unreadable=False) != k0
+    st = os.stat(paths[0])
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert cache_key([str(p) for p in paths], size=None, skip_unreadable=False) != k0
+
+
+def test_unreadable_files_error_or_skip(tmp_path):
+    paths = _files(tmp_path, 5)
+    paths[2].write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="0002.png: cannot decode image"):
+        load_images(paths, size=None)
+    got = load_images(paths, size=None, skip_unreadable=True, cache_dir=tmp_path / "c")
+    assert got.kept.tolist() == [0, 1, 3, 4] and got.unreadable == [str(paths[2])]
+    clear_memory_cache()
+    cached = load_images(paths, size=None, skip_unreadable=True, cache_dir=tmp_path / "c")
+    assert cached.kept.tolist() == [0, 1, 3, 4] and cached.unreadable == [str(paths[2])]
+
+
+def test_mixed_sizes_need_image_size(tmp_path):
+    paths = _files(tmp_path, 2) + [tmp_path / "big.png"]
+    write_jpeg(paths[-1], seed=9, size=12)
+    with pytest.raises(ImageReadError, match="big.png: image is 12x12.*data.image_size"):
+        load_images(paths, size=None)
+    assert load_images(paths, size=6).x.shape == (3, 3, 6, 6)
+
+
+def test_process_pool_matches_serial_decoding(tmp_path):
+    paths = _files(tmp_path, 520, suffix=".jpg", size=6)
+    pooled = load_images(paths, size=4, workers=2)
+    clear_memory_cache()
+    serial = load_images(paths, size=4, workers=1)
+    assert torch.equal(pooled.x, serial.x) and np.array_equal(pooled.digests, serial.digests)

@@ -1,0 +1,109 @@
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prunefair import run_study
+from prunefair.cli import app
+from prunefair.diagnostics import GroupDiagnostics
+from prunefair.models import build_model
+from prunefair.prune import global_magnitude_masks, parameter_distance
+from prunefair.study.store import load_model_state, save_checkpoint
+from tests.conftest import tiny_study
+
+SETS = ["--set", "model.width=0.5", "--set", "diagnostics.max_samples=48", "--set", "diagnostics.trace_samples=0"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("diag_study")
+    results = run_study(tiny_study(tmp, diagnostics={"max_samples": 48, "trace_samples": 0}))
+    return tmp / "study", results
+
+
+@pytest.mark.slow
+def test_study_stores_diagnostics_once_and_writes_figures_12_13(tmp_path):
+    results = run_study(tiny_study(tmp_path, seeds=[0, 1], diagnostics={"max_samples": 48, "trace_samples": 3}))
+    root = tmp_path / "study"
+    cell = json.loads((root / "cells" / "s0_dense" / "result.json").read_text())
+    d = GroupDiagnostics.from_dict(cell["diagnostics"])
+    assert d.split == "train" and (d.hessian_samples <= 48).all() and np.isfinite(d.hessian_trace).all()
+    for name in ("fig12_gradient_hessian.png", "fig13_boundary.png"):
+        assert (root / "figures" / name).stat().st_size > 10_000
+    t1 = pd.read_csv(root / "theorem1.csv")
+    # 2 seeds x 2 rates x 2 stages x 10 groups, with the bound recomputed from its terms
+    assert len(t1) == 2 * 2 * 2 * 10
+    np.testing.assert_allclose(t1.bound, t1.grad_norm * t1.distance + 0.5 * t1.hessian_top * t1.distance ** 2)
+    row = results.by_group[(results.by_group.seed == 1) & (results.by_group.sparsity == 0.9)
+                           & (results.by_group.stage == "oneshot") & (results.by_group.split == "train")]
+    mine = t1[(t1.seed == 1) & (t1.rate == 0.9) & (t1.stage == "oneshot")]
+    np.testing.assert_allclose(mine.excess_loss.to_numpy(), row.excess_loss.to_numpy())
+    corr = pd.read_csv(root / "correlations.csv")
+    assert set(corr.interval) == {"seeds-t"} and (corr.n_seeds == 2).all()
+    # a rerun does not recompute the diagnostics (same key), a changed [diagnostics] section does
+    before = cell["diagnostics"]["timing"]
+    run_study(tiny_study(root.parent, seeds=[0, 1], diagnostics={"max_samples": 48, "trace_samples": 3}))
+    again = json.loads((root / "cells" / "s0_dense" / "result.json").read_text())
+    assert again["diagnostics"]["timing"] == before
+    run_study(tiny_study(root.parent, seeds=[0, 1], diagnostics={"max_samples": 32, "trace_samples": 0}))
+    changed = json.loads((root / "cells" / "s0_dense" / "result.json").read_text())["diagnostics"]
+    assert changed["settings"]["max_samples"] == 32 and "hessian_trace" not in changed
+
+
+def _pruned_checkpoint(root, tmp_path, rate=0.8):
+    dense = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=0.5)
+    load_model_state(dense, root / "cells" / "s0_dense" / "model.safetensors")
+    pruned = copy.deepcopy(dense)
+    global_magnitude_masks(pruned, rate).bind(pruned).apply()
+    path = tmp_path / "pruned.safetensors"
+    save_checkpoint(path, pruned.state_dict())
+    return path, parameter_distance(pruned, dense)
+
+
+def test_audit_command_on_a_users_pair(study, tmp_path):
+    root, _ = study
+    pruned, distance = _pruned_checkpoint(root, tmp_path)
+    out = tmp_path / "audit"
+    res = CliRunner().invoke(app, ["audit", "--dense", str(root / "cells" / "s0_dense" / "model.safetensors"),
+                                   "--pruned", str(pruned), "--model-name", "mlp", "--data", "digits",
+                                   "--split", "test", "--split", "train", "--out", str(out), *SETS])
+    assert res.exit_code == 0, res.output
+    assert "Theorem 1 bound" in res.output and "Spearman" in res.output
+    report = json.loads((out / "audit.json").read_text())
+    assert report["distance"] == pytest.approx(distance) and report["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert set(report["splits"]) == {"test", "train"}
+    assert {"xi", "max_psi", "psi_pw", "accuracy_gap_pruned"} <= set(report["splits"]["test"]["measures"])
+    groups = pd.read_csv(out / "audit_groups_test.csv")
+    assert len(groups) == 10 and {"accuracy_drop", "excess_loss", "grad_norm", "hessian_top_eigenvalue", "gini",
+                                  "margin", "bound", "bound_holds"} <= set(groups.columns)
+    assert len(report["theorem1"]["table"]) == 10
+
+
+def test_diagnose_command_ranks_groups_before_pruning(study, tmp_path):
+    root, _ = study
+    out = tmp_path / "diag"
+    res = CliRunner().invoke(app, ["diagnose", "--model", str(root / "cells" / "s0_dense" / "model.safetensors"),
+                                   "--model-name", "mlp", "--rate", "0.8", "--rate", "0.95", "--out", str(out), *SETS])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "diagnose.csv")
+    assert sorted(table.rate.unique()) == [0.8, 0.95]
+    _, distance = _pruned_checkpoint(root, tmp_path, rate=0.8)
+    assert table[table.rate == 0.8].distance.iloc[0] == pytest.approx(distance)
+    for _, sub in table.groupby("rate"):
+        assert sub.bound.is_monotonic_decreasing and sub["rank"].iloc[0] == 1
+
+
+def test_bad_inputs_give_clear_errors(study, tmp_path):
+    root, _ = study
+    runner = CliRunner()
+    res = runner.invoke(app, ["diagnose", "--model", str(tmp_path / "missing.safetensors")])
+    assert res.exit_code == 2 and "missing.safetensors: checkpoint not found" in res.output.replace("\n", "")
+    res = runner.invoke(app, ["diagnose", "--model", str(root / "cells" / "s0_dense" / "model.safetensors"),
+                              "--model-name", "cnn"])
+    assert res.exit_code == 2 and "does not fit" in res.output.replace("\n", " ")
+    res = runner.invoke(app, ["diagnose", "--model", "x", "--set", "diagnostics.eigen_method=qr"])
+    assert res.exit_code == 2 and "eigen_method" in res.output

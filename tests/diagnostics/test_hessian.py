@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from prunefair.diagnostics import (
+    GroupHessian, hessian_top_eigenvalue, hutchinson_trace, lanczos_top_eigenvalue, power_top_eigenvalue,
+)
+from tests.diagnostics.helpers import dense_hessian, tiny_data, tiny_model, trained
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = tiny_data(n=90, groups=3)
+    model = trained(tiny_model(batch_norm=True), data, steps=150)
+    model.train()  # GroupHessian must put it in eval mode
+    x, y = data.x[data.g == 0], data.y[data.g == 0]
+    H = dense_hessian(model, x, y)
+    return model, x, y, H
+
+
+@pytest.mark.parametrize("method", ["double_backward", "forward_over_reverse"])
+@pytest.mark.parametrize("chunk_size", [4, 1000])
+def test_hvp_equals_dense_hessian_times_v(setup, method, chunk_size):
+    model, x, y, H = setup
+    op = GroupHessian(model, x, y, method=method, chunk_size=chunk_size)
+    assert not model.training and op.dim == H.shape[0]
+    v = torch.randn(op.dim, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(op(v).double(), H @ v.double(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(op(2 * v).double(), 2 * (H @ v.double()), rtol=1e-4, atol=1e-5)
+
+
+def test_auto_picks_one_of_the_two_and_times_both(setup):
+    model, x, y, _ = setup
+    op = GroupHessian(model, x, y, method="auto")
+    assert op.method in ("double_backward", "forward_over_reverse")
+    assert set(op.timings) == {"double_backward", "forward_over_reverse"}
+    with pytest.raises(ValueError, match="allowed"):
+        GroupHessian(model, x, y, method="finite_differences")
+
+
+@pytest.mark.parametrize("method", ["lanczos", "power"])
+def test_top_eigenvalue_equals_eigvalsh_of_the_dense_hessian(setup, method):
+    model, x, y, H = setup
+    exact = torch.linalg.eigvalsh(H)
+    top = float(exact[-1])
+    assert top > abs(float(exact[0]))  # the top eigenvalue is also the dominant one here
+    res = hessian_top_eigenvalue(model, x, y, method=method, hvp="double_backward", tol=1e-5, max_iter=500, seed=3)
+    assert res.converged and res.method == method
+    assert res.value == pytest.approx(top, rel=1e-3)
+    assert res.residual <= 1e-3 * top and res.hvps >= res.iterations
+    # the reported residual is ||H v - lambda v|| for the returned vector
+    v = res.vector.double()
+    assert float((H @ v - res.value * v).norm()) == pytest.approx(res.residual, rel=0.05, abs=1e-6)
+    again = hessian_top_eigenvalue(model, x, y, method=method, hvp="double_backward", tol=1e-5, max_iter=500, seed=3)
+    assert again.value == res.value and again.iterations == res.iterations  # seeded
+
+
+def test_lanczos_needs_fewer_products_than_power_iteration():
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(200, 200, dtype=torch.float64))
+    evals = torch.linspace(0.0, 1.0, 200, dtype=torch.float64)
+    evals[-1] = 1.05  # a small gap: hard for power iteration
+    A = (q * evals) @ q.T
+    lz = lanczos_top_eigenvalue(lambda v: A @ v, 200, max_iter=200, tol=1e-6, dtype=torch.float64)
+    pw = power_top_eigenvalue(lambda v: A @ v, 200, max_iter=5000, tol=1e-6, dtype=torch.float64)
+    assert lz.value == pytest.approx(1.05, rel=1e-8) and pw.value == pytest.approx(1.05, rel=1e-5)
+    assert lz.hvps < pw.hvps / 3
+
+
+def test_lanczos_returns_the_largest_algebraic_eigenvalue():
+    A = torch.diag(torch.tensor([-5.0, 1.0, 2.0, 3.0], dtype=torch.float64))
+    res = lanczos_top_eigenvalue(lambda v: A @ v, 4, tol=1e-10, dtype=torch.float64)
+    assert res.value == pytest.approx(3.0) and res.iterations <= 4
+    assert power_top_eigenvalue(lambda v: A @ v, 4, tol=1e-8, max_iter=2000, dtype=torch.float64).value == \
+        pytest.approx(-5.0, rel=1e-6)
+
+
+def test_hutchinson_trace_is_within_its_error_bars(setup):
+    model, x, y, H = setup
+    exact = float(torch.trace(H))
+    op = GroupHessian(model, x, y, method="double_backward")
+    est = hutchinson_trace(op, op.dim, samples=200, seed=0)
+    assert est.stderr > 0 and est.samples == 200
+    assert abs(est.value - exact) <= 3 * est.stderr
+    # error bars shrink like 1/sqrt(samples): the estimate is informative, not vacuous
+    assert est.stderr < 0.25 * abs(exact)

@@ -1,0 +1,108 @@
+"""Executors: local worker processes and Ray tasks give the same table as the sequential default."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from prunefair import run_study
+from prunefair.config import validate_config
+from prunefair.study import StudyResults
+from prunefair.study.executors import LocalExecutor, make_executor
+from tests.conftest import tiny_study
+
+
+def test_make_executor_reads_the_run_section(tmp_path):
+    assert make_executor(validate_config(tiny_study(tmp_path)).run) == LocalExecutor(workers=1)
+    assert make_executor(validate_config(tiny_study(tmp_path, run={"workers": 3})).run) == LocalExecutor(workers=3)
+    ray_exec = make_executor(validate_config(tiny_study(tmp_path, run={
+        "executor": "ray", "address": "auto", "gpus_per_cell": 0.25, "cpus_per_cell": 2, "max_retries": 5})).run)
+    assert (type(ray_exec).__name__, ray_exec.address, ray_exec.gpus_per_cell, ray_exec.cpus_per_cell,
+            ray_exec.max_retries) == ("RayExecutor", "auto", 0.25, 2.0, 5)
+
+
+@pytest.mark.slow
+def test_local_workers_equal_sequential(tmp_path):
+    seq = run_study(tiny_study(tmp_path / "seq", seeds=[0, 1]))
+    par = run_study(tiny_study(tmp_path / "par", seeds=[0, 1], run={"workers": 2}))
+    pd.testing.assert_frame_equal(seq.by_group, par.by_group, check_exact=True)
+    assert len(par.cells) == 6 and not par.failed
+    assert not list((tmp_path / "par").rglob("running.json"))
+    described = [(tmp_path / run / "study" / "data.json").read_text() for run in ("seq", "par")]
+    assert described[0] == described[1]
+
+
+# -- Ray ------------------------------------------------------------------------------------------
+def crash_first_attempt(marker_dir: str):
+    """A prune task that kills its own worker process the first time it runs a cell (a lost node)."""
+    from prunefair.study.ray_executor import ray_prune_task
+
+    def task(cfg_dict, name, dense_files):
+        marker = Path(marker_dir) / f"{name}.attempt"
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)  # no exception, no cleanup: the worker process just dies
+        return ray_prune_task(cfg_dict, name, dense_files)
+
+    return task
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_executor_survives_a_killed_worker_and_equals_local(tmp_path, local_ray):
+    from prunefair.study.ray_executor import RayExecutor
+
+    cfg = validate_config(tiny_study(tmp_path / "ray", seeds=[0, 1]))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    RayExecutor(cpus_per_cell=1, max_retries=2, prune_task=crash_first_attempt(str(markers))).run(cfg)
+    # every pruning cell's first attempt died with its worker, and was retried
+    assert sorted(p.stem for p in markers.glob("*.attempt")) == ["s0_p0.5_nft", "s0_p0.9_nft", "s1_p0.5_nft",
+                                                                 "s1_p0.9_nft"]
+    ray_res = StudyResults.from_store(cfg.output_dir)
+    assert len(ray_res.cells) == 6 and not ray_res.failed
+    assert not list(Path(cfg.output_dir).rglob("running.json"))
+    assert json.loads((Path(cfg.output_dir) / "data.json").read_text())["dataset"] == "digits"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a Ray task with num_cpus=1 computes with one thread; so does this baseline
+    try:
+        local = run_study(tiny_study(tmp_path / "local", seeds=[0, 1]))
+    finally:
+        torch.set_num_threads(threads)
+    pd.testing.assert_frame_equal(ray_res.by_group, local.by_group, check_exact=True)
+    # a rerun through the config (executor = "ray", same Ray instance) finds nothing left to do
+    mtimes = {p: p.stat().st_mtime_ns for p in Path(cfg.output_dir).glob("cells/*/result.json")}
+    run_study(tiny_study(tmp_path / "ray", seeds=[0, 1], run={"executor": "ray"}))
+    assert {p: p.stat().st_mtime_ns for p in Path(cfg.output_dir).glob("cells/*/result.json")} == mtimes
+
+
+@pytest.mark.slow
+def test_ray_nan_cell_fails_without_retry_and_lost_tasks_fail_after_retries(tmp_path, local_ray):
+    from prunefair.study.ray_executor import RayExecutor
+
+    cfg = validate_config(tiny_study(tmp_path / "nan", finetune={"lr": 1e6, "epochs": 1}, prune={"rates": [0.5]},
+                                     run={"executor": "ray", "gpus_per_cell": 0.0}))
+    results = RayExecutor().run(cfg)
+    by_name = {r["name"]: r for r in results}
+    assert by_name["s0_dense"]["status"] == "done"
+    assert by_name["s0_p0.5_nft"]["status"] == "failed" and "non-finite" in by_name["s0_p0.5_nft"]["error"]
+
+    def always_dies(cfg_dict, name, dense_files):
+        os._exit(1)
+
+    cfg2 = validate_config(tiny_study(tmp_path / "lost", prune={"rates": [0.5]}))
+    results = RayExecutor(max_retries=1, prune_task=always_dies).run(cfg2)
+    by_name = {r["name"]: r for r in results}
+    assert by_name["s0_dense"]["status"] == "done"
+    assert by_name["s0_p0.5_nft"]["status"] == "failed" and "Ray task failed after 1 retries" in \
+        by_name["s0_p0.5_nft"]["error"]
