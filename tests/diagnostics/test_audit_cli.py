@@ -15,13 +15,14 @@ from prunefair.prune import global_magnitude_masks, parameter_distance
 from prunefair.study.store import load_model_state, save_checkpoint
 from tests.conftest import tiny_study
 
-SETS = ["--set", "model.width=0.5", "--set", "diagnostics.max_samples=48", "--set", "diagnostics.trace_samples=0"]
+SETS = ["--set", "model.width=0.5", "--set", "diagnostics.max_samples=48", "--set", "diagnostics.trace_samples=0",
+        "--set", "diagnostics.hvp=double_backward"]
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("diag_study")
-    results = run_study(tiny_study(tmp, diagnostics={"max_samples": 48, "trace_samples": 0}))
+    results = run_study(tiny_study(tmp, diagnostics={"max_samples": 48, "trace_samples": 0, "hvp": "double_backward"}))
     return tmp / "study", results
 
 

@@ -64,6 +64,11 @@ def test_lanczos_needs_fewer_products_than_power_iteration():
     pw = power_top_eigenvalue(lambda v: A @ v, 200, max_iter=5000, tol=1e-6, dtype=torch.float64)
     assert lz.value == pytest.approx(1.05, rel=1e-8) and pw.value == pytest.approx(1.05, rel=1e-5)
     assert lz.hvps < pw.hvps / 3
+    by_value = lanczos_top_eigenvalue(lambda v: A @ v, 200, max_iter=200, tol=1e-8, dtype=torch.float64,
+                                      criterion="value")
+    assert by_value.value == pytest.approx(1.05, rel=1e-6) and by_value.residual < 1e-2
+    with pytest.raises(ValueError, match="allowed: residual, value"):
+        power_top_eigenvalue(lambda v: A @ v, 200, criterion="relative")
 
 
 def test_lanczos_returns_the_largest_algebraic_eigenvalue():

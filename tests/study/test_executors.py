@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from prunefair import run_study
 from prunefair.config import validate_config
 from prunefair.study import StudyResults
 from prunefair.study.executors import LocalExecutor, make_executor
 from tests.conftest import tiny_study
+from tests.study.helpers import run_cells
 
 
 def test_make_executor_reads_the_run_section(tmp_path):
@@ -26,8 +26,8 @@ def test_make_executor_reads_the_run_section(tmp_path):
 
 @pytest.mark.slow
 def test_local_workers_equal_sequential(tmp_path):
-    seq = run_study(tiny_study(tmp_path / "seq", seeds=[0, 1]))
-    par = run_study(tiny_study(tmp_path / "par", seeds=[0, 1], run={"workers": 2}))
+    seq = run_cells(tiny_study(tmp_path / "seq", seeds=[0, 1]))
+    par = run_cells(tiny_study(tmp_path / "par", seeds=[0, 1], run={"workers": 2}))
     pd.testing.assert_frame_equal(seq.by_group, par.by_group, check_exact=True)
     assert len(par.cells) == 6 and not par.failed
     assert not list((tmp_path / "par").rglob("running.json"))
@@ -76,13 +76,13 @@ def test_ray_executor_survives_a_killed_worker_and_equals_local(tmp_path, local_
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a Ray task with num_cpus=1 computes with one thread; so does this baseline
     try:
-        local = run_study(tiny_study(tmp_path / "local", seeds=[0, 1]))
+        local = run_cells(tiny_study(tmp_path / "local", seeds=[0, 1]))
     finally:
         torch.set_num_threads(threads)
     pd.testing.assert_frame_equal(ray_res.by_group, local.by_group, check_exact=True)
     # a rerun through the config (executor = "ray", same Ray instance) finds nothing left to do
     mtimes = {p: p.stat().st_mtime_ns for p in Path(cfg.output_dir).glob("cells/*/result.json")}
-    run_study(tiny_study(tmp_path / "ray", seeds=[0, 1], run={"executor": "ray"}))
+    run_cells(tiny_study(tmp_path / "ray", seeds=[0, 1], run={"executor": "ray"}))
     assert {p: p.stat().st_mtime_ns for p in Path(cfg.output_dir).glob("cells/*/result.json")} == mtimes
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from prunefair import run_study
 from prunefair.cli import app
 from prunefair.models import build_model
 from prunefair.study import Store
 from prunefair.study import store as store_mod
 from prunefair.study.store import load_checkpoint, load_model_state, save_checkpoint
 from tests.conftest import tiny_study
+from tests.study.helpers import run_cells
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -24,7 +24,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 @pytest.fixture()
 def finished(tmp_path):
     cfg = tiny_study(tmp_path)
-    run_study(cfg)
+    run_cells(cfg)
     return cfg, Path(cfg["output_dir"])
 
 
@@ -43,7 +43,7 @@ def test_full_disk_names_the_path_and_keeps_what_is_stored(finished, monkeypatch
     # a changed field reruns the pruning cells; the disk is full: a clear error, old results intact
     cfg["finetune"]["epochs"] = 2
     with pytest.raises(OSError) as info:
-        run_study(cfg)
+        run_cells(cfg)
     assert str(out) in str(info.value) and "disk full" in str(info.value)
     assert _snapshot(out / "cells") == before  # no temporary files left, nothing overwritten
     # through the CLI: exit code 1 and the path in the message
@@ -58,7 +58,7 @@ def test_missing_data_folder_names_the_path(finished, tmp_path):
     missing = tmp_path / "no-such-folder"
     bad = {**cfg, "data": {"dataset": "cifar10", "root": str(missing)}, "model": {"name": "mlp"}}
     with pytest.raises(FileNotFoundError, match=str(missing)):
-        run_study(bad)
+        run_cells(bad)
     assert _snapshot(out) == before
     res = CliRunner().invoke(app, ["study", "--out", str(out), "--quiet", "--set", "data.dataset=cifar10",
                                    "--set", f'data.root="{missing}"'])
@@ -76,7 +76,7 @@ def test_unreadable_checkpoint_names_the_path_and_damages_nothing(finished):
         load_checkpoint(ckpt)
     before = _snapshot(out / "cells")
     cfg["prune"]["rates"] = [0.5, 0.7, 0.9]  # a new cell needs the dense model
-    r = run_study(cfg)
+    r = run_cells(cfg)
     assert [c["name"] for c in r.failed] == ["s0_p0.7_nft"]
     err = r.failed[0]["error"]
     assert str(ckpt) in err and "unreadable checkpoint" in err and "delete" in err
@@ -84,7 +84,7 @@ def test_unreadable_checkpoint_names_the_path_and_damages_nothing(finished):
     assert {k: v for k, v in after.items() if k in before} == before  # the dense result and old cells untouched
     # deleting the bad checkpoint retrains the dense model (same numbers) and the cell runs
     ckpt.unlink()
-    r = run_study(cfg)
+    r = run_cells(cfg)
     assert not r.failed and len(r.cells) == 4
 
 
@@ -97,7 +97,7 @@ def test_checkpoint_of_another_architecture(finished, tmp_path):
     with pytest.raises(ValueError, match=f"{ckpt}: checkpoint does not fit this architecture"):
         load_model_state(narrow, ckpt)
     cfg["prune"]["rates"] = [0.5, 0.8, 0.9]
-    r = run_study(cfg)
+    r = run_cells(cfg)
     assert [c["name"] for c in r.failed] == ["s0_p0.8_nft"]
     assert "does not fit this architecture" in r.failed[0]["error"] and str(ckpt) in r.failed[0]["error"]
     assert json.loads((out / "cells" / "s0_dense" / "result.json").read_text())["status"] == "done"
@@ -113,6 +113,7 @@ def test_checkpoints_hold_no_pickles(finished):
     assert all(isinstance(t, torch.Tensor) for t in load_checkpoint(ckpt).values())
 
 
+@pytest.mark.slow  # through the CLI: also writes the tables, figures and report
 def test_nan_loss_fails_its_cell_and_the_study_exit_code(tmp_path):
     out = tmp_path / "nan"
     res = CliRunner().invoke(app, ["study", "--preset", "digits", "--out", str(out), "--quiet", "--seeds", "0",

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from prunefair import run_study
 from prunefair.cli import app
 from prunefair.config import validate_config
 from prunefair.study import Store, plan_cells
 from tests.conftest import tiny_study
+from tests.study.helpers import run_cells
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY_ARGS = ["--preset", "digits", "--seeds", "0", "--rates", "0.3,0.5,0.7,0.9",
@@ -39,7 +39,7 @@ def _study(out: Path) -> subprocess.Popen:
 @pytest.mark.slow
 def test_sigkill_mid_study_then_rerun_gives_the_same_table(tmp_path):
     whole = _study(tmp_path / "whole")
-    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    assert whole.wait(timeout=900) == 0, whole.stderr.read()
 
     out = tmp_path / "killed"
     proc = _study(out)
@@ -61,7 +61,7 @@ def test_sigkill_mid_study_then_rerun_gives_the_same_table(tmp_path):
     assert "1 stale" in st.output or "0 running" in st.output
 
     again = _study(out)
-    assert again.wait(timeout=300) == 0, again.stderr.read()
+    assert again.wait(timeout=900) == 0, again.stderr.read()
     assert (out / "table.csv").read_text() == (tmp_path / "whole" / "table.csv").read_text()
     assert (out / "measures.csv").read_text() == (tmp_path / "whole" / "measures.csv").read_text()
     assert not list((out / "cells").glob("*/running.json"))
@@ -88,7 +88,7 @@ def test_running_marker_and_stale_detection(tmp_path):
 
 def test_status_counts_and_exit_code(tmp_path):
     cfg = tiny_study(tmp_path, prune={"rates": [0.5, 0.7, 0.9]})
-    run_study(cfg)
+    run_cells(cfg)
     out = Path(cfg["output_dir"])
     store = Store(out)
     dense, prune = plan_cells(validate_config(cfg))
@@ -116,13 +116,13 @@ def test_dense_model_trained_once_per_seed_and_shared(tmp_path, monkeypatch):
         return real_fit(model, data, settings, **kw)
 
     monkeypatch.setattr(runner_mod, "fit", counting_fit)
-    run_study(tiny_study(tmp_path, seeds=[0, 1], prune={"rates": [0.5, 0.7, 0.9]}))
+    run_cells(tiny_study(tmp_path, seeds=[0, 1], prune={"rates": [0.5, 0.7, 0.9]}))
     assert [c for c in calls if "dense" in c] == ["seed 0: dense training", "seed 1: dense training"]
     cells = tmp_path / "study" / "cells"
     mtimes = {p.parent.name: p.stat().st_mtime_ns for p in cells.glob("*/result.json")}
     assert len(mtimes) == 2 + 2 * 3  # one dense cell per seed, shared by its 3 pruning cells
     calls.clear()
-    run_study(tiny_study(tmp_path, seeds=[0, 1], prune={"rates": [0.5, 0.6, 0.7, 0.9]}))
+    run_cells(tiny_study(tmp_path, seeds=[0, 1], prune={"rates": [0.5, 0.6, 0.7, 0.9]}))
     assert not [c for c in calls if "dense" in c]  # the dense models are reloaded, not retrained
     now = {p.parent.name: p.stat().st_mtime_ns for p in cells.glob("*/result.json")}
     assert sorted(set(now) - set(mtimes)) == ["s0_p0.6_nft", "s1_p0.6_nft"]

@@ -81,6 +81,23 @@ class MitigationObjective(Objective):
         """Multipliers and violations of the method (and its end-of-epoch dual step)."""
         return {}
 
+    # -- per-epoch violation bookkeeping shared by the Lagrangian methods --------------------------
+    def _reset_epoch(self) -> None:
+        self.viol_sum = torch.zeros(self.num_groups, dtype=torch.float64)
+        self.viol_n = torch.zeros(self.num_groups, dtype=torch.float64)
+
+    def epoch_violations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean violation per group over the epoch's steps, groups seen at least once)."""
+        return self.viol_sum / self.viol_n.clamp_min(1), self.viol_n > 0
+
+    def dual_log(self) -> dict:
+        """The multipliers and the epoch's mean violations (None for unseen groups); starts a new epoch."""
+        mean_viol, present = self.epoch_violations()
+        out = {"multipliers": self.duals.tolist(),
+               "violations": [float(v) if p else None for v, p in zip(mean_viol, present)]}
+        self._reset_epoch()
+        return out
+
     def end_epoch(self, epoch: int) -> dict:
         record = dict(self.method_log(epoch))
         if self.val is not None and len(self.val) and self.dense_val is not None:

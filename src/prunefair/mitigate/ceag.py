@@ -42,10 +42,6 @@ class CEAG(MitigationObjective):
         self.buffer = GroupReplayBuffer(num_groups, buffer_size)
         self._reset_epoch()
 
-    def _reset_epoch(self) -> None:
-        self.viol_sum = torch.zeros(self.num_groups, dtype=torch.float64)
-        self.viol_n = torch.zeros(self.num_groups, dtype=torch.float64)
-
     def psi_estimate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """psi_a from the buffers (NaN where not full) and the mask of full buffers."""
         acc, full = self.buffer.means(), self.buffer.full
@@ -75,9 +71,4 @@ class CEAG(MitigationObjective):
         return j + (lam * torch.where(present, surrogate, torch.zeros_like(surrogate))).sum()
 
     def method_log(self, epoch: int) -> dict:
-        present = self.viol_n > 0
-        mean_viol = self.viol_sum / self.viol_n.clamp_min(1)
-        out = {"multipliers": self.duals.tolist(),
-               "violations": [float(v) if p else None for v, p in zip(mean_viol, present)]}
-        self._reset_epoch()
-        return out
+        return self.dual_log()

@@ -34,10 +34,6 @@ class EqualLoss(MitigationObjective):
         self.dual_update = dual_update
         self._reset_epoch()
 
-    def _reset_epoch(self) -> None:
-        self.viol_sum = torch.zeros(self.num_groups, dtype=torch.float64)
-        self.viol_n = torch.zeros(self.num_groups, dtype=torch.float64)
-
     def lagrangian(self, losses: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(L, per-group |J_a - J| detached, groups present) for per-sample ``losses`` of one batch."""
         j = losses.mean()
@@ -57,14 +53,9 @@ class EqualLoss(MitigationObjective):
         return loss
 
     def method_log(self, epoch: int) -> dict:
-        present = self.viol_n > 0
-        mean_viol = self.viol_sum / self.viol_n.clamp_min(1)
         if self.dual_update == "epoch":
-            self.duals.step(mean_viol, present)
-        out = {"multipliers": self.duals.tolist(),
-               "violations": [float(v) if p else None for v, p in zip(mean_viol, present)]}
-        self._reset_epoch()
-        return out
+            self.duals.step(*self.epoch_violations())
+        return self.dual_log()
 
 
 class EqualLossReplay(EqualLoss):
@@ -96,9 +87,4 @@ class EqualLossReplay(EqualLoss):
         return loss
 
     def method_log(self, epoch: int) -> dict:
-        present = self.viol_n > 0
-        mean_viol = self.viol_sum / self.viol_n.clamp_min(1)
-        out = {"multipliers": self.duals.tolist(),
-               "violations": [float(v) if p else None for v, p in zip(mean_viol, present)]}
-        self._reset_epoch()
-        return out
+        return self.dual_log()

@@ -10,13 +10,12 @@ So a model pruned by another tool can be audited like one pruned here: load it, 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from prunefair.io import atomic_write_bytes
 from prunefair.prune.masks import MaskSet, prunable_parameters
 
 _ORIG, _MASK, _OURS = "_orig", "_mask", "mask::"
@@ -88,18 +87,7 @@ def save_pruned(path: str | Path, model: nn.Module, masks: MaskSet, *, metadata:
     tensors = {k: v.detach().contiguous().cpu() for k, v in plain.items()}
     tensors.update(masks.state_dict())
     data = save(tensors, metadata={"format": "prunefair-pruned", **(metadata or {})})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def load_pruned(path: str | Path, model: nn.Module) -> MaskSet:

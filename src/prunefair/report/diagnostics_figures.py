@@ -116,7 +116,7 @@ def _bars(ax, names, mean, std, title, color):
 
 
 def _figure(results, diag: pd.DataFrame, columns: list[str], path: Path, title: str, *, rate: float | None,
-            split: str, stage: str) -> Path | None:
+            split: str, stage: str, corr: pd.DataFrame) -> Path | None:
     bg = results.by_group
     pruned = bg[(bg.stage == stage) & (bg.split == split)]
     if diag.empty or pruned.empty:
@@ -128,7 +128,6 @@ def _figure(results, diag: pd.DataFrame, columns: list[str], path: Path, title: 
     cols = [c for c in columns if c in diag.columns and diag[c].notna().any()]
     stats = diag.groupby(["group_id", "group"])[cols].agg(["mean", "std"])
     names = [g for _, g in drop.index]
-    corr = correlation_frame(results, split=split)
     fig, axes = plt.subplots(1, 1 + len(cols), figsize=(3.6 * (1 + len(cols)), 3.4), squeeze=False)
     n_seeds = diag.seed.nunique()
     _bars(axes[0][0], names, drop["mean"] * 100, drop["std"].fillna(0) * 100,
@@ -162,19 +161,22 @@ def write_diagnostics_outputs(results: StudyResults, root: str | Path, *, rate: 
              "correlations": root / "correlations.csv"}
     atomic_write_text(paths["diagnostics"], diag.to_csv(index=False))
     atomic_write_text(paths["theorem1"], theorem1_frame(results).to_csv(index=False))
-    atomic_write_text(paths["correlations"], correlation_frame(results).to_csv(index=False))
+    corr = correlation_frame(results)
+    atomic_write_text(paths["correlations"], corr.to_csv(index=False))
     if results.by_group.empty:
         return paths
     split = "test" if "test" in set(results.by_group.split) else str(diag.split.iloc[0])
+    if not corr.empty and split not in set(corr.split):
+        corr = correlation_frame(results, split=split)
     figs = {
         "fig12_gradient_hessian": _figure(results, diag, ["grad_norm", "hessian_top_eigenvalue"],
                                           root / "figures" / "fig12_gradient_hessian.png",
                                           "gradient norm and Hessian top eigenvalue per group (Fig. 12)",
-                                          rate=rate, split=split, stage=stage),
+                                          rate=rate, split=split, stage=stage, corr=corr),
         "fig13_boundary": _figure(results, diag, ["f_one_minus_f", "gini", "margin"],
                                   root / "figures" / "fig13_boundary.png",
                                   "distance to the decision boundary per group (Fig. 13)",
-                                  rate=rate, split=split, stage=stage),
+                                  rate=rate, split=split, stage=stage, corr=corr),
     }
     paths.update({k: p for k, p in figs.items() if p is not None})
     return paths

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from prunefair.progress import NULL_PROGRESS, Progress
