@@ -66,3 +66,19 @@ def test_spearman_over_seeds_and_bootstrap():
     assert noisy.low < noisy.rho < noisy.high
     with pytest.raises(ValueError, match="same shape"):
         spearman_across_groups(np.arange(3.0), np.arange(4.0))
+
+
+def test_vectorised_spearman_rows_equal_scipy_one_by_one():
+    import numpy as np
+    from scipy import stats as sps
+
+    from prunefair.diagnostics.correlation import _spearman_rows
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, (200, 7)).astype(float)  # many ties
+    y = rng.normal(size=(200, 7))
+    x[0] = 1.0  # a constant row: no correlation defined
+    got = _spearman_rows(x, y)
+    assert np.isnan(got[0])
+    want = np.array([sps.spearmanr(x[i], y[i]).statistic for i in range(1, 200)])
+    np.testing.assert_allclose(got[1:], want, atol=1e-12)
