@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 from prunefair.diagnostics import GroupDiagnostics, spearman_across_groups, theorem1_check  # noqa: E402
 from prunefair.study import StudyResults  # noqa: E402
 from prunefair.study.store import atomic_write_text  # noqa: E402
+from prunefair.report.plotting import save_figure  # noqa: E402
 
 DIAGNOSTIC_LABELS = {
     "grad_norm": "gradient norm ‖g_a‖",
@@ -143,11 +144,7 @@ def _figure(results, diag: pd.DataFrame, columns: list[str], path: Path, title: 
               f"{DIAGNOSTIC_LABELS.get(c, c)} (dense){rho}", color)
     fig.suptitle(f"{results.config.name}: {title} ({n_seeds} seed(s), diagnostics on {diag.split.iloc[0]}, "
                  f"drop on {split})", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_diagnostics_outputs(results: StudyResults, root: str | Path, *, rate: float | None = None,

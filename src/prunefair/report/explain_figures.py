@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from prunefair.report.explain import label  # noqa: E402
+from prunefair.report.plotting import save_figure  # noqa: E402
 
 
 def figure_diagnostics(results, diag: pd.DataFrame, corr: pd.DataFrame, path: str | Path, *,
@@ -58,9 +59,4 @@ def figure_diagnostics(results, diag: pd.DataFrame, corr: pd.DataFrame, path: st
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{results.config.name}: per-{results.config.data.group} diagnostics of the dense model",
                  fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

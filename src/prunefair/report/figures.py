@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from prunefair.study import StudyResults  # noqa: E402
+from prunefair.report.plotting import save_figure  # noqa: E402
 
 
 def group_accuracy_curves(results: StudyResults, *, split: str = "test", stage: str = "finetuned") -> pd.DataFrame:
@@ -50,12 +51,7 @@ def figure_group_accuracy(results: StudyResults, path: str | Path, *, split: str
         ax.set_ylim(max(-2.0, ax.get_ylim()[0]), min(102.0, ax.get_ylim()[1]))
         ax.grid(alpha=0.3)
         ax.legend(title=results.config.data.group, fontsize=7, ncol=2 if c.group.nunique() > 5 else 1)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def write_figures(results: StudyResults, root: str | Path) -> dict[str, Path]:

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from prunefair.report.explain import diagnostics_table  # noqa: E402
+from prunefair.report.plotting import save_figure  # noqa: E402
 
 COLUMNS = ["factor", "upsampled", "seed", "group_id", "group", "grad_norm", "study"]
 
@@ -60,9 +61,4 @@ def figure_group_size(df: pd.DataFrame, path: str | Path, *, title: str = "") ->
     ax.set_title(title or "group size vs gradient norm (Figures 14-15)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2 if s.group.nunique() > 5 else 1)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

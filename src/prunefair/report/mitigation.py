@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 
 from prunefair.study import StudyResults  # noqa: E402
 from prunefair.study.store import atomic_write_text  # noqa: E402
+from prunefair.report.plotting import save_figure  # noqa: E402
 
 MEASURES = ["acc_pruned", "max_psi", "psi_pw", "accuracy_gap_pruned", "xi", "loss_gap"]
 ORDER = {"nft": 0, "el": 1, "el_rb": 2, "ceag": 3, "vkd": 4}
@@ -104,12 +105,7 @@ def figure_duals(results: StudyResults, path: str | Path, *, sparsity: float) ->
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{results.config.name}: multipliers and violations per epoch, sparsity {sparsity:g} "
                  "(mean over seeds)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_mitigation_outputs(results: StudyResults, root: str | Path) -> dict[str, Path]:

@@ -25,7 +25,7 @@ from torch import nn
 from prunefair.data import GroupedData
 from prunefair.measure.group_stats import GroupStats, batch_group_sums
 from prunefair.train import TrainSettings
-from prunefair.train.loop import NonFiniteLossError, TrainHistory, lr_factor
+from prunefair.train.loop import NonFiniteLossError, TrainHistory, lr_factor, masked_step
 
 
 def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -121,13 +121,7 @@ def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, see
                 group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
             summed = F.cross_entropy(ddp(x).float(), y, reduction="sum")
             loss = summed * (world / len(batch))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if masks is not None:
-                masks.mask_grads()
-            opt.step()
-            if masks is not None:
-                masks.apply()
+            masked_step(opt, loss, masks)
             loss_sum += summed.detach().double().cpu()
             step += 1
         mean_loss = float(all_reduce_sum(loss_sum)) / max(n, 1)

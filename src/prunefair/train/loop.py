@@ -65,6 +65,17 @@ def lr_factor(schedule: str, step: int, total_steps: int) -> float:
     return 1.0
 
 
+def masked_step(opt: torch.optim.Optimizer, loss: torch.Tensor, masks: MaskSet | None) -> None:
+    """One optimiser step that cannot revive a pruned weight: grads masked before, weights re-zeroed after."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if masks is not None:
+        masks.mask_grads()
+    opt.step()
+    if masks is not None:
+        masks.apply()
+
+
 def fit(
     model: nn.Module,
     data: GroupedData,
@@ -118,13 +129,7 @@ def fit(
                 with autocast:
                     logits = forward(x)
                 loss = objective.batch_loss(logits.float(), y, g)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if masks is not None:
-                    masks.mask_grads()
-                opt.step()
-                if masks is not None:
-                    masks.apply()
+                masked_step(opt, loss, masks)
                 loss_sum += loss.detach().double() * len(y)
                 n_seen += len(y)
                 step += 1
