@@ -68,3 +68,9 @@ def test_resolved_config_round_trips(tmp_path):
     p.write_text(cfg.to_toml())
     assert load_config(p) == cfg
     assert isinstance(cfg, StudyConfig)
+
+
+def test_dataset_specific_key_on_another_dataset_is_refused():
+    msg = _err({"data": {"dataset": "digits", "age_bins": [0, 10, 20]}})
+    assert "data.age_bins" in msg and "utkface" in msg
+    assert "data.svhn_extra" in _err({"data": {"dataset": "digits", "svhn_extra": True}})

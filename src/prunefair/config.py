@@ -69,6 +69,16 @@ class DataConfig(_Section):
             raise ValueError("need at least two strictly increasing lower edges >= 0, e.g. [0, 3, 10, 20]")
         return v
 
+    @model_validator(mode="after")
+    def _keys_fit_the_dataset(self) -> "DataConfig":
+        only = {"age_bins": ("utkface",), "csv": ("folder",), "svhn_extra": ("svhn",)}
+        for key, datasets in only.items():
+            value = getattr(self, key)
+            if value not in (None, False) and self.dataset not in datasets:
+                raise ValueError(f"data.{key} = {value!r} applies only to dataset {', '.join(datasets)}, "
+                                 f"not {self.dataset!r}; remove it")
+        return self
+
     @field_validator("target", "group")
     @classmethod
     def _known_attribute(cls, v: str, info: ValidationInfo) -> str:
