@@ -24,6 +24,13 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _flag_overrides(**fields) -> list[str]:
+    """Dotted-key overrides (``run__workers`` -> ``run.workers``) for the flags that were given, values as TOML."""
+    import json
+
+    return [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in fields.items() if value is not None]
+
+
 def _csv_override(key: str, text: Optional[str]) -> list[str]:
     return [] if text is None else [f"{key}=[{text}]"]
 
@@ -52,16 +59,8 @@ def study(
 
     overrides = list(set_)
     overrides += _csv_override("seeds", seeds) + _csv_override("prune.rates", rates)
-    if out is not None:
-        overrides.append(f'output_dir="{out}"')
-    if device is not None:
-        overrides.append(f'device="{device}"')
-    if executor is not None:
-        overrides.append(f'run.executor="{executor}"')
-    if address is not None:
-        overrides.append(f'run.address="{address}"')
-    if workers is not None:
-        overrides.append(f"run.workers={workers}")
+    overrides += _flag_overrides(output_dir=out, device=device, run__executor=executor, run__address=address,
+                                 run__workers=workers)
     if config is None and preset is None:
         preset = "digits"
     try:
@@ -152,12 +151,7 @@ def _model_config(config, preset, model_name, data, set_, device):
     from prunefair.config import ConfigError, load_config
 
     overrides = list(set_)
-    if model_name is not None:
-        overrides.append(f'model.name="{model_name}"')
-    if data is not None:
-        overrides.append(f'data.dataset="{data}"')
-    if device is not None:
-        overrides.append(f'device="{device}"')
+    overrides += _flag_overrides(model__name=model_name, data__dataset=data, device=device)
     try:
         return load_config(config, overrides=overrides, preset=preset if (preset or config) else "digits")
     except ConfigError as exc:
