@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# GPU checks in one script (within 10 minutes on an H100): the test suite's CUDA tests, then throughput
-# of ResNet18, VGG19 and ResNet50 (train and eval, prunefair vs a bare loop). Results go to ${OUT:-.}.
+# GPU checks in one script (within 10 minutes on an H100): the test suite's CUDA tests, throughput of ResNet18,
+# VGG19 and ResNet50 (train and eval, prunefair vs a bare loop), then the per-group eigenvalue benchmark on the
+# GPU (prunefair per group and all groups stacked, vs PyHessian). Results go to ${OUT:-.}.
 # Needs a Python with torch (CUDA build) and prunefair's dependencies importable; run from the repo root.
+# Extra arguments go to gpu_throughput.py (e.g. --no-compile --models resnet18).
 set -uo pipefail
 OUT=${OUT:-.}
 export PYTHONPATH=$(pwd)/src:${PYTHONPATH:-}
@@ -9,5 +11,7 @@ export PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" | tee -a "$OUT/gpu.txt"
-PRUNEFAIR_TEST_DEVICE=cuda timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -n 15
-cd benchmarks && timeout 300 $PY gpu_throughput.py --json "$OUT/gpu_throughput.json" "$@" 2>&1 | tee "$OUT/gpu_throughput.log"
+PRUNEFAIR_TEST_DEVICE=cuda timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -n 15
+cd benchmarks
+timeout 240 $PY gpu_throughput.py --json "$OUT/gpu_throughput.json" "$@" 2>&1 | tee "$OUT/gpu_throughput.log"
+timeout 90 $PY bench_eigenvalue.py --device cuda --epochs 3 --groups 10 --samples 256 2>&1 | grep -v -i warn | tee "$OUT/eig_gpu.log"

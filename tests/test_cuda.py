@@ -88,3 +88,33 @@ def test_diagnostics_on_cuda_match_cpu(digits):
     a = np.asarray(getattr(cpu, "norms", cpu), dtype=float)
     b = np.asarray(getattr(gpu, "norms", gpu), dtype=float)
     np.testing.assert_allclose(a, b, rtol=1e-3)
+
+
+def test_diagnose_groups_stacked_on_cuda_equals_per_group_on_cpu(digits):
+    from prunefair.diagnostics import diagnose_groups
+
+    torch.manual_seed(0)
+    model = build_model("mlp", num_classes=10, input_shape=(1, 8, 8))
+    fit(model, digits.train, TrainSettings(epochs=2, batch_size=64, lr=0.05), seed=0)
+    kw = dict(max_samples=64, max_iter=40, tol=1e-4, seed=0)
+    cpu = diagnose_groups(model, digits.train, **kw)
+    gpu = diagnose_groups(copy.deepcopy(model).cuda(), digits.train.to("cuda"), device="cuda", **kw)
+    assert gpu.settings["hvp_used"] == "stacked"
+    np.testing.assert_allclose(gpu.hessian_top_eigenvalue, cpu.hessian_top_eigenvalue, rtol=2e-3)
+    np.testing.assert_allclose(gpu.grad_norm, cpu.grad_norm, rtol=1e-3)
+
+
+def test_augmentation_on_cuda_is_seeded_and_a_flip_crop_of_each_image():
+    """On CUDA the draws come from a device generator seeded by the host one: same seed, same batch; each
+    output is one of the (2p+1)^2 x 2 flip-crops of its input, as on the CPU."""
+    from prunefair.data import Augment
+    from prunefair.data.loader import flip_crop_slices
+
+    x = torch.randn(16, 3, 8, 8)
+    aug = Augment(crop_padding=2, flip=True)
+    gpu = aug(x.cuda(), torch.Generator().manual_seed(3)).cpu()
+    torch.testing.assert_close(aug(x.cuda(), torch.Generator().manual_seed(3)).cpu(), gpu)
+    for i in range(16):
+        options = [flip_crop_slices(x[i : i + 1], torch.tensor([f]), torch.tensor([a]), torch.tensor([b]), 2)
+                   for f in (False, True) for a in range(5) for b in range(5)]
+        assert any(torch.equal(gpu[i : i + 1], o) for o in options)

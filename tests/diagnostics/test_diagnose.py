@@ -42,3 +42,17 @@ def test_diagnose_groups_end_to_end_and_round_trip(digits_model):
     assert harm.bound.to_numpy() == pytest.approx((harm.gradient_term + harm.curvature_term).to_numpy())
     again = diagnose_groups(model, data, max_samples=40, trace_samples=4, max_iter=40, tol=1e-3, seed=0)
     np.testing.assert_array_equal(again.hessian_top_eigenvalue, d.hessian_top_eigenvalue)  # same seed, same numbers
+
+
+def test_stacked_groups_give_the_per_group_eigenvalues(digits_model):
+    """All groups' Lanczos runs in lockstep on one stacked operator (the CUDA default) = one run per group."""
+    model, data = digits_model
+    kw = dict(max_samples=30, trace_samples=2, max_iter=40, tol=1e-4, seed=1)
+    alone = diagnose_groups(model, data, stacked=False, hvp="double_backward", **kw)
+    together = diagnose_groups(model, data, stacked=True, **kw)
+    assert together.settings["hvp_used"] == "stacked" and alone.settings["hvp_used"] == "double_backward"
+    np.testing.assert_allclose(together.hessian_top_eigenvalue, alone.hessian_top_eigenvalue, rtol=1e-4)
+    assert [e["iterations"] for e in together.eigen] == [e["iterations"] for e in alone.eigen]
+    np.testing.assert_allclose(together.hessian_trace, alone.hessian_trace, rtol=1e-4)  # traces: per group
+    with pytest.raises(ValueError, match="allowed: gradient, random"):
+        diagnose_groups(model, data, start="zeros")

@@ -60,14 +60,15 @@ def test_lanczos_needs_fewer_products_than_power_iteration():
     evals = torch.linspace(0.0, 1.0, 200, dtype=torch.float64)
     evals[-1] = 1.05  # a small gap: hard for power iteration
     A = (q * evals) @ q.T
-    lz = lanczos_top_eigenvalue(lambda v: A @ v, 200, max_iter=200, tol=1e-6, dtype=torch.float64)
+    lz = lanczos_top_eigenvalue(lambda v: A @ v, 200, max_iter=200, tol=1e-6, dtype=torch.float64,
+                                criterion="residual")
     pw = power_top_eigenvalue(lambda v: A @ v, 200, max_iter=5000, tol=1e-6, dtype=torch.float64)
     assert lz.value == pytest.approx(1.05, rel=1e-8) and pw.value == pytest.approx(1.05, rel=1e-5)
     assert lz.hvps < pw.hvps / 3
     by_value = lanczos_top_eigenvalue(lambda v: A @ v, 200, max_iter=200, tol=1e-8, dtype=torch.float64,
                                       criterion="value")
     assert by_value.value == pytest.approx(1.05, rel=1e-6) and by_value.residual < 1e-2
-    with pytest.raises(ValueError, match="allowed: residual, value"):
+    with pytest.raises(ValueError, match="allowed: eigenvalue, residual, value"):
         power_top_eigenvalue(lambda v: A @ v, 200, criterion="relative")
 
 
@@ -88,3 +89,69 @@ def test_hutchinson_trace_is_within_its_error_bars(setup):
     assert abs(est.value - exact) <= 3 * est.stderr
     # error bars shrink like 1/sqrt(samples): the estimate is informative, not vacuous
     assert est.stderr < 0.25 * abs(exact)
+
+
+def _spectrum(gap: float, n: int = 300) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(5)))
+    evals = torch.linspace(-0.2, 1.0, n, dtype=torch.float64)
+    evals[-1] = 1.0 + gap
+    return (q * evals) @ q.T
+
+
+@pytest.mark.parametrize("gap", [0.3, 0.05, 0.01])
+@pytest.mark.parametrize("tol", [1e-3, 1e-6])
+def test_eigenvalue_criterion_meets_its_tolerance_in_fewer_products(gap, tol):
+    """The default rule stops on the Ritz value's error bound min(r, r^2/gap): the error stays within tol, and it
+    needs no more products than stopping on the residual itself."""
+    A = _spectrum(gap)
+    top = 1.0 + gap
+    by_value = lanczos_top_eigenvalue(lambda v: A @ v, 300, max_iter=300, tol=tol, dtype=torch.float64, seed=1)
+    by_residual = lanczos_top_eigenvalue(lambda v: A @ v, 300, max_iter=300, tol=tol, dtype=torch.float64, seed=1,
+                                         criterion="residual")
+    assert by_value.converged and abs(by_value.value - top) <= tol * top
+    assert by_value.hvps <= by_residual.hvps
+    assert abs(by_value.value - top) <= by_value.residual ** 2 / (top - 1.0) * 1.01 + 1e-12  # Kato-Temple
+
+
+def test_estimated_residual_equals_the_measured_one():
+    A = _spectrum(0.1)
+    est = lanczos_top_eigenvalue(lambda v: A @ v, 300, max_iter=300, tol=1e-4, dtype=torch.float64, seed=2)
+    meas = lanczos_top_eigenvalue(lambda v: A @ v, 300, max_iter=300, tol=1e-4, dtype=torch.float64, seed=2,
+                                  check_residual=True)
+    assert not est.residual_measured and meas.residual_measured and meas.hvps == est.hvps + 1
+    assert est.value == meas.value
+    assert est.residual == pytest.approx(meas.residual, rel=1e-3)
+    v = est.vector.double()
+    assert float((A @ v - est.value * v).norm()) == pytest.approx(est.residual, rel=1e-3)
+
+
+@pytest.mark.parametrize("method", ["lanczos", "power"])
+def test_a_start_in_a_lower_eigenspace_still_finds_the_top(method):
+    """A given start vector gets a seeded random share, so a start that misses the top eigenvector (here an
+    exact eigenvector of a smaller eigenvalue, an invariant subspace) still converges to the top."""
+    A = torch.diag(torch.linspace(0.1, 1.0, 50, dtype=torch.float64))
+    A[-1, -1] = 2.0
+    start = torch.zeros(50, dtype=torch.float64)
+    start[10] = 1.0
+    res = (lanczos_top_eigenvalue if method == "lanczos" else power_top_eigenvalue)(
+        lambda v: A @ v, 50, max_iter=500, tol=1e-8, dtype=torch.float64, start=start, criterion="residual")
+    assert res.value == pytest.approx(2.0, rel=1e-6)
+    with pytest.raises(ValueError, match="dimension 50"):
+        lanczos_top_eigenvalue(lambda v: A @ v, 50, start=torch.ones(3))
+
+
+@pytest.mark.parametrize("method", ["double_backward", "forward_over_reverse"])
+def test_gradient_start_is_the_gradient_and_converges(setup, method):
+    """Both starts reach the top eigenvalue within tol; the products the gradient start saves on real models
+    (about half) are measured in benchmarks/bench_eigenvalue.py, not here: on this tiny model it saves none."""
+    model, x, y, H = setup
+    op = GroupHessian(model, x, y, method=method, chunk_size=7)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.parameters()))])
+    torch.testing.assert_close(op.gradient(), expected, rtol=1e-4, atol=1e-6)
+    top = float(torch.linalg.eigvalsh(H)[-1])
+    runs = {s: hessian_top_eigenvalue(model, x, y, hvp=method, start=s, seed=0) for s in ("gradient", "random")}
+    for res in runs.values():
+        assert abs(res.value - top) <= 1e-3 * top
+    with pytest.raises(ValueError, match="allowed: gradient, random"):
+        hessian_top_eigenvalue(model, x, y, start="ones")

@@ -73,3 +73,23 @@ def test_mask_state_dict_round_trip_and_from_zeros():
     masks.bind(model).apply()
     from_zeros = MaskSet.from_zeros(model)
     assert from_zeros.pruned == masks.pruned
+
+
+def test_bound_masks_share_the_parameters_layout_so_foreach_fuses():
+    """channels_last weights get channels_last mask copies: torch._foreach_mul_ fuses only matching strides."""
+    import torch
+
+    from prunefair.models import build_model
+    from prunefair.prune import make_masks
+
+    model = build_model("cnn", num_classes=3, input_shape=(3, 8, 8), width=0.25).to(memory_format=torch.channels_last)
+    masks = make_masks(model, 0.5).bind(model)
+    params, floats = masks._bound(None)
+    assert any(p.dim() == 4 for p in params)
+    for p, f in zip(params, floats):
+        assert f.stride() == p.stride() and f.dtype == p.dtype
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    masks.apply()
+    for name, m in masks.masks.items():
+        p = dict(model.named_parameters())[name]
+        torch.testing.assert_close(p.detach(), before[name] * m)

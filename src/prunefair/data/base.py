@@ -7,10 +7,20 @@ group id ``g`` (the protected attribute ``a`` of the paper).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+
+@functools.lru_cache(maxsize=64)
+def _normaliser(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+    """1/(255 std) and mean/std on ``device``, made once: a fresh copy from host memory every batch would make
+    the host wait for the GPU each step."""
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    sd = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (1.0 / (255.0 * sd)).to(device), (m / sd).to(device)
 
 
 @dataclass
@@ -68,9 +78,8 @@ class GroupedData:
         if x.dtype == torch.uint8:
             if self.mean is None:
                 return x.float().div_(255.0)
-            mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-            x = x.float().mul_(1.0 / (255.0 * std)).sub_(mean / std)  # (x/255 - mean)/std, in place
+            scale, shift = _normaliser(tuple(self.mean), tuple(self.std), x.device)
+            x = x.float().mul_(scale).sub_(shift)  # (x/255 - mean)/std, in place
         elif x.dtype != torch.float32:
             x = x.float()
         return x

@@ -13,7 +13,8 @@ from torch import nn
 from prunefair.data import GroupedData
 from prunefair.diagnostics.boundary import group_boundary_distance
 from prunefair.diagnostics.bound import theorem1_terms
-from prunefair.diagnostics.eigen import EigenResult, top_eigenvalue
+from prunefair.diagnostics.eigen import STARTS, EigenResult, lanczos_lockstep, top_eigenvalue
+from prunefair.diagnostics.stacked_hvp import StackedGroupHessian
 from prunefair.diagnostics.gradients import group_gradient_norms
 from prunefair.diagnostics.hvp import GroupHessian
 from prunefair.diagnostics.trace import hutchinson_trace
@@ -111,6 +112,13 @@ def _hessian_subset(data: GroupedData, a: int, max_samples: int | None, seed: in
     return idx
 
 
+def _hessian_inputs(data: GroupedData, idx: torch.Tensor, device, channels_last: bool):
+    x = data.to_float(data.x[idx].to(device))
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, data.y[idx].to(device)
+
+
 def diagnose_groups(
     model: nn.Module,
     data: GroupedData,
@@ -121,7 +129,9 @@ def diagnose_groups(
     hvp: str = "auto",
     max_iter: int = 50,
     tol: float = 1e-3,
-    criterion: str = "residual",
+    criterion: str = "eigenvalue",
+    start: str = "gradient",
+    stacked: bool | None = None,
     trace_samples: int = 0,
     seed: int = 0,
     device: torch.device | str = "cpu",
@@ -130,7 +140,12 @@ def diagnose_groups(
     split: str | None = None,
 ) -> GroupDiagnostics:
     """Gradient norms (exact, whole groups), Hessian top eigenvalues and traces (on up to ``max_samples`` per
-    group, seeded), distances to the decision boundary and per-group loss/accuracy of ``model`` in eval mode."""
+    group, seeded), distances to the decision boundary and per-group loss/accuracy of ``model`` in eval mode.
+
+    ``stacked`` runs every group's Lanczos together on ``StackedGroupHessian`` (one pass per product for all
+    groups; same values); None (default) does so on CUDA, where per-group products leave the GPU idle."""
+    if start not in STARTS:
+        raise ValueError(f"unknown Hessian start vector {start!r}; allowed: {', '.join(STARTS)}")
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()
@@ -144,24 +159,32 @@ def diagnose_groups(
     G = data.num_groups
     lam, trace, trace_se = np.full(G, np.nan), np.full(G, np.nan), np.full(G, np.nan)
     samples = np.zeros(G, dtype=np.int64)
-    eigen: list[dict | None] = []
     hvp_used = None
-    for a in range(G):
-        idx = _hessian_subset(data, a, max_samples, seed)
-        samples[a] = len(idx)
-        if len(idx) == 0:
-            eigen.append(None)
-            continue
-        x = data.to_float(data.x[idx].to(device))
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        op = GroupHessian(model, x, data.y[idx].to(device), method=hvp if hvp_used is None else hvp_used,
+    subsets = [_hessian_subset(data, a, max_samples, seed) for a in range(G)]
+    samples[:] = [len(idx) for idx in subsets]
+    eigen = [None] * G
+    inputs = {a: _hessian_inputs(data, idx, device, channels_last) for a, idx in enumerate(subsets) if len(idx)}
+    use_stacked = stacked if stacked is not None else (torch.device(device).type == "cuda"
+                                                       and eigen_method == "lanczos")
+    if use_stacked and inputs:  # every group's product in one pass (CUDA: small groups leave the GPU idle)
+        op = StackedGroupHessian(model, [x for x, _ in inputs.values()], [y for _, y in inputs.values()],
+                                 chunk_size=batch_size)
+        results = lanczos_lockstep(op, op.dim, len(inputs), max_iter=max_iter, tol=tol, seed=seed,
+                                   device=op.device, dtype=op.dtype, criterion=criterion,
+                                   starts=list(op.gradient()) if start == "gradient" else None)
+        op.release()
+        for a, res in zip(inputs, results):
+            lam[a], eigen[a] = res.value, res.to_dict()
+        hvp_used = "stacked"
+    for a, (x, y) in ({} if use_stacked and not trace_samples else inputs).items():  # per group (and traces)
+        op = GroupHessian(model, x, y, method=hvp if hvp_used in (None, "stacked") else hvp_used,
                           chunk_size=batch_size)
-        hvp_used = op.method  # decided once (on the first group), then reused
-        res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol, seed=seed,
-                                          device=op.device, dtype=op.dtype, criterion=criterion)
-        lam[a] = res.value
-        eigen.append(res.to_dict())
+        if not use_stacked:
+            hvp_used = op.method  # decided once (on the first group), then reused
+            res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol,
+                                              seed=seed, device=op.device, dtype=op.dtype, criterion=criterion,
+                                              start=op.gradient() if start == "gradient" else None)
+            lam[a], eigen[a] = res.value, res.to_dict()
         if trace_samples:
             tr = hutchinson_trace(op, op.dim, samples=trace_samples, seed=seed, device=op.device, dtype=op.dtype)
             trace[a], trace_se[a] = tr.value, tr.stderr
@@ -170,6 +193,7 @@ def diagnose_groups(
     model.train(was_training)
     settings = {"batch_size": batch_size, "max_samples": max_samples, "eigen_method": eigen_method,
                 "hvp": hvp, "hvp_used": hvp_used, "max_iter": max_iter, "tol": tol, "criterion": criterion,
+                "start": start,
                 "trace_samples": trace_samples, "seed": seed, "samples": len(data)}
     timing = {"gradients_s": t1 - t0, "boundary_s": t2 - t1, "hessian_s": t3 - t2}
     return GroupDiagnostics(

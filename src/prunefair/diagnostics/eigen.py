@@ -1,13 +1,15 @@
 """Top eigenvalue of a symmetric operator from matrix-vector products: Lanczos or power iteration.
 
-- ``lanczos_top_eigenvalue``: Lanczos with full reorthogonalisation (classical Gram-Schmidt, twice), stopped
-  when the top Ritz pair's residual estimate |beta_k s_k| falls below tol * |theta|; returns the largest
-  (algebraic) eigenvalue. Usually needs far fewer products than power iteration.
-- ``power_top_eigenvalue``: power iteration with the Rayleigh quotient, stopped on the same relative
-  residual ||H v - lambda v|| <= tol |lambda|; returns the eigenvalue of largest magnitude (with its sign).
+- ``lanczos_top_eigenvalue``: Lanczos with full reorthogonalisation (classical Gram-Schmidt, twice); returns
+  the largest (algebraic) eigenvalue. By default it stops when the top Ritz value's error bound
+  min(r, r^2 / gap) (r = |beta_k s_k| the Ritz pair's residual, gap to the next Ritz value) falls below
+  tol * |theta|: the eigenvalue converges about twice as fast as the residual, and the eigenvalue is the answer.
+- ``power_top_eigenvalue``: power iteration with the Rayleigh quotient, stopped on the relative residual
+  ||H v - lambda v|| <= tol |lambda|; returns the eigenvalue of largest magnitude (with its sign).
 
-Both are seeded (the start vector comes from a CPU generator) and report iterations, the number of
-products and the residual ||H v - lambda v|| of the returned unit vector, measured with a real product.
+Both are seeded (the random start vector comes from a CPU generator), take an optional start vector (the
+Hessian's callers pass the gradient), and report iterations, the number of products and the residual
+||H v - lambda v|| of the returned unit vector (Lanczos: its recurrence's value unless ``check_residual``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np
 import torch
 
 EIGEN_METHODS = ("lanczos", "power")
-CRITERIA = ("residual", "value")
+CRITERIA = ("eigenvalue", "residual", "value")
+STARTS = ("gradient", "random")
+START_MIX = 0.1  # the random share of a given start vector
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class EigenResult:
     method: str
     seed: int
     vector: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    residual_measured: bool = True  # False: Lanczos's own estimate |beta_k s_k| (equal in exact arithmetic)
 
     @property
     def relative_residual(self) -> float:
@@ -45,94 +50,158 @@ class EigenResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EigenResult":
-        return cls(**{k: d[k] for k in ("value", "iterations", "hvps", "residual", "converged", "method", "seed")})
+        keys = ("value", "iterations", "hvps", "residual", "converged", "method", "seed", "residual_measured")
+        return cls(**{k: d[k] for k in keys if k in d})
 
 
-def _start(dim: int, seed: int, device, dtype) -> torch.Tensor:
+def _start(dim: int, seed: int, device, dtype, start: torch.Tensor | None = None,
+           mix: float = START_MIX) -> torch.Tensor:
+    """The seeded random unit vector, or ``start`` (normalised) plus ``mix`` times that random vector, so a
+    start that happens to miss the top eigenvector (an invariant subspace) still reaches it."""
     g = torch.Generator().manual_seed(seed)
     v = torch.randn(dim, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
-    return v / v.norm()
+    v = v / v.norm()
+    if start is not None:
+        s = start.detach().reshape(-1).to(device=device, dtype=dtype)
+        if s.numel() != dim:
+            raise ValueError(f"start vector has {s.numel()} entries; the operator has dimension {dim}")
+        norm = float(s.norm())
+        if norm > 0 and norm == norm:  # a zero or NaN start falls back to the random vector
+            v = s / norm + mix * v
+            v = v / v.norm()
+    return v
+
+
+def _done(criterion: str, k: int, theta: float, previous: float, estimate: float, gap: float, tol: float) -> bool:
+    scale = tol * max(abs(theta), 1e-30)
+    if criterion == "value":
+        return k > 1 and abs(theta - previous) <= scale
+    if criterion == "residual":
+        return estimate <= scale
+    # "eigenvalue": a bound on the Ritz value's error, min(r, r^2 / gap) (Kato-Temple with the Ritz gap)
+    return k > 1 and min(estimate, estimate * estimate / max(gap, 1e-30)) <= scale
+
+
+class Lanczos:
+    """One Lanczos run as a stepper, so several runs can share batched products (``lanczos_lockstep``):
+    ``q`` is the vector to multiply next; ``step(H q)`` returns True once the run has stopped."""
+
+    def __init__(self, dim: int, *, max_iter: int = 50, tol: float = 1e-3, seed: int = 0, device="cpu",
+                 dtype=torch.float32, criterion: str = "eigenvalue", start: torch.Tensor | None = None):
+        if criterion not in CRITERIA:
+            raise ValueError(f"unknown criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
+        self.max_iter, self.tol, self.seed, self.criterion = max(1, min(max_iter, dim)), tol, seed, criterion
+        self.Q = torch.zeros(self.max_iter, dim, device=device, dtype=dtype)
+        self.q = _start(dim, seed, device, dtype, start)
+        self.alphas: list[float] = []
+        self.betas: list[float] = []
+        self.theta, self.s, self.estimate = float("nan"), None, float("nan")
+        self.k, self.converged, self.stopped = 0, False, False
+
+    def step(self, w: torch.Tensor) -> bool:
+        """Take w = H q; returns whether the run has stopped (converged or out of iterations)."""
+        self.k += 1
+        k, q = self.k, self.q
+        self.Q[k - 1] = q
+        self.alphas.append(float(w @ q))
+        basis = self.Q[:k]
+        for _ in range(2):  # full reorthogonalisation against every earlier vector, twice
+            w = w - basis.T @ (basis @ w)
+        beta = float(w.norm())
+        T = np.diag(self.alphas) + np.diag(self.betas, 1) + np.diag(self.betas, -1)
+        evals, evecs = np.linalg.eigh(T)
+        previous, self.theta, self.s = self.theta, float(evals[-1]), evecs[:, -1]
+        self.estimate = abs(beta * self.s[-1])
+        gap = self.theta - float(evals[-2]) if k > 1 else float("inf")
+        if _done(self.criterion, k, self.theta, previous, self.estimate, gap, self.tol) or \
+                beta <= 1e-10 * max(abs(self.theta), 1.0):
+            self.converged = self.stopped = True
+        elif k == self.max_iter:
+            self.stopped = True
+        else:
+            self.betas.append(beta)
+            self.q = w / beta
+        return self.stopped
+
+    def vector(self) -> torch.Tensor:
+        """The top Ritz vector (unit norm)."""
+        vec = torch.as_tensor(self.s, device=self.Q.device, dtype=self.Q.dtype) @ self.Q[: self.k]
+        return vec / vec.norm()
+
+    def result(self, measured_residual: float | None = None) -> EigenResult:
+        measured = measured_residual is not None
+        return EigenResult(self.theta, self.k, self.k + int(measured),
+                           measured_residual if measured else self.estimate, self.converged, "lanczos", self.seed,
+                           self.vector(), residual_measured=measured)
 
 
 def lanczos_top_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, max_iter: int = 50,
                            tol: float = 1e-3, seed: int = 0, device="cpu", dtype=torch.float32,
-                           check_residual: bool = True, criterion: str = "residual") -> EigenResult:
+                           check_residual: bool = False, criterion: str = "eigenvalue",
+                           start: torch.Tensor | None = None) -> EigenResult:
     """Largest eigenvalue of the symmetric operator ``matvec`` on R^dim by Lanczos with full reorthogonalisation.
 
-    ``criterion="residual"`` stops when the residual estimate |beta_k s_k| <= tol |theta|; ``"value"`` stops when
-    the top Ritz value changes by less than tol relatively between iterations (PyHessian's rule for power
-    iteration). Either way the returned residual is measured with one more product when ``check_residual``.
+    Stopping rules (``criterion``): ``"eigenvalue"`` (default) stops when the error bound of the top Ritz value,
+    min(r, r^2 / gap) with r = |beta_k s_k| its residual and gap the distance to the next Ritz value, is below
+    tol |theta|; ``"residual"`` when r <= tol |theta| (stricter: the eigenvalue error is about r^2 / gap);
+    ``"value"`` when the top Ritz value changes by less than tol relatively (PyHessian's rule for power iteration).
+    The returned residual is r, which equals ||H v - theta v|| for the returned unit vector v in exact
+    arithmetic; ``check_residual`` measures it with one more product instead. ``start`` (e.g. the gradient)
+    replaces the random start vector, with a seeded random share of ``START_MIX``.
     """
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
-    max_iter = max(1, min(max_iter, dim))
-    Q = torch.zeros(max_iter, dim, device=device, dtype=dtype)
-    q = _start(dim, seed, device, dtype)
-    alphas, betas = [], []
-    theta, s, converged, k = float("nan"), None, False, 0
-    for k in range(1, max_iter + 1):
-        Q[k - 1] = q
-        w = matvec(q)
-        alpha = float(w @ q)
-        alphas.append(alpha)
-        basis = Q[:k]
-        for _ in range(2):  # full reorthogonalisation against every earlier vector, twice
-            w = w - basis.T @ (basis @ w)
-        beta = float(w.norm())
-        T = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
-        evals, evecs = np.linalg.eigh(T)
-        previous, theta, s = theta, float(evals[-1]), evecs[:, -1]
-        estimate = abs(beta * s[-1])
-        if criterion == "value":
-            done = k > 1 and abs(theta - previous) <= tol * max(abs(theta), 1e-30)
-        else:
-            done = estimate <= tol * max(abs(theta), 1e-30)
-        if done or beta <= 1e-10 * max(abs(theta), 1.0):
-            converged = True
-            break
-        if k == max_iter:
-            break
-        betas.append(beta)
-        q = w / beta
-    vec = torch.as_tensor(s, device=device, dtype=dtype) @ Q[:k]
-    vec = vec / vec.norm()
-    hvps = k
-    residual = float("nan")
-    if check_residual:
-        residual = float((matvec(vec) - theta * vec).norm())
-        hvps += 1
-    return EigenResult(theta, k, hvps, residual, converged, "lanczos", seed, vec)
+    run = Lanczos(dim, max_iter=max_iter, tol=tol, seed=seed, device=device, dtype=dtype, criterion=criterion,
+                  start=start)
+    while not run.step(matvec(run.q)):
+        pass
+    if not check_residual:
+        return run.result()
+    vec = run.vector()
+    return run.result(float((matvec(vec) - run.theta * vec).norm()))
+
+
+def lanczos_lockstep(matmat: Callable[[torch.Tensor], torch.Tensor], dim: int, count: int, *,
+                     starts: list[torch.Tensor | None] | None = None, **kw) -> list[EigenResult]:
+    """``count`` Lanczos runs, one per operator, advanced together: ``matmat`` maps a [count, dim] stack of
+    vectors to the stack of products (row i through operator i), e.g. every group's Hessian in one pass.
+    Each run stops on its own rule; a stopped run's row is zero in later products. Same results as
+    ``lanczos_top_eigenvalue`` run per operator with the same arguments."""
+    runs = [Lanczos(dim, start=None if starts is None else starts[i], **kw) for i in range(count)]
+    while not all(r.stopped for r in runs):
+        V = torch.stack([torch.zeros_like(r.q) if r.stopped else r.q for r in runs])
+        W = matmat(V)
+        for r, w in zip(runs, W):
+            if not r.stopped:
+                r.step(w)
+    return [r.result() for r in runs]
 
 
 def power_top_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, max_iter: int = 200,
                          tol: float = 1e-3, seed: int = 0, device="cpu", dtype=torch.float32,
-                         criterion: str = "residual") -> EigenResult:
-    """Dominant eigenvalue (largest |lambda|, signed) by power iteration; stops on the relative residual
-    (``criterion="residual"``) or on the relative change of the Rayleigh quotient (``"value"``)."""
+                         criterion: str = "eigenvalue", start: torch.Tensor | None = None) -> EigenResult:
+    """Dominant eigenvalue (largest |lambda|, signed) by power iteration with the Rayleigh quotient; stops on the
+    relative residual ||H v - lambda v|| (``"residual"``, and ``"eigenvalue"``: power iteration has no gap
+    estimate, so the residual is its error bound) or on the relative change of the quotient (``"value"``)."""
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
-    v = _start(dim, seed, device, dtype)
+    v = _start(dim, seed, device, dtype, start)
     lam, residual, converged, k = float("nan"), float("nan"), False, 0
     for k in range(1, max_iter + 1):
         w = matvec(v)
         previous, lam = lam, float(w @ v)
         residual = float((w - lam * v).norm())
-        if criterion == "value":
-            done = k > 1 and abs(lam - previous) <= tol * max(abs(lam), 1e-30)
-        else:
-            done = residual <= tol * max(abs(lam), 1e-30)
-        if done:
+        if _done("value" if criterion == "value" else "residual", k, lam, previous, residual, 0.0, tol):
             converged = True
             break
         v = w / w.norm()
-    return EigenResult(lam, k, k, residual, converged, "power", seed, v)
+    return EigenResult(lam, k, k, residual, converged, "power", seed, v, residual_measured=True)
 
 
 def top_eigenvalue(matvec, dim: int, *, method: str = "lanczos", max_iter: int = 50, tol: float = 1e-3,
-                   seed: int = 0, device="cpu", dtype=torch.float32, criterion: str = "residual") -> EigenResult:
-    kw = dict(max_iter=max_iter, tol=tol, seed=seed, device=device, dtype=dtype, criterion=criterion)
+                   seed: int = 0, device="cpu", dtype=torch.float32, criterion: str = "eigenvalue",
+                   start: torch.Tensor | None = None, check_residual: bool = False) -> EigenResult:
+    kw = dict(max_iter=max_iter, tol=tol, seed=seed, device=device, dtype=dtype, criterion=criterion, start=start)
     if method == "lanczos":
-        return lanczos_top_eigenvalue(matvec, dim, **kw)
+        return lanczos_top_eigenvalue(matvec, dim, check_residual=check_residual, **kw)
     if method == "power":
         return power_top_eigenvalue(matvec, dim, **kw)
     raise ValueError(f"unknown eigen method {method!r}; allowed: {', '.join(EIGEN_METHODS)}")
@@ -140,13 +209,20 @@ def top_eigenvalue(matvec, dim: int, *, method: str = "lanczos", max_iter: int =
 
 def hessian_top_eigenvalue(model, x: torch.Tensor, y: torch.Tensor, *, method: str = "lanczos",
                            hvp: str = "auto", max_iter: int = 50, tol: float = 1e-3, seed: int = 0,
-                           chunk_size: int = 1024, criterion: str = "residual") -> EigenResult:
-    """lambda(H) for H the Hessian of the mean cross-entropy of ``model`` (eval mode) on (x, y)."""
+                           chunk_size: int = 1024, criterion: str = "eigenvalue", start: str = "gradient",
+                           check_residual: bool = False) -> EigenResult:
+    """lambda(H) for H the Hessian of the mean cross-entropy of ``model`` (eval mode) on (x, y).
+
+    ``start="gradient"`` (default) starts from the gradient on (x, y), which a trained model's Hessian mostly
+    maps within its top eigenspace; ``"random"`` from a seeded Gaussian vector."""
     from prunefair.diagnostics.hvp import GroupHessian
 
+    if start not in STARTS:
+        raise ValueError(f"unknown start {start!r}; allowed: {', '.join(STARTS)}")
     op = GroupHessian(model, x, y, method=hvp, chunk_size=chunk_size)
     try:
         return top_eigenvalue(op, op.dim, method=method, max_iter=max_iter, tol=tol, seed=seed,
-                              device=op.device, dtype=op.dtype, criterion=criterion)
+                              device=op.device, dtype=op.dtype, criterion=criterion, check_residual=check_residual,
+                              start=op.gradient() if start == "gradient" else None)
     finally:
         op.release()

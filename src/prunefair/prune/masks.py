@@ -58,11 +58,13 @@ class MaskSet:
         missing = [k for k in self.masks if k not in params]
         if missing:
             raise KeyError(f"mask names parameters the model does not have: {missing[:5]}")
+        for k, m in self.masks.items():
+            if params[k].shape != m.shape:
+                raise ValueError(f"mask for {k} has shape {tuple(m.shape)}, parameter {tuple(params[k].shape)}")
         self._params = [params[k] for k in self.masks]
-        self._floats = [m.to(device=p.device, dtype=p.dtype) for m, p in zip(self.masks.values(), self._params)]
-        for k, p in zip(self.masks, self._params):
-            if p.shape != self.masks[k].shape:
-                raise ValueError(f"mask for {k} has shape {tuple(self.masks[k].shape)}, parameter {tuple(p.shape)}")
+        # same strides as the parameter (channels_last too): torch._foreach_mul_ only fuses matching layouts,
+        # and otherwise falls back to one kernel per tensor (measured on an H200: 44 launches a step, not 3)
+        self._floats = [torch.empty_like(p).copy_(m) for m, p in zip(self.masks.values(), self._params)]
         return self
 
     def _bound(self, model: nn.Module | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

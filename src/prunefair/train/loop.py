@@ -130,7 +130,7 @@ def fit(
                     logits = forward(x)
                 loss = objective.batch_loss(logits.float(), y, g)
                 masked_step(opt, loss, masks)
-                loss_sum += loss.detach().double() * len(y)
+                loss_sum.add_(loss.detach(), alpha=len(y))  # one kernel (promoted to float64)
                 n_seen += len(y)
                 step += 1
                 bar.advance()
