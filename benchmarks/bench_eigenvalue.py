@@ -9,7 +9,8 @@ HVP method chosen by timing one product of each, once per model and data shape: 
 the warm-up and printed, not timed per group). Eigenvalues must agree within 1%. A second line runs Lanczos from
 a random start, to show what the gradient start saves. Products are counted for both libraries.
 
-Usage: python benchmarks/bench_eigenvalue.py [--images 1024] [--width 0.5] [--groups 3] [--samples 128]
+Usage: python benchmarks/bench_eigenvalue.py [--images 1024] [--width 0.5] [--groups 10] [--samples 128]
+       python benchmarks/bench_eigenvalue.py --study runs/e1_utkface_ethnicity --samples 256  (a study's dense model)
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def pyhessian_top(model, x, y, seed):
 
 
 def stacked_line(model, group_data, pyhessian_values, pyhessian_times, clock, dev) -> None:
-    """Every group at once: one stacked operator, Lanczos runs in lockstep (the default of diagnose_groups on
-    CUDA), against PyHessian run group by group."""
+    """Every group at once: one stacked operator, Lanczos runs in lockstep (diagnose_groups(stacked=True)),
+    against PyHessian run group by group."""
     from prunefair.diagnostics.eigen import lanczos_lockstep
     from prunefair.diagnostics.stacked_hvp import StackedGroupHessian
 
@@ -79,24 +80,8 @@ def stacked_line(model, group_data, pyhessian_values, pyhessian_times, clock, de
           f"eigenvalues agree within {rel * 100:.3f}%")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="cnn")
-    ap.add_argument("--width", type=float, default=0.5)
-    ap.add_argument("--images", type=int, default=1024)
-    ap.add_argument("--groups", type=int, default=10, help="how many groups (classes) to time")
-    ap.add_argument("--samples", type=int, default=128, help="samples per group")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args()
-    dev = args.device
-    if dev == "cpu":  # CPU time of this process, one thread: fair on a shared, overloaded machine
-        torch.set_num_threads(1)
-    clock = time.process_time if dev == "cpu" else time.perf_counter
-    torch.manual_seed(0)
+def trained_model(args, dev):
     data, source = real_images(args.images)
-    print(machine())
-    print(f"timing: {'CPU time of this process, 1 thread' if dev == 'cpu' else 'wall time'}")
     print(f"data: {source}, {len(data)} images; model {args.model} width {args.width}, trained {args.epochs} "
           f"epochs; {args.groups} groups x {args.samples} samples; device {dev}")
     model = build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
@@ -108,6 +93,49 @@ def main() -> None:
             opt.zero_grad()
             F.cross_entropy(model(data.to_float(data.x[s : s + 64].to(dev))), data.y[s : s + 64].to(dev)).backward()
             opt.step()
+    return model, data
+
+
+def study_model(folder: str, seed: int, dev):
+    """A study's trained dense model and its training split (the model the study's diagnostics run on)."""
+    from pathlib import Path
+
+    from prunefair.audit import load_model
+    from prunefair.config import load_config
+    from prunefair.study.runner import load_study_data
+
+    cfg = load_config(Path(folder) / "config.toml")
+    data = load_study_data(cfg)
+    model = load_model(cfg, data, Path(folder) / "cells" / f"s{seed}_dense" / "model.safetensors", torch.device(dev))
+    return model, data.train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="cnn")
+    ap.add_argument("--width", type=float, default=0.5)
+    ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--groups", type=int, default=10, help="how many groups (classes) to time")
+    ap.add_argument("--samples", type=int, default=128, help="samples per group")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--study", help="a study folder: time its dense model on its own groups instead")
+    ap.add_argument("--seed", type=int, default=0, help="with --study: which seed's dense model")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    dev = args.device
+    if dev == "cpu":  # CPU time of this process, one thread: fair on a shared, overloaded machine
+        torch.set_num_threads(1)
+    clock = time.process_time if dev == "cpu" else time.perf_counter
+    torch.manual_seed(0)
+    print(machine())
+    print(f"timing: {'CPU time of this process, 1 thread' if dev == 'cpu' else 'wall time'}")
+    if args.study:
+        model, data = study_model(args.study, args.seed, dev)
+        args.groups = min(args.groups, data.num_groups)
+        print(f"model: the dense model of {args.study} (seed {args.seed}), its training split; {args.groups} "
+              f"groups x {args.samples} samples; device {dev}")
+    else:
+        model, data = trained_model(args, dev)
     model.eval()
     ratios, worst, value_ratios, worst_value = [], 0.0, [], 0.0
     pyhessian_values, pyhessian_times, group_data = [], [], []

@@ -98,7 +98,7 @@ def test_diagnose_groups_stacked_on_cuda_equals_per_group_on_cpu(digits):
     fit(model, digits.train, TrainSettings(epochs=2, batch_size=64, lr=0.05), seed=0)
     kw = dict(max_samples=64, max_iter=40, tol=1e-4, seed=0)
     cpu = diagnose_groups(model, digits.train, **kw)
-    gpu = diagnose_groups(copy.deepcopy(model).cuda(), digits.train.to("cuda"), device="cuda", **kw)
+    gpu = diagnose_groups(copy.deepcopy(model).cuda(), digits.train.to("cuda"), device="cuda", stacked=True, **kw)
     assert gpu.settings["hvp_used"] == "stacked"
     np.testing.assert_allclose(gpu.hessian_top_eigenvalue, cpu.hessian_top_eigenvalue, rtol=2e-3)
     np.testing.assert_allclose(gpu.grad_norm, cpu.grad_norm, rtol=1e-3)

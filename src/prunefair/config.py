@@ -221,6 +221,7 @@ class RunConfig(_Section):
     cpus_per_cell: float = Field(default=1.0, gt=0.0)
     gpus_per_cell: float = Field(default=0.0, ge=0.0)
     max_retries: int = Field(default=3, ge=0)
+    save_pruned: bool = False  # also keep each fine-tuned pruned model (cells/<name>/model.safetensors)
 
 
 class DiagnosticsConfig(_Section):

@@ -45,7 +45,7 @@ def test_diagnose_groups_end_to_end_and_round_trip(digits_model):
 
 
 def test_stacked_groups_give_the_per_group_eigenvalues(digits_model):
-    """All groups' Lanczos runs in lockstep on one stacked operator (the CUDA default) = one run per group."""
+    """All groups' Lanczos runs in lockstep on one stacked operator = one run per group."""
     model, data = digits_model
     kw = dict(max_samples=30, trace_samples=2, max_iter=40, tol=1e-4, seed=1)
     alone = diagnose_groups(model, data, stacked=False, hvp="double_backward", **kw)

@@ -88,3 +88,23 @@ def test_cli_study_end_to_end(tmp_path):
     assert st.returncode == 0 and "2 done" in st.stdout
     helpout = subprocess.run([sys.executable, "-m", "prunefair.cli", "study", "--help"], capture_output=True, text=True)
     assert "--config" in helpout.stdout and "--set" in helpout.stdout
+
+
+def test_save_pruned_keeps_each_pruned_model_and_audit_reproduces_its_row(tmp_path):
+    """run.save_pruned writes the fine-tuned pruned weights; auditing the study's own dense/pruned pair gives
+    back the study's per-group numbers (the mask is read from the exact zeros)."""
+    from prunefair.audit import audit_pair
+    from prunefair.config import validate_config
+
+    cfg = tiny_study(tmp_path, run={"save_pruned": True}, diagnostics={"enabled": False})
+    r = run_study(cfg)
+    cells = tmp_path / "study" / "cells"
+    ckpt = cells / "s0_p0.9_nft" / "model.safetensors"
+    assert ckpt.is_file() and (cells / "s0_dense" / "model.safetensors").is_file()
+    audit = audit_pair(validate_config(cfg), cells / "s0_dense" / "model.safetensors", ckpt, splits=["test"])
+    assert audit.sparsity == pytest.approx(0.9, abs=0.01)
+    row = r.by_group[(r.by_group.sparsity == 0.9) & (r.by_group.stage == "finetuned") & (r.by_group.split == "test")]
+    np.testing.assert_allclose(audit.impacts["test"].by_group.acc_pruned.to_numpy(), row.acc_pruned.to_numpy())
+    # without the flag nothing but the dense checkpoint is written
+    run_study(tiny_study(tmp_path / "b"))
+    assert not (tmp_path / "b" / "study" / "cells" / "s0_p0.9_nft" / "model.safetensors").exists()

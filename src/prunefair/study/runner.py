@@ -135,6 +135,9 @@ class StudyRunner:
         t2 = time.perf_counter()
         metrics = self.evaluate(model)
         t3 = time.perf_counter()
+        if self.cfg.run.save_pruned:  # pruned weights are exact zeros: `prunefair audit` reads the mask back
+            save_checkpoint(self.store.cell_dir(cell.name) / "model.safetensors", model.state_dict(),
+                            metadata={"cell": cell.name, "key": cell.key, "sparsity": f"{masks.sparsity:.6f}"})
         return {
             "kind": "prune", "name": cell.name, "key": cell.key, "status": "done", "seed": cell.seed,
             "method": cell.method, "rate": cell.rate, "dense": cell.dense.name,
