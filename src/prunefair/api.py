@@ -19,16 +19,62 @@ def run_study(
 
     ``config`` is a StudyConfig, a dict in the study-file shape, or the path of a TOML study file.
     """
-    if isinstance(config, (StudyConfig, dict)) or config is None:
-        raw = config.to_dict() if isinstance(config, StudyConfig) else dict(config or {})
-        cfg = validate_config(apply_overrides(raw, overrides), source="config")
-    else:
-        cfg = load_config(config, overrides=overrides)
+    cfg = _resolve(config, overrides)
     with Progress(quiet=quiet) as progress:
         execute_study(cfg, progress=progress)
     results = StudyResults.from_store(cfg.output_dir, cfg)
     write_outputs(results, cfg.output_dir)
     return results
+
+
+def _resolve(config, overrides) -> StudyConfig:
+    if isinstance(config, (StudyConfig, dict)) or config is None:
+        raw = config.to_dict() if isinstance(config, StudyConfig) else dict(config or {})
+        return validate_config(apply_overrides(raw, overrides), source="config")
+    return load_config(config, overrides=overrides)
+
+
+def run_group_size(
+    config: StudyConfig | dict | str | Path | None = None,
+    *,
+    group: str,
+    factors: list[float],
+    out: str | Path | None = None,
+    match_steps: bool = True,
+    overrides: list[str] | None = None,
+    quiet: bool = True,
+):
+    """The group-size experiment (Figures 14-15): one study per upsampling factor of ``group`` in ``OUT/f<factor>``
+    (resumable like any study), then ``OUT/group_size.csv`` (every group's dense gradient norm per factor and
+    seed), ``OUT/group_size.json`` (the plan) and ``OUT/figures/fig14_group_size.png``. Returns the table.
+    ``match_steps`` scales the dense epochs so every factor trains for about the same number of steps."""
+    import json
+
+    from prunefair.report.group_size import figure_group_size, group_size_table
+    from prunefair.study.group_size import plan_group_size
+    from prunefair.study.runner import load_study_data
+    from prunefair.io import atomic_write_text
+
+    cfg = _resolve(config, overrides)
+    train = load_study_data(cfg).train
+    if group not in train.group_names:
+        raise ValueError(f"group {group!r}: not a group of {cfg.data.dataset} with data.group = {cfg.data.group!r}; "
+                         f"allowed: {', '.join(train.group_names)}")
+    count = int(train.group_counts()[train.group_names.index(group)])
+    plans = plan_group_size(cfg, group=group, factors=factors, train_size=len(train), group_count=count, out=out,
+                            match_steps=match_steps)
+    for p in plans:
+        run_study(p.config, quiet=quiet)
+    root = Path(out if out is not None else cfg.output_dir)
+    table = group_size_table([p.config.output_dir for p in plans])
+    atomic_write_text(root / "group_size.csv", table.to_csv(index=False))
+    atomic_write_text(root / "group_size.json", json.dumps(
+        {"group": group, "group_count": count, "train_size": len(train), "match_steps": match_steps,
+         "studies": [{"factor": p.factor, "epochs": p.epochs, "train_size": p.train_size,
+                      "folder": p.config.output_dir} for p in plans]}, indent=1))
+    figure_group_size(table, root / "figures" / "fig14_group_size.png",
+                      title=f"{cfg.data.dataset}: {group} upsampled; every group's gradient norm (Figures 14-15)")
+    return table
 
 
 def write_outputs(results: StudyResults, root: str | Path, *,

@@ -83,6 +83,47 @@ def study(
         raise typer.Exit(1)
 
 
+@app.command("group-size")
+def group_size(
+    group: str = typer.Option(..., "--group", "-g", help="The group to upsample, by name (e.g. female, 0-2)."),
+    factors: str = typer.Option("1,5,10,20", help="Comma-separated upsampling factors; 1 is the plain study."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Study file (TOML)."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A shipped preset (see `prunefair presets`)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder: OUT/f<factor> per study, "
+                                      "OUT/group_size.csv and OUT/figures/fig14_group_size.png."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (overrides seeds)."),
+    rates: Optional[str] = typer.Option(None, help="Comma-separated pruning rates (overrides prune.rates)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (overrides device)."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override any field (repeatable)."),
+    match_steps: bool = typer.Option(True, "--match-steps/--same-epochs", help="Scale the dense epochs so every "
+                                     "factor trains about as many steps as factor 1 (default), or keep train.epochs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """E3 (Figures 14-15, Proposition 1): one study per upsampling factor of one group, then every group's dense
+    gradient norm against the factor. Rerunning resumes."""
+    from prunefair.api import run_group_size
+    from prunefair.config import ConfigError, load_config
+
+    overrides = list(set_) + _csv_override("seeds", seeds) + _csv_override("prune.rates", rates)
+    overrides += _flag_overrides(output_dir=out, device=device)
+    try:
+        values = [float(f) for f in factors.split(",") if f.strip()]
+    except ValueError:
+        _fail(f"--factors {factors!r}: expected comma-separated numbers, e.g. 1,5,10,20")
+    try:
+        cfg = load_config(config, overrides=overrides, preset=preset or ("digits" if config is None else None))
+        table = run_group_size(cfg, group=group, factors=values, quiet=quiet)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(f"{exc}\n(finished studies are kept; rerun the same command to resume)", 1)
+    means = table.groupby(["factor", "group"]).grad_norm.mean().unstack()
+    if not quiet:
+        console.print(means.round(4).to_string())
+    console.print(f"group-size experiment: {cfg.output_dir}/group_size.csv, "
+                  f"{cfg.output_dir}/figures/fig14_group_size.png", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def report(
     study_dir: Path = typer.Argument(..., help="A study folder written by `prunefair study`."),
