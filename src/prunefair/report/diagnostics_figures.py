@@ -118,30 +118,41 @@ def _bars(ax, names, mean, std, title, color):
 
 def _figure(results, diag: pd.DataFrame, columns: list[str], path: Path, title: str, *, rate: float | None,
             split: str, stage: str, corr: pd.DataFrame) -> Path | None:
+    """Per group: the accuracy drop at each rate (up to the four highest; or ``rate``) beside each dense
+    diagnostic, titled with its Spearman ρ against the drop at each of those rates. Showing every rate matters:
+    at extreme sparsity a small model collapses onto a few classes and the ranking there is the collapse's."""
     bg = results.by_group
     pruned = bg[(bg.stage == stage) & (bg.split == split)]
     if diag.empty or pruned.empty:
         return None
     method = sorted(pruned.method.unique())[0]
     pruned = pruned[pruned.method == method]
-    rate = rate if rate is not None else float(pruned.sparsity.max())
-    drop = pruned[pruned.sparsity == rate].groupby(["group_id", "group"])["accuracy_drop"].agg(["mean", "std"])
+    rates = [rate] if rate is not None else sorted(float(r) for r in pruned.sparsity.unique())[-4:]
     cols = [c for c in columns if c in diag.columns and diag[c].notna().any()]
     stats = diag.groupby(["group_id", "group"])[cols].agg(["mean", "std"])
-    names = [g for _, g in drop.index]
-    fig, axes = plt.subplots(1, 1 + len(cols), figsize=(3.6 * (1 + len(cols)), 3.4), squeeze=False)
+    names = [g for _, g in stats.index]
+    fig, axes = plt.subplots(1, 1 + len(cols), figsize=(3.8 * (1 + len(cols)), 3.2 + 0.25 * len(rates)),
+                             squeeze=False)
     n_seeds = diag.seed.nunique()
-    _bars(axes[0][0], names, drop["mean"] * 100, drop["std"].fillna(0) * 100,
-          f"accuracy drop Δ_a (%) at {rate * 100:g}% ({method}, {stage})", "tab:red")
+    ax, pos, width = axes[0][0], np.arange(len(names)), 0.8 / len(rates)
+    for i, r in enumerate(rates):
+        drop = pruned[pruned.sparsity == r].groupby(["group_id", "group"])["accuracy_drop"].agg(["mean", "std"])
+        drop = drop.reindex(stats.index)
+        ax.bar(pos + (i - (len(rates) - 1) / 2) * width, drop["mean"] * 100, width, yerr=drop["std"].fillna(0) * 100,
+               capsize=1.5, color=plt.cm.Reds(0.35 + 0.6 * (i + 1) / len(rates)), label=f"{r * 100:g}%")
+    ax.set_xticks(pos, names, rotation=45 if max(len(str(n)) for n in names) > 3 else 0, ha="right", fontsize=8)
+    ax.set_title(f"accuracy drop Δ_a (%) ({method}, {stage})", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, title="sparsity", title_fontsize=7)
     for ax, c, color in zip(axes[0][1:], cols, ["tab:blue", "tab:green", "tab:purple", "tab:orange"]):
-        rho = ""
-        if not corr.empty:
-            m = corr[(corr.method == method) & (corr.sparsity == rate) & (corr.stage == stage)
+        lines = []
+        for r in rates if not corr.empty else []:
+            m = corr[(corr.method == method) & (corr.sparsity == r) & (corr.stage == stage)
                      & (corr.diagnostic == c) & (corr.outcome == "accuracy_drop")]
             if len(m) and np.isfinite(m.rho.iloc[0]):
-                rho = f"\nSpearman ρ vs Δ_a = {m.rho.iloc[0]:.2f} [{m.low.iloc[0]:.2f}, {m.high.iloc[0]:.2f}]"
+                lines.append(f"ρ vs Δ_a at {r * 100:g}%: {m.rho.iloc[0]:.2f} [{m.low.iloc[0]:.2f}, {m.high.iloc[0]:.2f}]")
         _bars(ax, names, stats[(c, "mean")].to_numpy(), stats[(c, "std")].fillna(0).to_numpy(),
-              f"{DIAGNOSTIC_LABELS.get(c, c)} (dense){rho}", color)
+              "\n".join([f"{DIAGNOSTIC_LABELS.get(c, c)} (dense)", *lines]), color)
     fig.suptitle(f"{results.config.name}: {title} ({n_seeds} seed(s), diagnostics on {diag.split.iloc[0]}, "
                  f"drop on {split})", fontsize=10)
     return save_figure(fig, path, dpi=110)
