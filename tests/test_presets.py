@@ -15,4 +15,11 @@ def test_preset_validates(name):
 
 def test_experiment_presets_ship():
     assert {"digits", "utkface_ethnicity", "utkface_gender", "cifar10", "utkface_mitigation", "gpu_utkface_ethnicity",
-            "gpu_cifar10"} <= set(preset_names())
+            "gpu_cifar10", "utkface_age", "gpu_utkface_gender", "gpu_utkface_age"} <= set(preset_names())
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_says_what_it_reproduces(name):
+    from prunefair.config import preset_description
+
+    assert len(preset_description(name)) > 20

@@ -265,10 +265,10 @@ def diagnose(
 @app.command()
 def presets() -> None:
     """List the study presets shipped with prunefair."""
-    from prunefair.config import preset_names, read_preset
+    from prunefair.config import preset_description, preset_names
 
     for name in preset_names():
-        console.print(f"[bold]{name}[/]: {read_preset(name).get('name', name)}")
+        console.print(f"[bold]{name}[/]: {preset_description(name)}", highlight=False)
 
 
 def main() -> None:

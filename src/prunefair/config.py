@@ -393,6 +393,20 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("prunefair.presets").iterdir() if p.name.endswith(".toml"))
 
 
+def preset_description(name: str) -> str:
+    """The first comment line of a preset file (what it reproduces), or ''."""
+    from importlib import resources
+
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; allowed: {', '.join(preset_names())}")
+    for line in resources.files("prunefair.presets").joinpath(f"{name}.toml").read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""
+
+
 def read_preset(name: str) -> dict:
     from importlib import resources
 
