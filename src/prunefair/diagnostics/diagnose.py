@@ -159,14 +159,12 @@ def diagnose_groups(
     t2 = time.perf_counter()
     G = data.num_groups
     lam, trace, trace_se = np.full(G, np.nan), np.full(G, np.nan), np.full(G, np.nan)
-    samples = np.zeros(G, dtype=np.int64)
-    hvp_used = None
     subsets = [_hessian_subset(data, a, max_samples, seed) for a in range(G)]
-    samples[:] = [len(idx) for idx in subsets]
+    samples = np.array([len(idx) for idx in subsets], dtype=np.int64)
     eigen = [None] * G
     inputs = {a: _hessian_inputs(data, idx, device, channels_last) for a, idx in enumerate(subsets) if len(idx)}
-    use_stacked = stacked and eigen_method == "lanczos"
-    if use_stacked and inputs:  # every group's product in one pass
+    use_stacked = stacked and eigen_method == "lanczos" and bool(inputs)
+    if use_stacked:  # every group's product in one pass
         op = StackedGroupHessian(model, [x for x, _ in inputs.values()], [y for _, y in inputs.values()],
                                  chunk_size=batch_size)
         results = lanczos_lockstep(op, op.dim, len(inputs), max_iter=max_iter, tol=tol, seed=seed,
@@ -175,12 +173,12 @@ def diagnose_groups(
         op.release()
         for a, res in zip(inputs, results):
             lam[a], eigen[a] = res.value, res.to_dict()
-        hvp_used = "stacked"
-    for a, (x, y) in ({} if use_stacked and not trace_samples else inputs).items():  # per group (and traces)
-        op = GroupHessian(model, x, y, method=hvp if hvp_used in (None, "stacked") else hvp_used,
-                          chunk_size=batch_size)
+    per_group = inputs if not use_stacked or trace_samples else {}  # eigenvalues group by group, and traces
+    method = hvp
+    for a, (x, y) in per_group.items():
+        op = GroupHessian(model, x, y, method=method, chunk_size=batch_size)
+        method = op.method  # "auto" is decided once (on the first group), then reused
         if not use_stacked:
-            hvp_used = op.method  # decided once (on the first group), then reused
             res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol,
                                               seed=seed, device=op.device, dtype=op.dtype, criterion=criterion,
                                               start=op.gradient() if start == "gradient" else None)
@@ -189,6 +187,7 @@ def diagnose_groups(
             tr = hutchinson_trace(op, op.dim, samples=trace_samples, seed=seed, device=op.device, dtype=op.dtype)
             trace[a], trace_se[a] = tr.value, tr.stderr
         op.release()
+    hvp_used = "stacked" if use_stacked else (method if per_group else None)
     t3 = time.perf_counter()
     model.train(was_training)
     settings = {"batch_size": batch_size, "max_samples": max_samples, "eigen_method": eigen_method,
