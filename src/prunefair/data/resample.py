@@ -15,6 +15,21 @@ import torch
 from prunefair.data.base import GroupedData
 
 
+def _copies(count: int, factor: float) -> tuple[int, int]:
+    """(whole copies of every sample, extra samples drawn once more) for a group of ``count`` and ``factor``."""
+    whole = int(math.floor(factor))
+    extra = int(round((factor - whole) * count))
+    if whole == 0:
+        extra = max(1, extra) if count else 0
+    return whole, extra
+
+
+def upsampled_size(count: int, factor: float) -> int:
+    """How many samples a group of ``count`` has after ``resample_group`` with ``factor``."""
+    whole, extra = _copies(count, factor)
+    return whole * count + extra
+
+
 def resample_group(data: GroupedData, *, group: str, factor: float, seed: int = 0) -> GroupedData:
     if group not in data.group_names:
         raise ValueError(f"data.resample.group = {group!r}: not a group of this dataset; "
@@ -26,10 +41,7 @@ def resample_group(data: GroupedData, *, group: str, factor: float, seed: int = 
     others = np.flatnonzero(data.g.numpy() != gid)
     rng = np.random.default_rng(seed)
     n = len(members)
-    whole = int(math.floor(factor))
-    extra = int(round((factor - whole) * n))
-    if whole == 0:
-        extra = max(1, extra) if n else 0
+    whole, extra = _copies(n, factor)
     picked = [np.tile(members, whole), rng.choice(members, size=extra, replace=False) if extra else members[:0]]
     index = np.sort(np.concatenate([others, *picked]))
     out = data.subset(torch.from_numpy(index))

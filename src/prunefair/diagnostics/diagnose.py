@@ -13,7 +13,9 @@ from torch import nn
 from prunefair.data import GroupedData
 from prunefair.diagnostics.boundary import group_boundary_distance
 from prunefair.diagnostics.bound import theorem1_terms
-from prunefair.diagnostics.eigen import STARTS, EigenResult, lanczos_lockstep, top_eigenvalue
+from prunefair.diagnostics.eigen import (
+    EigenResult, check_start, lanczos_lockstep, start_vector, top_eigenvalue,
+)
 from prunefair.diagnostics.stacked_hvp import StackedGroupHessian
 from prunefair.diagnostics.gradients import group_gradient_norms
 from prunefair.diagnostics.hvp import GroupHessian
@@ -145,8 +147,7 @@ def diagnose_groups(
     ``stacked`` runs every group's Lanczos together on ``StackedGroupHessian`` (one pass per product for all
     groups; same values). Off by default: measured slower than group by group (CPU 0.55x on UTKFace, H200 0.96x
     on a small CNN; see docs/benchmarks.md)."""
-    if start not in STARTS:
-        raise ValueError(f"unknown Hessian start vector {start!r}; allowed: {', '.join(STARTS)}")
+    check_start(start)
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()
@@ -169,7 +170,7 @@ def diagnose_groups(
                                  chunk_size=batch_size)
         results = lanczos_lockstep(op, op.dim, len(inputs), max_iter=max_iter, tol=tol, seed=seed,
                                    device=op.device, dtype=op.dtype, criterion=criterion,
-                                   starts=list(op.gradient()) if start == "gradient" else None)
+                                   starts=start_vector(op, start))
         op.release()
         for a, res in zip(inputs, results):
             lam[a], eigen[a] = res.value, res.to_dict()
@@ -181,7 +182,7 @@ def diagnose_groups(
         if not use_stacked:
             res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol,
                                               seed=seed, device=op.device, dtype=op.dtype, criterion=criterion,
-                                              start=op.gradient() if start == "gradient" else None)
+                                              start=start_vector(op, start))
             lam[a], eigen[a] = res.value, res.to_dict()
         if trace_samples:
             tr = hutchinson_trace(op, op.dim, samples=trace_samples, seed=seed, device=op.device, dtype=op.dtype)

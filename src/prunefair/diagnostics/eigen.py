@@ -160,7 +160,7 @@ def lanczos_top_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor], dim: 
 
 
 def lanczos_lockstep(matmat: Callable[[torch.Tensor], torch.Tensor], dim: int, count: int, *,
-                     starts: list[torch.Tensor | None] | None = None, **kw) -> list[EigenResult]:
+                     starts: torch.Tensor | list[torch.Tensor | None] | None = None, **kw) -> list[EigenResult]:
     """``count`` Lanczos runs, one per operator, advanced together: ``matmat`` maps a [count, dim] stack of
     vectors to the stack of products (row i through operator i), e.g. every group's Hessian in one pass.
     Each run stops on its own rule; a stopped run's row is zero in later products. Same results as
@@ -207,6 +207,18 @@ def top_eigenvalue(matvec, dim: int, *, method: str = "lanczos", max_iter: int =
     raise ValueError(f"unknown eigen method {method!r}; allowed: {', '.join(EIGEN_METHODS)}")
 
 
+def check_start(start: str) -> str:
+    if start not in STARTS:
+        raise ValueError(f"unknown start {start!r}; allowed: {', '.join(STARTS)}")
+    return start
+
+
+def start_vector(op, start: str) -> torch.Tensor | None:
+    """The start named by ``start`` for a Hessian operator: its gradient (a [groups, dim] stack for a stacked
+    operator), or None for the seeded random vector."""
+    return op.gradient() if check_start(start) == "gradient" else None
+
+
 def hessian_top_eigenvalue(model, x: torch.Tensor, y: torch.Tensor, *, method: str = "lanczos",
                            hvp: str = "auto", max_iter: int = 50, tol: float = 1e-3, seed: int = 0,
                            chunk_size: int = 1024, criterion: str = "eigenvalue", start: str = "gradient",
@@ -217,12 +229,11 @@ def hessian_top_eigenvalue(model, x: torch.Tensor, y: torch.Tensor, *, method: s
     maps within its top eigenspace; ``"random"`` from a seeded Gaussian vector."""
     from prunefair.diagnostics.hvp import GroupHessian
 
-    if start not in STARTS:
-        raise ValueError(f"unknown start {start!r}; allowed: {', '.join(STARTS)}")
+    check_start(start)
     op = GroupHessian(model, x, y, method=hvp, chunk_size=chunk_size)
     try:
         return top_eigenvalue(op, op.dim, method=method, max_iter=max_iter, tol=tol, seed=seed,
                               device=op.device, dtype=op.dtype, criterion=criterion, check_residual=check_residual,
-                              start=op.gradient() if start == "gradient" else None)
+                              start=start_vector(op, start))
     finally:
         op.release()

@@ -9,11 +9,11 @@ also train ten times longer, and "train to convergence" would mean different thi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from prunefair.config import StudyConfig, validate_config
+from prunefair.data.resample import upsampled_size
 
 
 @dataclass(frozen=True)
@@ -22,15 +22,6 @@ class GroupSizeStudy:
     epochs: int
     train_size: int  # after upsampling
     config: StudyConfig
-
-
-def upsampled_size(group_count: int, factor: float) -> int:
-    """How many samples a group of ``group_count`` has after ``data.resample`` with ``factor`` (resample_group)."""
-    whole = int(math.floor(factor))
-    extra = int(round((factor - whole) * group_count))
-    if whole == 0:
-        extra = max(1, extra) if group_count else 0
-    return whole * group_count + extra
 
 
 def plan_group_size(cfg: StudyConfig, *, group: str, factors: list[float], train_size: int, group_count: int,
