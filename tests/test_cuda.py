@@ -104,6 +104,23 @@ def test_diagnose_groups_stacked_on_cuda_equals_per_group_on_cpu(digits):
     np.testing.assert_allclose(gpu.grad_norm, cpu.grad_norm, rtol=1e-3)
 
 
+@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+def test_hessian_products_with_second_order_rules_on_cuda_equal_plain_autograd_on_cpu(name):
+    from prunefair.diagnostics import GroupHessian
+
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=10, input_shape=(3, 16, 16), width=0.25).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    x, y = torch.randn(12, 3, 16, 16), torch.randint(0, 10, (12,))
+    v = torch.randn(sum(p.numel() for p in model.parameters()))
+    cpu = GroupHessian(model, x, y, method="double_backward", rules=False)(v)
+    gpu = GroupHessian(copy.deepcopy(model).cuda(), x.cuda(), y.cuda(), method="double_backward")(v.cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
+
+
 def test_augmentation_on_cuda_is_seeded_and_a_flip_crop_of_each_image():
     """On CUDA the draws come from a device generator seeded by the host one: same seed, same batch; each
     output is one of the (2p+1)^2 x 2 flip-crops of its input, as on the CPU."""

@@ -91,7 +91,8 @@ class Lanczos:
         if criterion not in CRITERIA:
             raise ValueError(f"unknown criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
         self.max_iter, self.tol, self.seed, self.criterion = max(1, min(max_iter, dim)), tol, seed, criterion
-        self.Q = torch.zeros(self.max_iter, dim, device=device, dtype=dtype)
+        # the Lanczos basis, grown as needed (max_iter x dim up front would be 2 GB for ResNet18 at 50 steps)
+        self.Q = torch.empty(min(self.max_iter, 4), dim, device=device, dtype=dtype)
         self.q = _start(dim, seed, device, dtype, start)
         self.alphas: list[float] = []
         self.betas: list[float] = []
@@ -102,6 +103,10 @@ class Lanczos:
         """Take w = H q; returns whether the run has stopped (converged or out of iterations)."""
         self.k += 1
         k, q = self.k, self.q
+        if k > len(self.Q):
+            grown = torch.empty(min(self.max_iter, 2 * len(self.Q)), self.Q.shape[1], device=q.device, dtype=q.dtype)
+            grown[: len(self.Q)] = self.Q
+            self.Q = grown
         self.Q[k - 1] = q
         self.alphas.append(float(w @ q))
         basis = self.Q[:k]

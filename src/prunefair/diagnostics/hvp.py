@@ -3,7 +3,9 @@
 Two ways to compute H v for H = hessian_theta J(theta; S) (mean cross-entropy over the samples S):
 
 - ``double_backward``: reverse-over-reverse. The gradient graph of each chunk of S is built once
-  (``create_graph=True``) and kept, so each product is one extra backward pass through it.
+  (``create_graph=True``) and kept, so each product is one extra backward pass through it. The graph is built
+  with ``second_order_rules`` (exact, cheaper rules for eval-mode batch norm and 2-d convolutions, see
+  hvp_rules.py) unless ``rules=False``.
 - ``forward_over_reverse``: ``torch.func.jvp`` of ``torch.func.grad`` (Pearlmutter's trick with a forward-mode
   tangent), recomputed for every product; needs no retained graph, so it suits groups too large to keep one.
 
@@ -24,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunefair.diagnostics.hvp_rules import second_order_rules
+
 HVP_METHODS = ("auto", "double_backward", "forward_over_reverse")
 
 # The choice made by "auto", remembered per model and data shape so the timing is paid once per model.
@@ -34,7 +38,7 @@ class GroupHessian:
     """The linear operator v -> H v of the mean cross-entropy of ``model`` on inputs ``x``, labels ``y``."""
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: str = "auto",
-                 chunk_size: int = 1024, cache_graph: bool = True):
+                 chunk_size: int = 1024, cache_graph: bool = True, rules: bool = True):
         if method not in HVP_METHODS:
             raise ValueError(f"unknown hvp method {method!r}; allowed: {', '.join(HVP_METHODS)}")
         if len(x) == 0:
@@ -49,11 +53,12 @@ class GroupHessian:
         self.n = len(y)
         self.chunks = list(zip(torch.split(x, chunk_size), torch.split(y, chunk_size)))
         self.cache_graph = cache_graph
+        self.rules = rules
         self._graphs: list[tuple[torch.Tensor, ...]] | None = None
         self.products = 0
         self.timings: dict[str, float] = {}
         if method == "auto":
-            key = (tuple(x.shape[1:]), min(len(y), chunk_size), str(x.device), x.dtype)
+            key = (tuple(x.shape[1:]), min(len(y), chunk_size), str(x.device), x.dtype, rules)
             remembered = _CHOICES.setdefault(model, {})
             if key not in remembered:
                 remembered[key] = self._pick_faster()
@@ -72,13 +77,17 @@ class GroupHessian:
         return [t.view(s) for t, s in zip(torch.split(v, self.numels), self.shapes)]
 
     # -- reverse-over-reverse ------------------------------------------------------------------
+    def _graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.rules and x.dim() == 4 and x.device.type == "cpu":  # as the rewritten convolutions (1.1x faster)
+            x = x.contiguous(memory_format=torch.channels_last)
+        with second_order_rules(self.model, self.rules):
+            loss = F.cross_entropy(self.model(x), y, reduction="sum")
+            return torch.autograd.grad(loss, self.params, create_graph=True)
+
     def _grad_graphs(self) -> list[tuple[torch.Tensor, ...]]:
         if self._graphs is not None:
             return self._graphs
-        graphs = []
-        for x, y in self.chunks:
-            loss = F.cross_entropy(self.model(x), y, reduction="sum")
-            graphs.append(torch.autograd.grad(loss, self.params, create_graph=True))
+        graphs = [self._graph(x, y) for x, y in self.chunks]
         if self.cache_graph:
             self._graphs = graphs
         return graphs
@@ -88,9 +97,7 @@ class GroupHessian:
         out = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
         if self._graphs is None and not self.cache_graph:
             for x, y in self.chunks:  # rebuild each chunk's graph and free it at once
-                loss = F.cross_entropy(self.model(x), y, reduction="sum")
-                grads = torch.autograd.grad(loss, self.params, create_graph=True)
-                hv = torch.autograd.grad(grads, self.params, grad_outputs=vs)
+                hv = torch.autograd.grad(self._graph(x, y), self.params, grad_outputs=vs)
                 out += torch.cat([h.reshape(-1) for h in hv])
         else:
             for grads in self._grad_graphs():

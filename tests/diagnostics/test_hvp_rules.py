@@ -1,0 +1,129 @@
+"""The rewritten second-order rules (eval-mode batch norm, 2-d convolution) give the same gradient and the same
+Hessian-vector products as plain autograd, and the dense Hessian's."""
+
+import pytest
+import torch
+from torch import nn
+
+from prunefair.diagnostics import GroupHessian
+from prunefair.diagnostics.hvp_rules import conv_bn_pairs, second_order_rules
+from prunefair.models import build_model
+from tests.diagnostics.helpers import dense_hessian
+
+
+def conv_net(*, stride=1, dilation=1, groups=1, bias=False, affine=True, seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, bias=bias),
+        nn.BatchNorm2d(4, affine=affine), nn.Tanh(),
+        nn.Conv2d(4, 4, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=True),
+        nn.BatchNorm2d(4), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+    )
+    for m in net.modules():  # running statistics away from (0, 1), so the rewrite has something to get wrong
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            if m.affine:
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.3, 0.3)
+    return net.eval()
+
+
+def small_batch(n=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, 6, 6, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+@pytest.mark.parametrize("kw", [{}, {"stride": 2}, {"dilation": 2}, {"groups": 2}, {"bias": True},
+                                {"affine": False}])
+def test_products_equal_plain_autograd_and_the_dense_hessian(kw):
+    net = conv_net(**kw)
+    x, y = small_batch()
+    H = dense_hessian(net, x, y)
+    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(2))
+    ours = GroupHessian(net, x, y, method="double_backward")
+    plain = GroupHessian(net, x, y, method="double_backward", rules=False)
+    torch.testing.assert_close(ours(v), plain(v), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours(v).double(), H @ v.double(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.gradient(), plain.gradient(), rtol=1e-5, atol=1e-7)
+
+
+def test_the_swap_is_undone_and_covers_only_what_it_can():
+    net = conv_net()
+    net.append(nn.Unflatten(1, (3, 1)))
+    net.append(nn.BatchNorm1d(3).train())  # training-mode batch norm is left as it is
+    assert conv_bn_pairs(net) == [("0", "1"), ("3", "4")]
+    with second_order_rules(net) as count:
+        assert count == 4  # two convolution + batch-norm pairs
+        assert all("forward" not in m.__dict__ for m in net.modules() if isinstance(m, (nn.Linear, nn.BatchNorm1d)))
+    assert all("forward" not in m.__dict__ for m in net.modules())
+    with second_order_rules(net, enabled=False) as count:
+        assert count == 0
+    with pytest.raises(RuntimeError, match="boom"), second_order_rules(net):
+        raise RuntimeError("boom")
+    assert all("forward" not in m.__dict__ for m in net.modules())
+
+
+def test_batch_norm_1d_on_features():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 3)).eval()
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2)
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(8, 5, generator=g), torch.randint(0, 3, (8,), generator=g)
+    H = dense_hessian(net, x, y)
+    v = torch.randn(H.shape[0], generator=g)
+    torch.testing.assert_close(GroupHessian(net, x, y, method="double_backward")(v).double(), H @ v.double(),
+                               rtol=1e-4, atol=1e-5)
+
+
+class TwoUses(nn.Module):
+    """The convolution's output goes to the batch norm and to the skip: no fusion, per-layer rules."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.bn, self.head = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Linear(2, 3)
+        self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.head(torch.relu(self.bn(h) + h).mean((2, 3)))
+
+
+class Untraceable(TwoUses):
+    def forward(self, x):
+        h = self.bn(self.conv(x))
+        if float(h.detach().sum()) > 1e9:  # data-dependent control flow: fx cannot trace it
+            h = -h
+        return self.head(torch.relu(h).mean((2, 3)))
+
+
+@pytest.mark.parametrize("net,pairs", [(TwoUses(), []), (Untraceable(), [])])
+def test_no_fusion_where_it_would_change_the_function(net, pairs):
+    net.eval()
+    assert conv_bn_pairs(net) == pairs
+    x, y = small_batch()
+    H = dense_hessian(net, x, y)
+    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(GroupHessian(net, x, y, method="double_backward")(v).double(), H @ v.double(),
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "cnn"])
+def test_the_library_models_fuse_every_pair_and_keep_their_products(name):
+    net = build_model(name, num_classes=3, input_shape=(2, 8, 8), width=0.25).eval()
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert len(conv_bn_pairs(net)) == len(convs)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    x, y = small_batch(n=5)
+    x = torch.nn.functional.interpolate(x, size=(8, 8))
+    ours = GroupHessian(net, x, y, method="double_backward")
+    plain = GroupHessian(net, x, y, method="double_backward", rules=False)
+    v = torch.randn(ours.dim, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(ours(v), plain(v), rtol=1e-4, atol=1e-5)
+    assert all("forward" not in m.__dict__ for m in net.modules())
