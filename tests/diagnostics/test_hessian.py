@@ -32,7 +32,13 @@ def test_auto_picks_one_of_the_two_and_times_both(setup):
     model, x, y, _ = setup
     op = GroupHessian(model, x, y, method="auto")
     assert op.method in ("double_backward", "forward_over_reverse")
-    assert set(op.timings) == {"double_backward", "forward_over_reverse"}
+    assert set(op.timings) == {"double_backward", "double_backward_autograd", "forward_over_reverse"}
+    fastest = min(op.timings, key=op.timings.get)
+    assert (op.method, op.rules) == {"double_backward": ("double_backward", True),
+                                     "double_backward_autograd": ("double_backward", False),
+                                     "forward_over_reverse": ("forward_over_reverse", True)}[fastest]
+    plain = GroupHessian(model, x[:-1], y[:-1], method="auto", rules=False)  # no rules asked: two candidates
+    assert set(plain.timings) == {"double_backward", "forward_over_reverse"} and not plain.rules
     with pytest.raises(ValueError, match="allowed"):
         GroupHessian(model, x, y, method="finite_differences")
 

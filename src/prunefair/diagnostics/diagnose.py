@@ -175,10 +175,10 @@ def diagnose_groups(
         for a, res in zip(inputs, results):
             lam[a], eigen[a] = res.value, res.to_dict()
     per_group = inputs if not use_stacked or trace_samples else {}  # eigenvalues group by group, and traces
-    method = hvp
+    method, rules = hvp, True
     for a, (x, y) in per_group.items():
-        op = GroupHessian(model, x, y, method=method, chunk_size=batch_size)
-        method = op.method  # "auto" is decided once (on the first group), then reused
+        op = GroupHessian(model, x, y, method=method, chunk_size=batch_size, rules=rules)
+        method, rules = op.method, op.rules  # "auto" is decided once (on the first group), then reused
         if not use_stacked:
             res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol,
                                               seed=seed, device=op.device, dtype=op.dtype, criterion=criterion,
@@ -192,9 +192,9 @@ def diagnose_groups(
     t3 = time.perf_counter()
     model.train(was_training)
     settings = {"batch_size": batch_size, "max_samples": max_samples, "eigen_method": eigen_method,
-                "hvp": hvp, "hvp_used": hvp_used, "max_iter": max_iter, "tol": tol, "criterion": criterion,
-                "start": start,
-                "trace_samples": trace_samples, "seed": seed, "samples": len(data)}
+                "hvp": hvp, "hvp_used": hvp_used, "hvp_rules": rules if per_group else None, "max_iter": max_iter,
+                "tol": tol, "criterion": criterion, "start": start, "trace_samples": trace_samples, "seed": seed,
+                "samples": len(data)}
     timing = {"gradients_s": t1 - t0, "boundary_s": t2 - t1, "hessian_s": t3 - t2}
     return GroupDiagnostics(
         tuple(data.group_names), count=stats.count, loss=stats.loss, accuracy=stats.accuracy, grad_norm=grads.norms,

@@ -10,7 +10,8 @@ Two ways to compute H v for H = hessian_theta J(theta; S) (mean cross-entropy ov
   tangent), recomputed for every product; needs no retained graph, so it suits groups too large to keep one.
 
 ``method="auto"`` times one product of each on the same data and keeps the faster (remembered for the model and
-data shape, so the timing is paid once). The model is used in
+data shape, so the timing is paid once); with ``rules`` it also times plain autograd's double backward, so the
+rules are used only where they are measured faster. The model is used in
 eval mode (batch norm with running statistics), so H is the Hessian of a fixed function of theta.
 Vectors are flat, in the order of ``model.parameters()`` that require grad.
 """
@@ -55,6 +56,7 @@ class GroupHessian:
         self.cache_graph = cache_graph
         self.rules = rules
         self._graphs: list[tuple[torch.Tensor, ...]] | None = None
+        self._graph_rules: bool | None = None  # how the cached graph was built
         self.products = 0
         self.timings: dict[str, float] = {}
         if method == "auto":
@@ -62,7 +64,9 @@ class GroupHessian:
             remembered = _CHOICES.setdefault(model, {})
             if key not in remembered:
                 remembered[key] = self._pick_faster()
-            method = remembered[key]
+            method, self.rules = remembered[key]
+            if self._graph_rules is not None and self._graph_rules != self.rules:
+                self.release()  # the cached graph was built the other way
         self.method = method
 
     @property
@@ -88,6 +92,7 @@ class GroupHessian:
         if self._graphs is not None:
             return self._graphs
         graphs = [self._graph(x, y) for x, y in self.chunks]
+        self._graph_rules = self.rules
         if self.cache_graph:
             self._graphs = graphs
         return graphs
@@ -140,18 +145,30 @@ class GroupHessian:
         return torch.stack(flat).sum(0) / self.n
 
     # -- choosing and calling ------------------------------------------------------------------
-    def _pick_faster(self) -> str:
+    def _pick_faster(self) -> tuple[str, bool]:
+        """Time one product of each way (after a warm-up that builds what it needs) and return the fastest as
+        (method, rules): double backward with the second-order rules, plain double backward (only when the
+        rules were asked for: a safeguard where they were never measured, e.g. a new GPU) and
+        forward-over-reverse."""
         g = torch.Generator().manual_seed(0)
         v = torch.randn(self.dim, generator=g).to(device=self.device, dtype=self.dtype)
-        for name, fn in (("double_backward", self._hvp_double_backward),
-                         ("forward_over_reverse", self._hvp_forward_over_reverse)):
+        asked = self.rules
+        candidates = [("double_backward_autograd", "double_backward", False)] if asked else []
+        candidates += [("double_backward", "double_backward", asked),
+                       ("forward_over_reverse", "forward_over_reverse", asked)]
+        for name, method, rules in candidates:
+            self.rules = rules
+            if self._graph_rules is not None and self._graph_rules != rules:
+                self.release()
+            fn = self._hvp_double_backward if method == "double_backward" else self._hvp_forward_over_reverse
             fn(v)  # warm-up (builds and caches the gradient graph for double backward)
             _sync(self.device)
             t0 = time.perf_counter()
             fn(v)
             _sync(self.device)
             self.timings[name] = time.perf_counter() - t0
-        return min(self.timings, key=self.timings.get)
+        best = min(self.timings, key=self.timings.get)
+        return next((method, rules) for name, method, rules in candidates if name == best)
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         self.products += 1
@@ -162,6 +179,7 @@ class GroupHessian:
     def release(self) -> None:
         """Free the cached gradient graphs."""
         self._graphs = None
+        self._graph_rules = None
 
 
 def _sync(device: torch.device) -> None:

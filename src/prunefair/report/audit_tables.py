@@ -59,8 +59,9 @@ def diagnose_table(result, rate: float) -> Table:
         table.add_row(str(r["rank"]), str(r.group), str(r.n), _f(r.grad_norm), _f(r.hessian_top_eigenvalue),
                       _f(r.gradient_term), _f(r.curvature_term), _f(r.bound), _f(r.gini), _f(r.margin))
     d = result.diagnostics
+    rules = " with rules" if d.settings.get("hvp_rules") else ""
     table.caption = (f"diagnostics on {d.split} ({int(d.count.sum())} samples; Hessians on up to "
                      f"{d.settings.get('max_samples')} per group, {d.settings.get('eigen_method')}, "
-                     f"HVP {d.settings.get('hvp_used')}); Prop. 1: ||Σ|D_a| g_a|| / Σ|D_a| ||g_a|| = "
+                     f"HVP {d.settings.get('hvp_used')}{rules}); Prop. 1: ||Σ|D_a| g_a|| / Σ|D_a| ||g_a|| = "
                      f"{d.cancellation:.3g}")
     return table
