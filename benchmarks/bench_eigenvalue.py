@@ -7,7 +7,8 @@ prunefair runs ``hessian_top_eigenvalue`` with its defaults (Lanczos started fro
 when the Ritz value's error bound min(r, r^2/gap) is below 1e-3 relatively, the residual r from the recurrence;
 HVP method chosen by timing one product of each, once per model and data shape: that one-off choice is made in
 the warm-up and printed, not timed per group). Eigenvalues must agree within 1%. A second line runs Lanczos from
-a random start, to show what the gradient start saves. Products are counted for both libraries.
+a random start, to show what the gradient start saves. Products are counted for both libraries. ``--reference``
+also converges Lanczos per group (untimed) and prints each library's actual error against that value.
 
 Usage: python benchmarks/bench_eigenvalue.py [--images 1024] [--width 0.5] [--groups 10] [--samples 128]
        python benchmarks/bench_eigenvalue.py --study runs/e1_utkface_ethnicity --samples 256  (a study's dense model)
@@ -120,6 +121,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--study", help="a study folder: time its dense model on its own groups instead")
     ap.add_argument("--seed", type=int, default=0, help="with --study: which seed's dense model")
+    ap.add_argument("--reference", action="store_true",
+                    help="also converge Lanczos to 1e-7 per group and print both libraries' actual errors")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     dev = args.device
@@ -137,7 +140,7 @@ def main() -> None:
     else:
         model, data = trained_model(args, dev)
     model.eval()
-    ratios, worst, value_ratios, worst_value = [], 0.0, [], 0.0
+    ratios, worst, value_ratios, worst_value, errors = [], 0.0, [], 0.0, []
     pyhessian_values, pyhessian_times, group_data = [], [], []
     for a in range(args.groups):
         idx = torch.nonzero(data.g == a).flatten()[: args.samples]
@@ -188,6 +191,15 @@ def main() -> None:
               f"PyHessian {base:.5g} ({base_products} products) in {tb:.3g} s; speed-up {tb / to:.2f}x; relative "
               f"difference {rel:.2e}; random start {val.value:.5g} ({val.hvps} products) in {tv:.3g} s, "
               f"speed-up {tb / tv:.2f}x")
+        if args.reference:  # untimed: Lanczos to a 1e-7 residual, the value both are judged against
+            ref = hessian_top_eigenvalue(model, x, y, seed=a, tol=1e-7, max_iter=100, criterion="residual").value
+            errors.append((abs(res.value - ref) / abs(ref), abs(base - ref) / abs(ref)))
+            print(f"   converged value {ref:.6g}: prunefair off by {errors[-1][0]:.1e}, PyHessian by {errors[-1][1]:.1e}")
+    if errors:
+        ours_err, base_err = zip(*errors)
+        print(f"actual relative error against a converged value (median, max): prunefair "
+              f"{statistics.median(ours_err):.1e}, {max(ours_err):.1e}; PyHessian {statistics.median(base_err):.1e}, "
+              f"{max(base_err):.1e}")
     print(f"per-group top eigenvalue: speed-up over PyHessian, median over {len(ratios)} groups "
           f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x; target >= 4); "
           f"eigenvalues agree within {worst * 100:.3f}% (target <= 1%)")
