@@ -92,9 +92,8 @@ class GroupHessian:
         if self._graphs is not None:
             return self._graphs
         graphs = [self._graph(x, y) for x, y in self.chunks]
-        self._graph_rules = self.rules
         if self.cache_graph:
-            self._graphs = graphs
+            self._graphs, self._graph_rules = graphs, self.rules
         return graphs
 
     def _hvp_double_backward(self, v: torch.Tensor) -> torch.Tensor:
