@@ -11,11 +11,11 @@ from prunefair.models import build_model
 from tests.diagnostics.helpers import dense_hessian
 
 
-def conv_net(*, stride=1, dilation=1, groups=1, bias=False, affine=True, seed=0):
+def conv_net(*, stride=1, dilation=1, groups=1, bias=False, affine=True, pool=None, seed=0):
     torch.manual_seed(seed)
     net = nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1, bias=bias),
-        nn.BatchNorm2d(4, affine=affine), nn.Tanh(),
+        nn.BatchNorm2d(4, affine=affine), nn.Tanh(), pool if pool is not None else nn.Identity(),
         nn.Conv2d(4, 4, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups, bias=True),
         nn.BatchNorm2d(4), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
@@ -36,7 +36,8 @@ def small_batch(n=6, seed=1):
 
 
 @pytest.mark.parametrize("kw", [{}, {"stride": 2}, {"dilation": 2}, {"groups": 2}, {"bias": True},
-                                {"affine": False}])
+                                {"affine": False}, {"pool": nn.MaxPool2d(2)},
+                                {"pool": nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)}])
 def test_products_equal_plain_autograd_and_the_dense_hessian(kw):
     net = conv_net(**kw)
     x, y = small_batch()
@@ -53,9 +54,9 @@ def test_the_swap_is_undone_and_covers_only_what_it_can():
     net = conv_net()
     net.append(nn.Unflatten(1, (3, 1)))
     net.append(nn.BatchNorm1d(3).train())  # training-mode batch norm is left as it is
-    assert conv_bn_pairs(net) == [("0", "1"), ("3", "4")]
+    assert conv_bn_pairs(net) == [("0", "1"), ("4", "5")]
     with second_order_rules(net) as count:
-        assert count == 4  # two convolution + batch-norm pairs
+        assert count == 5  # two convolution + batch-norm pairs, one ReLU
         assert all("forward" not in m.__dict__ for m in net.modules() if isinstance(m, (nn.Linear, nn.BatchNorm1d)))
     assert all("forward" not in m.__dict__ for m in net.modules())
     with second_order_rules(net, enabled=False) as count:
