@@ -201,6 +201,7 @@ def _model_config(config, preset, model_name, data, set_, device):
 
 _MODEL_HELP = "Architecture of the checkpoint(s) (overrides model.name; width etc. via --set model.width=...)."
 _DATA_HELP = "Dataset (overrides data.dataset; its folder via --set data.root=...)."
+_CONFIG_HELP = "Study file whose data, model and diagnostics sections apply."
 
 
 @app.command()
@@ -209,7 +210,7 @@ def audit(
     pruned: Path = typer.Option(..., "--pruned", help="Pruned model checkpoint, same architecture (zeros = pruned)."),
     model_name: Optional[str] = typer.Option(None, "--model-name", "-m", help=_MODEL_HELP),
     data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Study file for [data], [model], [diagnostics]."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A shipped preset as the base configuration."),
     split: List[str] = typer.Option([], "--split", help="Split(s) to compare on (default: eval.splits)."),
     out: Path = typer.Option(Path("audit"), "--out", "-o", help="Folder for audit.json and audit_groups_<split>.csv."),
@@ -238,7 +239,7 @@ def diagnose(
     rate: List[float] = typer.Option([], "--rate", "-r", help="Pruning rate(s) to predict harm at (default: prune.rates)."),
     model_name: Optional[str] = typer.Option(None, "--model-name", "-m", help=_MODEL_HELP),
     data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Study file for [data], [model], [diagnostics]."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A shipped preset as the base configuration."),
     out: Path = typer.Option(Path("diagnose"), "--out", "-o", help="Folder for diagnose.json and diagnose.csv."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),

@@ -108,3 +108,10 @@ def test_bad_inputs_give_clear_errors(study, tmp_path):
     assert res.exit_code == 2 and "does not fit" in res.output.replace("\n", " ")
     res = runner.invoke(app, ["diagnose", "--model", "x", "--set", "diagnostics.eigen_method=qr"])
     assert res.exit_code == 2 and "eigen_method" in res.output
+
+
+@pytest.mark.parametrize("command", ["audit", "diagnose"])
+def test_help_names_the_study_file_sections(command):
+    """Square brackets in help text are rich markup: '[data]' once vanished and left 'Study file for , , .'"""
+    out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+    assert "data, model and diagnostics sections" in out and ", ," not in out
