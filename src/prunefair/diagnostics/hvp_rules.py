@@ -14,7 +14,7 @@ a model in eval mode four things cost more than they need to:
   d g = conv(ggI, W) + conv(x, ggW) (+ the bias term), d W = wgrad(ggI, g), d x = conv_T(g, ggW);
 - ``nn.ReLU`` and ``nn.MaxPool2d``: their backward selects entries of the incoming gradient; autograd's double
   backward also returns zeros for the activation, allocated and added into its adjoint on every product (5-7% of
-  a product on the CNN). ``_SelectBackward`` returns nothing there.
+  a product on the CNN). ``_ReLUBackward`` and ``_MaxPoolBackward`` return nothing there.
 
 All are exact rewrites: products agree with plain autograd to float rounding and with the dense Hessian
 (tests/diagnostics/test_hvp_rules.py). ``benchmarks/bench_hvp.py`` times a product both ways.
@@ -93,26 +93,20 @@ class _Conv2d(Function):
         return gi, gw, gb, None
 
 
-class _SelectBackward(Function):
-    """The backward of a selection (ReLU, max-pool): linear in its incoming gradient, constant in the activation.
-    Autograd's own rules also return zeros for the activation, allocated and added into its adjoint on every
-    product; this one returns nothing there."""
+class _ReLUBackward(Function):
+    """grad_out -> grad_out * (out > 0). Linear in grad_out and constant in the activation: autograd's own rule
+    also returns zeros for the activation, allocated and added into its adjoint on every product; this one
+    returns nothing there."""
 
     @staticmethod
-    def forward(ctx, grad_out, saved, kind, meta):
-        ctx.save_for_backward(saved)
-        ctx.kind, ctx.meta = kind, meta
-        if kind == "relu":
-            return torch.ops.aten.threshold_backward(grad_out, saved, 0)
-        x, idx = meta[-1], saved
-        return torch.ops.aten.max_pool2d_with_indices_backward(grad_out, x, *meta[:-1], idx)
+    def forward(ctx, grad_out, out):
+        ctx.save_for_backward(out)
+        return torch.ops.aten.threshold_backward(grad_out, out, 0)
 
     @staticmethod
     def backward(ctx, gg):
-        (saved,) = ctx.saved_tensors
-        if ctx.kind == "relu":
-            return torch.ops.aten.threshold_backward(gg, saved, 0), None, None, None
-        return gg.flatten(2).gather(2, saved.flatten(2)).view(saved.shape), None, None, None
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(gg, out, 0), None
 
 
 class _ReLU(Function):
@@ -125,7 +119,22 @@ class _ReLU(Function):
     @staticmethod
     def backward(ctx, grad_out):
         (out,) = ctx.saved_tensors
-        return _SelectBackward.apply(grad_out, out, "relu", None)
+        return _ReLUBackward.apply(grad_out, out)
+
+
+class _MaxPoolBackward(Function):
+    """grad_out -> grad_out scattered to each window's argmax; the same selection as a ReLU's (no zeros for the
+    activation, whose shape is all the rule reads)."""
+
+    @staticmethod
+    def forward(ctx, grad_out, x, idx, meta):
+        ctx.save_for_backward(idx)
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad_out, x, *meta, idx)
+
+    @staticmethod
+    def backward(ctx, gg):
+        (idx,) = ctx.saved_tensors
+        return gg.flatten(2).gather(2, idx.flatten(2)).view(idx.shape), None, None, None
 
 
 class _MaxPool2d(Function):
@@ -139,7 +148,7 @@ class _MaxPool2d(Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, idx = ctx.saved_tensors
-        return _SelectBackward.apply(grad_out, idx, "max_pool", ctx.meta + (x,)), None
+        return _MaxPoolBackward.apply(grad_out, x, idx, ctx.meta), None
 
 
 def _relu_forward(self: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
@@ -237,10 +246,14 @@ def _rewritable(m: nn.Module) -> bool:
     return type(m) is nn.ReLU
 
 
+_LAYER_RULES = {nn.Conv2d: _conv_forward, nn.BatchNorm1d: _batch_norm_forward, nn.BatchNorm2d: _batch_norm_forward,
+                nn.MaxPool2d: _max_pool_forward, nn.ReLU: _relu_forward}
+
+
 @contextlib.contextmanager
 def second_order_rules(model: nn.Module, enabled: bool = True):
-    """Within the block, the model's convolution + batch-norm pairs, other eval-mode batch norms and 2-d
-    convolutions build the rewritten graph. Yields how many modules were rewritten."""
+    """Within the block, the model's convolution + batch-norm pairs, other eval-mode batch norms, 2-d
+    convolutions, ReLUs and max-pools build the rewritten graph. Yields how many modules were rewritten."""
     patched = []
 
     def patch(m: nn.Module, fn) -> None:
@@ -254,11 +267,9 @@ def second_order_rules(model: nn.Module, enabled: bool = True):
             if _rewritable(c) and _rewritable(b) and "forward" not in c.__dict__ and "forward" not in b.__dict__:
                 patch(c, _fused_forward(b))
                 patch(b, _identity)
-        rules = {nn.Conv2d: _conv_forward, nn.BatchNorm1d: _batch_norm_forward, nn.BatchNorm2d: _batch_norm_forward,
-                 nn.MaxPool2d: _max_pool_forward, nn.ReLU: _relu_forward}
         for m in model.modules():
             if _rewritable(m) and "forward" not in m.__dict__:
-                patch(m, rules[type(m)])
+                patch(m, _LAYER_RULES[type(m)])
     try:
         yield len(patched)
     finally:
