@@ -1,12 +1,13 @@
 """The rewritten second-order rules (eval-mode batch norm, 2-d convolution) give the same gradient and the same
 Hessian-vector products as plain autograd, and the dense Hessian's."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from prunefair.diagnostics import GroupHessian
-from prunefair.diagnostics.hvp_rules import conv_bn_pairs, second_order_rules
+from prunefair.diagnostics.hvp_rules import _conv_add_, _gather_windows, conv_bn_pairs, second_order_rules
 from prunefair.models import build_model
 from tests.diagnostics.helpers import dense_hessian
 
@@ -128,3 +129,41 @@ def test_the_library_models_fuse_every_pair_and_keep_their_products(name):
     v = torch.randn(ours.dim, generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(ours(v), plain(v), rtol=1e-4, atol=1e-5)
     assert all("forward" not in m.__dict__ for m in net.modules())
+
+
+@pytest.mark.parametrize("stride,padding,dilation,groups", [(1, 1, 1, 1), (2, 1, 1, 1), (1, 2, 2, 1), (1, 1, 1, 2)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_in_place_convolution_sum_adds_exactly_one_convolution(stride, padding, dilation, groups, layout, dtype):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 4, 9, 9, generator=g, dtype=dtype).contiguous(memory_format=layout)
+    w = torch.randn(6, 4 // groups, 3, 3, generator=g, dtype=dtype).contiguous(memory_format=layout)
+    expected_conv = torch.nn.functional.conv2d(x, w, None, stride, padding, dilation, groups)
+    out = torch.randn(expected_conv.shape, generator=g, dtype=dtype)
+    before = out.clone()
+    meta = ((stride, stride), (padding, padding), (dilation, dilation), groups, False)
+    result = _conv_add_(out, x, w, meta)
+    assert result.data_ptr() == out.data_ptr()  # in place
+    torch.testing.assert_close(result, before + expected_conv, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("pool", [(2, 2, 0), (3, 2, 1)])  # kernel, stride, padding (overlapping windows)
+def test_the_max_pool_selection_picks_each_windows_argmax(layout, pool):
+    kernel, stride, padding = pool
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 7, 7, generator=g).contiguous(memory_format=layout)
+    gg = torch.randn(2, 3, 7, 7, generator=g).contiguous(memory_format=layout)
+    out, idx = torch.ops.aten.max_pool2d_with_indices(x, [kernel] * 2, [stride] * 2, [padding] * 2, [1, 1], False)
+    picked = _gather_windows(gg, idx)
+    expected = torch.empty(idx.shape)
+    for n, c, i, j in np.ndindex(*idx.shape):  # brute force: the window's largest input, then gg there
+        top, left = i * stride - padding, j * stride - padding
+        best, where = -float("inf"), None
+        for a in range(max(top, 0), min(top + kernel, 7)):
+            for b in range(max(left, 0), min(left + kernel, 7)):
+                if x[n, c, a, b] > best:
+                    best, where = float(x[n, c, a, b]), (a, b)
+        expected[n, c, i, j] = gg[n, c, where[0], where[1]]
+    assert torch.equal(picked, expected)
+
