@@ -1,11 +1,9 @@
 import pytest
 import torch
-from torch import nn
 
 from prunefair.diagnostics import (
     GroupHessian, hessian_top_eigenvalue, hutchinson_trace, lanczos_top_eigenvalue, power_top_eigenvalue,
 )
-from prunefair.diagnostics.hvp import auto_chunk_size, largest_activation_bytes
 from tests.diagnostics.helpers import dense_hessian, tiny_data, tiny_model, trained
 
 
@@ -163,32 +161,3 @@ def test_gradient_start_is_the_gradient_and_converges(setup, method):
         assert abs(res.value - top) <= 1e-3 * top
     with pytest.raises(ValueError, match="allowed: gradient, random"):
         hessian_top_eigenvalue(model, x, y, start="ones")
-
-
-class Wide(nn.Module):
-    """One sample's largest activation: 4 x 48 x 48 numbers (the conv's output)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.head = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
-
-
-def test_the_cpu_chunk_keeps_the_largest_activation_within_its_budget(monkeypatch):
-    net = Wide().eval().double()  # float64: 150 chunks sum to one chunk's product to rounding
-    x = torch.randn(300, 1, 48, 48, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    y = torch.randint(0, 2, (300,), generator=torch.Generator().manual_seed(8))
-    per_sample = 4 * 48 * 48 * 8  # 72 KiB
-    assert largest_activation_bytes(net, x) == per_sample
-    assert auto_chunk_size(net, x) == 64  # 64 x 72 KiB = 4.5 MiB <= 8 MiB < 128 x 72 KiB
-    assert auto_chunk_size(Wide().eval(), x.float()) == 128  # float32: half the bytes
-    monkeypatch.setattr("prunefair.diagnostics.hvp.CPU_CHUNK_BYTES", 3 * per_sample)
-    assert auto_chunk_size(net, x) == 2
-    auto = GroupHessian(net, x, y, method="double_backward")
-    assert auto.chunk_size == 2 and len(auto.chunks) == 150
-    whole = GroupHessian(net, x, y, method="double_backward", chunk_size=1000)
-    v = torch.randn(auto.dim, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    torch.testing.assert_close(auto(v), whole(v), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(auto.gradient(), whole.gradient(), rtol=1e-10, atol=1e-12)

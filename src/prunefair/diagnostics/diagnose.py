@@ -18,7 +18,7 @@ from prunefair.diagnostics.eigen import (
 )
 from prunefair.diagnostics.stacked_hvp import StackedGroupHessian
 from prunefair.diagnostics.gradients import group_gradient_norms
-from prunefair.diagnostics.hvp import GroupHessian, auto_chunk_size
+from prunefair.diagnostics.hvp import GroupHessian
 from prunefair.diagnostics.trace import hutchinson_trace
 from prunefair.measure import evaluate_groups
 
@@ -177,8 +177,7 @@ def diagnose_groups(
     per_group = inputs if not use_stacked or trace_samples else {}  # eigenvalues group by group, and traces
     method, rules = hvp, True
     for a, (x, y) in per_group.items():
-        op = GroupHessian(model, x, y, method=method, chunk_size=min(batch_size, auto_chunk_size(model, x)),
-                          rules=rules)
+        op = GroupHessian(model, x, y, method=method, chunk_size=batch_size, rules=rules)
         method, rules = op.method, op.rules  # "auto" is decided once (on the first group), then reused
         if not use_stacked:
             res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol,

@@ -226,13 +226,12 @@ def start_vector(op, start: str) -> torch.Tensor | None:
 
 def hessian_top_eigenvalue(model, x: torch.Tensor, y: torch.Tensor, *, method: str = "lanczos",
                            hvp: str = "auto", max_iter: int = 50, tol: float = 1e-3, seed: int = 0,
-                           chunk_size: int | None = None, criterion: str = "eigenvalue", start: str = "gradient",
+                           chunk_size: int = 1024, criterion: str = "eigenvalue", start: str = "gradient",
                            check_residual: bool = False) -> EigenResult:
     """lambda(H) for H the Hessian of the mean cross-entropy of ``model`` (eval mode) on (x, y).
 
     ``start="gradient"`` (default) starts from the gradient on (x, y), which a trained model's Hessian mostly
-    maps within its top eigenspace; ``"random"`` from a seeded Gaussian vector. ``chunk_size``: samples per
-    gradient graph (None: ``auto_chunk_size``)."""
+    maps within its top eigenspace; ``"random"`` from a seeded Gaussian vector."""
     from prunefair.diagnostics.hvp import GroupHessian
 
     check_start(start)

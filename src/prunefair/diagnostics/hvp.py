@@ -30,8 +30,6 @@ from torch import nn
 from prunefair.diagnostics.hvp_rules import second_order_rules
 
 HVP_METHODS = ("auto", "double_backward", "forward_over_reverse")
-CPU_CHUNK_BYTES = 8 * 2**20  # on the CPU, a chunk's largest activation stays within this (auto_chunk_size)
-MAX_CHUNK = 1024
 
 # The choice made by "auto", remembered per model and data shape so the timing is paid once per model.
 _CHOICES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -41,16 +39,13 @@ class GroupHessian:
     """The linear operator v -> H v of the mean cross-entropy of ``model`` on inputs ``x``, labels ``y``."""
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: str = "auto",
-                 chunk_size: int | None = None, cache_graph: bool = True, rules: bool = True):
+                 chunk_size: int = 1024, cache_graph: bool = True, rules: bool = True):
         if method not in HVP_METHODS:
             raise ValueError(f"unknown hvp method {method!r}; allowed: {', '.join(HVP_METHODS)}")
         if len(x) == 0:
             raise ValueError("cannot form the Hessian of an empty group")
         model.eval()
         self.model = model
-        if chunk_size is None:
-            chunk_size = auto_chunk_size(model, x)
-        self.chunk_size = chunk_size
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.shapes = [p.shape for p in self.params]
@@ -195,48 +190,6 @@ def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v
                            method: str = "double_backward") -> torch.Tensor:
     """H v for one flat vector v (a convenience for tests and one-off products)."""
     return GroupHessian(model, x, y, method=method, cache_graph=False)(v)
-
-
-# bytes of the largest activation of one sample, per model and input shape
-_ACTIVATION_BYTES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of the largest tensor a leaf module of ``model`` outputs for one sample of ``x`` (one forward of
-    that sample, no gradient; remembered per model and input shape)."""
-    key = (tuple(x.shape[1:]), x.dtype)
-    known = _ACTIVATION_BYTES.setdefault(model, {})
-    if key not in known:
-        sizes = [x[:1].numel() * x.element_size()]
-
-        def record(module, inputs, out):
-            if isinstance(out, torch.Tensor):
-                sizes.append(out.numel() * out.element_size())
-
-        hooks = [m.register_forward_hook(record) for m in model.modules() if not any(True for _ in m.children())]
-        try:
-            with torch.no_grad():
-                model(x[:1])
-        finally:
-            for h in hooks:
-                h.remove()
-        known[key] = max(sizes)
-    return known[key]
-
-
-def auto_chunk_size(model: nn.Module, x: torch.Tensor) -> int:
-    """Samples per gradient graph. On the CPU, the largest power of two whose largest activation stays within
-    ``CPU_CHUNK_BYTES``: the elementwise passes of a product then work in the last-level cache (this machine:
-    32 MB L3; 256 CIFAR images through the compact CNN in one graph make 16 MB activations, and a product costs
-    10% more than in chunks of 64 or 128, docs/benchmarks.md). Elsewhere (a GPU) every sample at once, up to
-    ``MAX_CHUNK``."""
-    if x.device.type != "cpu" or len(x) == 0:
-        return MAX_CHUNK
-    per_sample = max(1, largest_activation_bytes(model, x))
-    chunk = 1
-    while chunk < MAX_CHUNK and 2 * chunk * per_sample <= CPU_CHUNK_BYTES:
-        chunk *= 2
-    return chunk
 
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
