@@ -134,7 +134,8 @@ def test_the_library_models_fuse_every_pair_and_keep_their_products(name):
 @pytest.mark.parametrize("stride,padding,dilation,groups", [(1, 1, 1, 1), (2, 1, 1, 1), (1, 2, 2, 1), (1, 1, 1, 2)])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_in_place_convolution_sum_adds_exactly_one_convolution(stride, padding, dilation, groups, layout, dtype):
+def test_the_in_place_convolution_sum_adds_exactly_one_convolution(stride, padding, dilation, groups, layout, dtype,
+                                                                   monkeypatch):
     g = torch.Generator().manual_seed(5)
     x = torch.randn(3, 4, 9, 9, generator=g, dtype=dtype).contiguous(memory_format=layout)
     w = torch.randn(6, 4 // groups, 3, 3, generator=g, dtype=dtype).contiguous(memory_format=layout)
@@ -145,6 +146,8 @@ def test_the_in_place_convolution_sum_adds_exactly_one_convolution(stride, paddi
     result = _conv_add_(out, x, w, meta)
     assert result.data_ptr() == out.data_ptr()  # in place
     torch.testing.assert_close(result, before + expected_conv, rtol=1e-6, atol=1e-5)
+    monkeypatch.setattr("prunefair.diagnostics.hvp_rules._REFUSED", {meta})  # where the fused kernel refuses
+    torch.testing.assert_close(_conv_add_(before.clone(), x, w, meta), before + expected_conv, rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])

@@ -55,18 +55,17 @@ _REFUSED: set = set()  # convolution settings the fused kernel refused (then the
 
 def _conv_add_(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, meta) -> torch.Tensor:
     """out += conv(x, w), in place. On the CPU, oneDNN's convolution with a fused sum writes into ``out``: the
-    same numbers as ``out.add_(conv(x, w))`` without the temporary and the extra pass over an activation (the
-    first stage of the compact CNN: 2 convolutions and the add 34 ms, fused 24 ms, 256 CIFAR images). Elsewhere,
-    or where that kernel refuses the settings, the two plain steps."""
+    same numbers as ``out.add_(conv(x, w))`` without the temporary and the extra pass over an activation
+    (microbenchmark, the compact CNN's first stage at 256 CIFAR images: 34 ms for the two steps, 24 ms fused).
+    Elsewhere (float64, CUDA, a graph being built), or where that kernel refuses the settings, the two steps."""
     stride, padding, dilation, groups, _ = meta
-    key = (meta, x.dtype)
-    if out.device.type == "cpu" and x.dtype == torch.float32 and not out.requires_grad and key not in _REFUSED \
+    if out.device.type == "cpu" and x.dtype == torch.float32 and not out.requires_grad and meta not in _REFUSED \
             and hasattr(torch.ops.mkldnn, "_convolution_pointwise_"):
         try:
             return torch.ops.mkldnn._convolution_pointwise_.binary(
                 out, x, w, None, list(padding), list(stride), list(dilation), groups, "add", 1.0, None, [], None)
-        except RuntimeError:
-            _REFUSED.add(key)
+        except (RuntimeError, TypeError):  # refused, or a torch whose private schema differs
+            _REFUSED.add(meta)
     return out.add_(F.conv2d(x, w, None, stride, padding, dilation, groups))
 
 
