@@ -157,7 +157,7 @@ def test_the_max_pool_selection_picks_each_windows_argmax(layout, pool):
     g = torch.Generator().manual_seed(6)
     x = torch.randn(2, 3, 7, 7, generator=g).contiguous(memory_format=layout)
     gg = torch.randn(2, 3, 7, 7, generator=g).contiguous(memory_format=layout)
-    out, idx = torch.ops.aten.max_pool2d_with_indices(x, [kernel] * 2, [stride] * 2, [padding] * 2, [1, 1], False)
+    _, idx = torch.ops.aten.max_pool2d_with_indices(x, [kernel] * 2, [stride] * 2, [padding] * 2, [1, 1], False)
     picked = _gather_windows(gg, idx)
     expected = torch.empty(idx.shape)
     for n, c, i, j in np.ndindex(*idx.shape):  # brute force: the window's largest input, then gg there
@@ -169,4 +169,3 @@ def test_the_max_pool_selection_picks_each_windows_argmax(layout, pool):
                     best, where = float(x[n, c, a, b]), (a, b)
         expected[n, c, i, j] = gg[n, c, where[0], where[1]]
     assert torch.equal(picked, expected)
-

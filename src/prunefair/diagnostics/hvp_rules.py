@@ -12,7 +12,7 @@ a model in eval mode four things cost more than they need to:
   differentiates the weight gradient as a convolution over transposed (batch <-> channel) tensors, its slowest
   kernel here. ``_ConvBackward`` states the three terms of its derivative with the regular kernels:
   d g = conv(ggI, W) + conv(x, ggW) (+ the bias term), d W = wgrad(ggI, g), d x = conv_T(g, ggW); the bias
-  term rides in the second convolution, and on the CPU the first is added into it by oneDNN's fused sum;
+  term rides in conv(x, ggW), and on the CPU oneDNN's fused sum adds conv(ggI, W) into that result in place;
 - ``nn.ReLU`` and ``nn.MaxPool2d``: their backward selects entries of the incoming gradient; autograd's double
   backward also returns zeros for the activation, allocated and added into its adjoint on every product (5-7% of
   a product on the CNN). ``_ReLUBackward`` and ``_MaxPoolBackward`` return nothing there, and the max-pool's
