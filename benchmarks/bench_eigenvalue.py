@@ -33,10 +33,7 @@ from prunefair.models import build_model
 PRODUCTS = [0]
 
 
-PYHESSIAN_TOL = [1e-3]  # its default; --pyhessian-tol changes it
-
-
-def pyhessian_top(model, x, y, seed):
+def pyhessian_top(model, x, y, seed, tol=1e-3):
     import importlib
 
     ph = importlib.import_module("pyhessian.hessian")  # the module (the package exports a class of that name)
@@ -53,7 +50,7 @@ def pyhessian_top(model, x, y, seed):
     torch.manual_seed(seed)  # PyHessian draws its start vector from the global generator
     PRODUCTS[0] = 0
     h = ph.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=x.is_cuda)
-    vals, _ = h.eigenvalues(tol=PYHESSIAN_TOL[0])
+    vals, _ = h.eigenvalues(tol=tol)  # 1e-3 is its default
     model.zero_grad(set_to_none=True)
     return vals[0]
 
@@ -136,7 +133,8 @@ def main() -> None:
                          "0 keeps torch's default (all cores) and times wall time, what a user waits")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
-    PYHESSIAN_TOL[0] = args.pyhessian_tol
+    if args.threads < 0:
+        ap.error(f"--threads must be 0 (torch's default) or a positive count, got {args.threads}")
     dev = args.device
     cpu_time = dev == "cpu" and args.threads == 1
     if dev == "cpu" and args.threads:
@@ -160,7 +158,7 @@ def main() -> None:
     for a in range(args.groups):
         idx = torch.nonzero(data.g == a).flatten()[: args.samples]
         x, y = data.to_float(data.x[idx].to(dev)), data.y[idx].to(dev)
-        pyhessian_top(model, x, y, seed=a)  # warm-up
+        pyhessian_top(model, x, y, seed=a, tol=args.pyhessian_tol)  # warm-up
         t0 = clock()
         hessian_top_eigenvalue(model, x, y, seed=a)
         if a == 0:
@@ -176,7 +174,7 @@ def main() -> None:
         t_ours, t_base, t_value, res, base, val, base_products = [], [], [], None, None, None, 0
         for _ in range(2):
             t0 = clock()
-            base = pyhessian_top(model, x, y, seed=a)
+            base = pyhessian_top(model, x, y, seed=a, tol=args.pyhessian_tol)
             base_products = PRODUCTS[0]
             if dev != "cpu":
                 torch.cuda.synchronize()
@@ -210,7 +208,8 @@ def main() -> None:
         if args.reference:  # untimed: Lanczos to a 1e-7 residual, the value both are judged against
             ref = hessian_top_eigenvalue(model, x, y, seed=a, tol=1e-7, max_iter=100, criterion="residual").value
             errors.append((abs(res.value - ref) / abs(ref), abs(base - ref) / abs(ref)))
-            print(f"   converged value {ref:.6g}: prunefair off by {errors[-1][0]:.1e}, PyHessian by {errors[-1][1]:.1e}")
+            print(f"   converged value {ref:.6g}: prunefair off by {errors[-1][0]:.1e}, "
+                  f"PyHessian by {errors[-1][1]:.1e}")
     if errors:
         ours_err, base_err = zip(*errors)
         print(f"actual relative error against a converged value (median, max): prunefair "
