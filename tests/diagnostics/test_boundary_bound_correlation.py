@@ -51,7 +51,7 @@ def test_theorem1_terms_and_failures_are_listed():
     json.dumps(check.to_dict())
 
 
-def test_spearman_over_seeds_and_bootstrap():
+def test_spearman_over_seeds_and_one_seed():
     x = np.array([[1, 2, 3, 4, 5.0], [1, 2, 3, 5, 4.0], [2, 1, 3, 4, 5.0]])
     y = np.array([[10, 20, 30, 40, 50.0]] * 3)
     r = spearman_across_groups(x, y)
@@ -59,13 +59,44 @@ def test_spearman_over_seeds_and_bootstrap():
     assert r.per_seed == pytest.approx((1.0, 0.9, 0.9))
     assert r.rho == pytest.approx(np.mean([1.0, 0.9, 0.9]))
     assert r.low < r.rho < r.high <= 1.0
+    # one seed: no interval (a bootstrap over 8 groups gave [-1, -1]); the exact permutation p of a perfect
+    # ranking of 8 groups is 2 / 8! (both perfect orders), of 3 groups 2 / 3! = 1/3
     one = spearman_across_groups(np.arange(8.0), -np.arange(8.0) ** 2)
-    assert one.rho == pytest.approx(-1.0) and one.interval == "bootstrap-groups"
-    assert one.low == pytest.approx(-1.0) and one.high == pytest.approx(-1.0)
-    noisy = spearman_across_groups(np.random.default_rng(0).normal(size=10), np.arange(10.0), seed=1)
-    assert noisy.low < noisy.rho < noisy.high
+    assert one.rho == pytest.approx(-1.0) and one.interval == "none"
+    assert np.isnan(one.low) and np.isnan(one.high)
+    assert one.p_value == pytest.approx(2 / math.factorial(8))
+    assert spearman_across_groups([1.0, 2, 3], [0.1, 0.2, 0.3]).p_value == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="same shape"):
         spearman_across_groups(np.arange(3.0), np.arange(4.0))
+
+
+def test_spearman_permutation_p_equals_brute_force_enumeration():
+    import itertools
+
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=6), rng.normal(size=6)
+    y[2] = y[4]  # a tie
+    obs = sps.spearmanr(x, y).statistic
+    null = [sps.spearmanr(x, y[list(o)]).statistic for o in itertools.permutations(range(6))]
+    want = np.mean(np.abs(null) >= abs(obs) - 1e-12)
+    assert spearman_across_groups(x, y).p_value == pytest.approx(want)
+    # two seeds: Monte Carlo over shuffles within each seed against the full enumeration of 4! x 4! orders
+    xs, ys = rng.normal(size=(2, 4)), rng.normal(size=(2, 4))
+    ys[:, 0] += 3 * xs[:, 0]
+    got = spearman_across_groups(xs, ys, n_perm=20000, seed=1)
+    orders = list(itertools.permutations(range(4)))
+    means = [np.mean([sps.spearmanr(xs[0], ys[0][list(a)]).statistic, sps.spearmanr(xs[1], ys[1][list(b)]).statistic])
+             for a in orders for b in orders]
+    exact = np.mean(np.abs(means) >= abs(got.rho) - 1e-12)
+    assert got.p_value == pytest.approx(exact, abs=0.01)
+
+
+def test_spearman_one_seed_test_keeps_its_level_under_no_association():
+    rng = np.random.default_rng(0)
+    ps = np.array([spearman_across_groups(rng.normal(size=5), rng.normal(size=5)).p_value for _ in range(300)])
+    assert np.mean(ps < 0.05) <= 0.05  # an exact test: at most its level (the bootstrap interval: 11% here)
 
 
 def test_vectorised_spearman_rows_equal_scipy_one_by_one():

@@ -41,11 +41,11 @@ def audit_table(result, split: str) -> Table:
 
 
 def correlation_table(result) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, title="Spearman ρ across groups (95% bootstrap interval over groups)")
-    for c in ("split", "diagnostic", "outcome", "ρ", "interval"):
-        table.add_column(c, justify="right" if c in ("ρ", "interval") else "left")
+    table = Table(box=box.SIMPLE_HEAD, title="Spearman ρ across groups (p: permutation test of no association)")
+    for c in ("split", "diagnostic", "outcome", "ρ", "p"):
+        table.add_column(c, justify="right" if c in ("ρ", "p") else "left")
     for _, r in result.correlations.iterrows():
-        table.add_row(r.split, r.diagnostic, r.outcome, _f(r.rho, 2), f"[{_f(r.low, 2)}, {_f(r.high, 2)}]")
+        table.add_row(r.split, r.diagnostic, r.outcome, _f(r.rho, 2), _f(r.p_value, 3))
     return table
 
 

@@ -4,7 +4,7 @@
 - ``theorem1.csv``: a row per (seed, method, sparsity, stage, group): both terms of Theorem 1, the bound and R(a),
   with R(a) measured on the split the diagnostics were computed on and d = ||theta_bar - theta*|| of that cell;
 - ``correlations.csv``: Spearman rho across groups of each diagnostic vs the accuracy drop and R(a), mean and
-  confidence interval over seeds (bootstrap over groups with one seed);
+  confidence interval over seeds (none with one seed) and a permutation p-value;
 - ``figures/fig12_gradient_hessian.png``: per group, accuracy drop beside ||g_a|| and lambda(H_a);
 - ``figures/fig13_boundary.png``: per group, accuracy drop beside the distance to the decision boundary.
 """

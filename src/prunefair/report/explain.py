@@ -139,11 +139,11 @@ def theorem1_table(results, diag: pd.DataFrame) -> pd.DataFrame:
 
 
 def correlation_table(results, diag: pd.DataFrame, *, outcome_split: str | None = None,
-                      n_boot: int = 400) -> pd.DataFrame:
+                      n_perm: int = 2000) -> pd.DataFrame:
     """Spearman rho across groups of each dense diagnostic vs the accuracy drop and R(a).
 
     A row per (method, sparsity, stage, diagnostic, outcome): rho averaged over seeds with a 95% t interval over
-    seeds (one seed: a bootstrap over groups), from diagnostics.spearman_across_groups. The outcome is measured
+    seeds (none with one seed) and a permutation p-value, from diagnostics.spearman_across_groups. The outcome is measured
     on ``outcome_split`` (test if evaluated, else the diagnostics' split).
     """
     if diag.empty or results.by_group.empty:
@@ -159,13 +159,14 @@ def correlation_table(results, diag: pd.DataFrame, *, outcome_split: str | None 
         mat = sub.set_index(["seed", "group_id"])[cols].unstack("group_id")  # seeds x (column, group)
         for dname in wide.columns:
             for outcome in ("accuracy_drop", "excess_loss"):
-                rc = spearman_across_groups(mat[dname].to_numpy(float), mat[outcome].to_numpy(float), n_boot=n_boot)
+                rc = spearman_across_groups(mat[dname].to_numpy(float), mat[outcome].to_numpy(float), n_perm=n_perm)
                 per = np.asarray(rc.per_seed, float)
                 per = per[np.isfinite(per)]
                 rows.append({"method": method, "sparsity": rate, "stage": stage, "diagnostic": dname,
                              "outcome": outcome, "rho_mean": rc.rho,
                              "rho_std": float(per.std(ddof=1)) if per.size > 1 else 0.0,
-                             "rho_lo": rc.low, "rho_hi": rc.high, "n": int(per.size), "interval": rc.interval})
+                             "rho_lo": rc.low, "rho_hi": rc.high, "n": int(per.size), "interval": rc.interval,
+                             "p_value": rc.p_value})
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).assign(split=outcome_split, diagnostics_split=dsplit)

@@ -139,15 +139,18 @@ def _diagnostic_sentences(ctx: Context, method: str, top: float) -> list[str]:
             iv = Interval(r.rho_mean, r.rho_std, r.rho_lo, r.rho_hi, int(r.n))
             if not np.isfinite(iv.mean):
                 continue
-            if iv.has_ci and (iv.lo > 0 or iv.hi < 0):
-                more = "more" if iv.lo > 0 else "less"
+            p = r.get("p_value", float("nan"))
+            one_seed = not iv.has_ci and iv.n == 1 and p < 0.05
+            if iv.excludes_zero() or one_seed:
+                more = "more" if iv.mean > 0 else "less"
+                how = f"95% CI {iv.lo:.2f} to {iv.hi:.2f}" if iv.has_ci else f"one seed, permutation p = {p:.2g}"
                 out.append(f"Groups with a larger dense-model {label(r.diagnostic)} lost {more} accuracy at "
-                           f"{rate_label(top)}: Spearman ρ = {iv.mean:.2f} (95% CI {iv.lo:.2f} to {iv.hi:.2f}) "
-                           "across groups.")
+                           f"{rate_label(top)}: Spearman ρ = {iv.mean:.2f} ({how}) across groups.")
             else:
                 unclear.append(f"{label(r.diagnostic)} (ρ = {iv.mean:.2f})")
         if unclear:
-            why = "their 95% intervals include zero" if sub.rho_lo.notna().any() else "one seed, no interval"
+            why = "their 95% intervals include zero" if sub.rho_lo.notna().any() else \
+                "one seed: no interval, and a permutation p of 0.05 or more"
             out.append(f"At {rate_label(top)}, the dense model's {', '.join(unclear)} "
                        f"{'does' if len(unclear) == 1 else 'do'} not clearly rank the groups' accuracy drop "
                        f"({why}).")

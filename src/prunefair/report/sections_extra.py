@@ -93,7 +93,8 @@ def correlations_section(ctx: Context, results) -> Html | None:
         return None
     parts = [para(f"Spearman's ρ across groups between each dense-model diagnostic ({c.diagnostics_split.iloc[0]} "
                   f"data) and each group's accuracy drop or excess loss R(a) on the {c.split.iloc[0]} split; "
-                  "computed per seed, then mean ± std and 95% CI over seeds.", "note")]
+                  "computed per seed, then mean ± std and 95% CI over seeds (no interval with one seed); p is a "
+                  "permutation test of no association (outcomes shuffled across groups within each seed).", "note")]
     for method in ctx.methods:
         for stage in ("finetuned", "oneshot"):
             sub = c[(c.method == method) & (c.stage == stage)]
@@ -116,8 +117,10 @@ def _rho(row) -> Html:
         return Html("–")
     from prunefair.report.stats import Interval
 
-    return interval(Interval(row["rho_mean"], row["rho_std"], row["rho_lo"], row["rho_hi"], int(row["n"])),
+    cell = interval(Interval(row["rho_mean"], row["rho_std"], row["rho_lo"], row["rho_hi"], int(row["n"])),
                     scale=1, digits=2)
+    p = row.get("p_value", float("nan"))  # absent in tables computed before the permutation test
+    return Html(f"{cell}<span class=ci>p={p:.2g}</span>") if cell != "–" and p == p else cell
 
 
 def mitigation_section(ctx: Context, results) -> Html | None:
