@@ -4,7 +4,7 @@ Both run on the same trained model and the same group data (each group's samples
 fastest mode, which keeps the gradient graph), PyHessian as ``hessian(...).eigenvalues()`` at its default
 tolerance (power iteration, stop when the eigenvalue changes by < 1e-3 relatively, at most 100 iterations).
 prunefair runs ``hessian_top_eigenvalue`` with its defaults (Lanczos started from the group's gradient, stopped
-when the Ritz value's error bound min(r, r^2/gap) is below 1e-3 relatively, the residual r from the recurrence;
+when the Ritz value's error estimate min(r, r^2/gap) is below 1e-3 relatively, the residual r from the recurrence;
 HVP method chosen by timing one product of each, once per model and data shape: that one-off choice is made in
 the warm-up and printed, not timed per group). Eigenvalues must agree within 1%. A second line runs Lanczos from
 a random start, to show what the gradient start saves. Products are counted for both libraries. ``--reference``

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from prunefair.diagnostics import (
-    GroupHessian, hessian_top_eigenvalue, hutchinson_trace, lanczos_top_eigenvalue, power_top_eigenvalue,
+    GroupHessian, hessian_top_eigenvalue, hessian_vector_product, hutchinson_trace, lanczos_top_eigenvalue,
+    power_top_eigenvalue, top_eigenvalue,
 )
 from tests.diagnostics.helpers import dense_hessian, tiny_data, tiny_model, trained
 
@@ -86,6 +87,45 @@ def test_lanczos_returns_the_largest_algebraic_eigenvalue():
         pytest.approx(-5.0, rel=1e-6)
 
 
+def test_top_eigenvalue_by_power_is_the_largest_not_the_dominant():
+    """Power iteration finds the eigenvalue of largest |lambda|; the "top" eigenvalue is the largest, so a negative
+    dominant one is shifted away, and the tolerance holds relative to the answer (0.1, not the shifted 3.1)."""
+    evals = torch.tensor([0.1, 0.05, 0.02, -1.0, -3.0], dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    A = (q * evals) @ q.T
+    res = top_eigenvalue(lambda v: A @ v, 5, method="power", tol=1e-4, max_iter=5000, dtype=torch.float64)
+    assert res.converged and abs(res.value - 0.1) <= 1e-4 * 0.1
+    assert res.hvps > power_top_eigenvalue(lambda v: A @ v, 5, tol=1e-4, dtype=torch.float64).hvps  # two runs
+    lz = top_eigenvalue(lambda v: A @ v, 5, method="lanczos", tol=1e-10, dtype=torch.float64)
+    assert lz.value == pytest.approx(0.1, rel=1e-8)
+    pos = top_eigenvalue(lambda v: A @ v + 4 * v, 5, method="power", tol=1e-8, max_iter=5000, dtype=torch.float64)
+    assert pos.value == pytest.approx(4.1, rel=1e-6)  # a positive dominant eigenvalue: one run, as before
+
+
+def test_lanczos_stops_the_same_way_at_any_scale():
+    """The breakdown test is relative to the operator's scale: a Hessian of norm 1e-11 (a group the model fits
+    with great confidence) is not mistaken for an invariant subspace after one step."""
+    A = torch.diag(torch.linspace(1.0, 0.0, 50, dtype=torch.float64))
+    runs = {c: lanczos_top_eigenvalue(lambda v: c * (A @ v), 50, tol=1e-8, dtype=torch.float64, seed=3)
+            for c in (1.0, 1e-11, 1e-30)}
+    for c, res in runs.items():
+        assert res.value / c == pytest.approx(1.0, rel=1e-7), c
+        assert res.iterations == runs[1.0].iterations > 1
+    zero = lanczos_top_eigenvalue(lambda v: 0 * v, 50, dtype=torch.float64)
+    assert zero.value == 0.0 and zero.converged and zero.iterations == 1
+
+
+def test_hessian_top_eigenvalue_keeps_the_models_mode(setup):
+    model, x, y, _ = setup
+    for mode in (True, False):
+        model.train(mode)
+        hessian_top_eigenvalue(model, x, y, seed=0)
+        assert model.training is mode
+        hessian_vector_product(model, x, y, torch.ones(sum(p.numel() for p in model.parameters())))
+        assert model.training is mode
+    model.train()
+
+
 def test_hutchinson_trace_is_within_its_error_bars(setup):
     model, x, y, H = setup
     exact = float(torch.trace(H))
@@ -107,7 +147,7 @@ def _spectrum(gap: float, n: int = 300) -> torch.Tensor:
 @pytest.mark.parametrize("gap", [0.3, 0.05, 0.01])
 @pytest.mark.parametrize("tol", [1e-3, 1e-6])
 def test_eigenvalue_criterion_meets_its_tolerance_in_fewer_products(gap, tol):
-    """The default rule stops on the Ritz value's error bound min(r, r^2/gap): the error stays within tol, and it
+    """The default rule stops on the Ritz value's error estimate min(r, r^2/gap): the error stays within tol, and it
     needs no more products than stopping on the residual itself."""
     A = _spectrum(gap)
     top = 1.0 + gap

@@ -36,7 +36,9 @@ _CHOICES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictiona
 
 
 class GroupHessian:
-    """The linear operator v -> H v of the mean cross-entropy of ``model`` on inputs ``x``, labels ``y``."""
+    """The linear operator v -> H v of the mean cross-entropy of ``model`` on inputs ``x``, labels ``y``.
+
+    Puts the model in eval mode (the Hessian of a fixed function); the caller restores its mode when done."""
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: str = "auto",
                  chunk_size: int = 1024, cache_graph: bool = True, rules: bool = True):
@@ -188,8 +190,12 @@ def _sync(device: torch.device) -> None:
 
 def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, *,
                            method: str = "double_backward") -> torch.Tensor:
-    """H v for one flat vector v (a convenience for tests and one-off products)."""
-    return GroupHessian(model, x, y, method=method, cache_graph=False)(v)
+    """H v for one flat vector v (a convenience for tests and one-off products); the model's mode is kept."""
+    was_training = model.training
+    try:
+        return GroupHessian(model, x, y, method=method, cache_graph=False)(v)
+    finally:
+        model.train(was_training)
 
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
