@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from prunefair.data import Augment, GroupedData, iterate_batches
 from prunefair.progress import NULL_PROGRESS, Progress
@@ -100,7 +101,12 @@ def fit(
     opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                           weight_decay=settings.weight_decay, nesterov=settings.nesterov)
     augment = Augment(settings.crop_padding, settings.flip)
-    steps_per_epoch = math.ceil(len(data) / settings.batch_size)
+    # batch norm in train mode cannot normalise one sample: a last batch of one (a different sample each epoch,
+    # as batches are shuffled) is skipped, as torch's drop_last would
+    drop_last = len(data) % settings.batch_size == 1 and any(isinstance(m, _BatchNorm) for m in model.modules())
+    if drop_last and len(data) == 1:
+        raise ValueError(f"{description}: cannot train a model with batch norm on a single sample")
+    steps_per_epoch = len(data) // settings.batch_size if drop_last else math.ceil(len(data) / settings.batch_size)
     total = settings.epochs * steps_per_epoch
     history = TrainHistory()
     if masks is not None:
@@ -123,7 +129,8 @@ def fit(
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             n_seen = 0
             for x, y, g in iterate_batches(data, batch_size=settings.batch_size, shuffle=True, generator=generator,
-                                           device=device, augment=augment, channels_last=channels_last):
+                                           device=device, augment=augment, channels_last=channels_last,
+                                           drop_last=drop_last):
                 for group in opt.param_groups:
                     group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
                 with autocast:
