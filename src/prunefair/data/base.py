@@ -15,12 +15,14 @@ import torch
 
 
 @functools.lru_cache(maxsize=64)
-def _normaliser(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+def _normaliser(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+                dtype: torch.dtype = torch.float32):
     """1/(255 std) and mean/std on ``device``, made once: a fresh copy from host memory every batch would make
     the host wait for the GPU each step."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    sd = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return (1.0 / (255.0 * sd)).to(device), (m / sd).to(device)
+    work = torch.promote_types(dtype, torch.float32)  # float32 as always; float64 for a float64 model
+    m = torch.tensor(mean, dtype=work).view(1, -1, 1, 1)
+    sd = torch.tensor(std, dtype=work).view(1, -1, 1, 1)
+    return (1.0 / (255.0 * sd)).to(device, dtype), (m / sd).to(device, dtype)
 
 
 @dataclass
@@ -73,15 +75,15 @@ class GroupedData:
     def group_counts(self) -> np.ndarray:
         return np.bincount(self.g.cpu().numpy(), minlength=self.num_groups)
 
-    def to_float(self, x: torch.Tensor) -> torch.Tensor:
-        """Turn a batch of stored inputs into the float tensor the model sees."""
+    def to_float(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Turn a batch of stored inputs into the float tensor the model sees (``dtype``: the model's)."""
         if x.dtype == torch.uint8:
             if self.mean is None:
-                return x.float().div_(255.0)
-            scale, shift = _normaliser(tuple(self.mean), tuple(self.std), x.device)
-            x = x.float().mul_(scale).sub_(shift)  # (x/255 - mean)/std, in place
-        elif x.dtype != torch.float32:
-            x = x.float()
+                return x.to(dtype).div_(255.0)
+            scale, shift = _normaliser(tuple(self.mean), tuple(self.std), x.device, dtype)
+            x = x.to(dtype).mul_(scale).sub_(shift)  # (x/255 - mean)/std, in place
+        elif x.dtype != dtype:
+            x = x.to(dtype)
         return x
 
 

@@ -91,8 +91,10 @@ def iterate_batches(
     augment: Augment | None = None,
     channels_last: bool = False,
     drop_last: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield (x, y, g) batches; x is float, normalised, on ``device``. Every sample appears once."""
+    """Yield (x, y, g) batches; x is float (``dtype``, the model's), normalised, on ``device``. Every sample
+    appears once (but a remainder batch with ``drop_last``)."""
     n = len(data)
     if shuffle:
         order = torch.randperm(n, generator=generator)
@@ -103,7 +105,7 @@ def iterate_batches(
         order = to_device_async(order, data.x.device)
     for start in range(0, stop, batch_size):
         idx_d = order[start : start + batch_size]
-        x = data.to_float(data.x[idx_d].to(device, non_blocking=True))
+        x = data.to_float(data.x[idx_d].to(device, non_blocking=True), dtype)
         if augment is not None and augment.active:
             x = augment(x, generator if generator is not None else torch.default_generator)
         if channels_last and x.dim() == 4:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from prunefair.data import GroupedData, iterate_batches
+from prunefair.models import input_dtype
 
 
 def boundary_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -51,7 +52,8 @@ def group_boundary_distance(model: nn.Module, data: GroupedData, *, batch_size: 
     model.eval()
     G = data.num_groups
     sums = torch.zeros(4, G, dtype=torch.float64, device=device)
-    for x, y, g in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last):
+    for x, y, g in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
+                                   dtype=input_dtype(model)):
         t = boundary_terms(model(x), y)
         sums[0].index_add_(0, g, torch.ones_like(t["gini"]))
         sums[1].index_add_(0, g, t["f_one_minus_f"])

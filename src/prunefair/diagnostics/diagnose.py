@@ -21,6 +21,7 @@ from prunefair.diagnostics.gradients import group_gradient_norms
 from prunefair.diagnostics.hvp import GroupHessian
 from prunefair.diagnostics.trace import hutchinson_trace
 from prunefair.measure import evaluate_groups
+from prunefair.models import input_dtype
 
 # stored at the top level (a list per diagnostic, one number per group) ...
 DIAGNOSTICS = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "margin", "f_one_minus_f")
@@ -114,8 +115,8 @@ def _hessian_subset(data: GroupedData, a: int, max_samples: int | None, seed: in
     return idx
 
 
-def _hessian_inputs(data: GroupedData, idx: torch.Tensor, device, channels_last: bool):
-    x = data.to_float(data.x[idx].to(device))
+def _hessian_inputs(data: GroupedData, idx: torch.Tensor, device, channels_last: bool, dtype: torch.dtype):
+    x = data.to_float(data.x[idx].to(device), dtype)
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, data.y[idx].to(device)
@@ -163,7 +164,7 @@ def diagnose_groups(
     subsets = [_hessian_subset(data, a, max_samples, seed) for a in range(G)]
     samples = np.array([len(idx) for idx in subsets], dtype=np.int64)
     eigen = [None] * G
-    inputs = {a: _hessian_inputs(data, idx, device, channels_last) for a, idx in enumerate(subsets) if len(idx)}
+    inputs = {a: _hessian_inputs(data, idx, device, channels_last, input_dtype(model)) for a, idx in enumerate(subsets) if len(idx)}
     use_stacked = stacked and eigen_method == "lanczos" and bool(inputs)
     if use_stacked:  # every group's product in one pass
         op = StackedGroupHessian(model, [x for x, _ in inputs.values()], [y for _, y in inputs.values()],

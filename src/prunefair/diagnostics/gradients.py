@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunefair.data import GroupedData
+from prunefair.models import input_dtype
 
 
 def _params(model: nn.Module) -> list[nn.Parameter]:
@@ -76,7 +77,8 @@ def full_gradient(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
 
     params = _params(model)
     acc = [torch.zeros_like(p) for p in params]
-    for x, y, _ in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last):
+    for x, y, _ in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
+                                   dtype=input_dtype(model)):
         loss = F.cross_entropy(model(x), y, reduction="sum")
         torch._foreach_add_(acc, torch.autograd.grad(loss, params))
     return _flat(acc, params).double()
@@ -113,7 +115,7 @@ def group_gradient_norms(
             if a != current:
                 acc = [torch.zeros_like(p) for p in params]
                 current = a
-            x = data.to_float(data.x[idx].to(device))
+            x = data.to_float(data.x[idx].to(device), input_dtype(model))
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.y[idx].to(device)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 def batch_group_sums(logits: torch.Tensor, y: torch.Tensor, g: torch.Tensor, num_groups: int) -> torch.Tensor:
     """(3, G) float64 tensor of per-group [count, correct, summed cross-entropy] for one batch."""
-    loss = F.cross_entropy(logits.float(), y, reduction="none").double()
+    # in float32 at least (bf16/fp16 logits promoted), float64 logits as they are
+    loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y, reduction="none").double()
     correct = (logits.argmax(1) == y).double()
     out = torch.zeros(3, num_groups, dtype=torch.float64, device=logits.device)
     out[0].index_add_(0, g, torch.ones_like(loss))

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from prunefair.data import GroupedData, iterate_batches
+from prunefair.models import input_dtype
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -45,7 +46,7 @@ def recalibrate_batch_norm(
     try:
         batches = iterate_batches(data, batch_size=batch_size, shuffle=True,
                                   generator=torch.Generator().manual_seed(seed), device=device,
-                                  channels_last=channels_last)
+                                  channels_last=channels_last, dtype=input_dtype(model))
         for i, (x, _, _) in enumerate(batches):
             if max_batches is not None and i >= max_batches:
                 break

@@ -17,7 +17,8 @@ from prunefair.prune.select import unstructured_masks
 @torch.no_grad()
 def magnitude_scores(model: nn.Module) -> dict[str, torch.Tensor]:
     """|w| of every prunable weight, by parameter name."""
-    return {k: p.detach().abs().float().cpu() for k, p in prunable_parameters(model).items()}
+    return {k: p.detach().abs().to(torch.promote_types(p.dtype, torch.float32)).cpu()
+            for k, p in prunable_parameters(model).items()}
 
 
 def global_magnitude_masks(model: nn.Module, rate: float, *, dense: frozenset[str] = frozenset(),

@@ -25,6 +25,7 @@ from torch import nn
 
 from prunefair.data import GroupedData
 from prunefair.measure.group_stats import GroupStats, batch_group_sums
+from prunefair.models import input_dtype
 from prunefair.train import TrainSettings
 from prunefair.train.loop import NonFiniteLossError, TrainHistory, lr_factor, masked_step
 
@@ -82,7 +83,7 @@ def evaluate_groups_distributed(model: nn.Module, data: GroupedData, *, batch_si
     model.eval()
     local = data.subset(shard_indices(len(data)))
     sums = torch.zeros(3, data.num_groups, dtype=torch.float64, device=device)
-    for x, y, g in iterate_batches(local, batch_size=batch_size, device=device):
+    for x, y, g in iterate_batches(local, batch_size=batch_size, device=device, dtype=input_dtype(model)):
         sums += batch_group_sums(model(x), y, g, data.num_groups)
     model.train(was_training)
     return GroupStats.from_sums(all_reduce_sum(sums), data.group_names)
@@ -125,7 +126,7 @@ def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, see
         for start in range(0, n, bs):
             batch = order[start:start + bs]
             idx = batch[shard_indices(len(batch), rank=rank, world_size=world)]
-            x = data.to_float(data.x[idx]).to(device)
+            x = data.to_float(data.x[idx], input_dtype(model)).to(device)
             y = data.y[idx].to(device)
             for group in opt.param_groups:
                 group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from prunefair.data import Augment, GroupedData, iterate_batches
+from prunefair.models import input_dtype
 from prunefair.progress import NULL_PROGRESS, Progress
 from prunefair.prune import MaskSet
 from prunefair.train.objective import ERM, Objective
@@ -130,7 +131,7 @@ def fit(
             n_seen = 0
             for x, y, g in iterate_batches(data, batch_size=settings.batch_size, shuffle=True, generator=generator,
                                            device=device, augment=augment, channels_last=channels_last,
-                                           drop_last=drop_last):
+                                           drop_last=drop_last, dtype=input_dtype(model)):
                 for group in opt.param_groups:
                     group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
                 with autocast:
