@@ -1,7 +1,8 @@
 """The study file: TOML in, one validated StudyConfig out.
 
 Every section forbids unknown keys; every error names the key, the value and what is allowed.
-Overrides use dotted keys (``train.epochs=5``), with values parsed as TOML (strings may be bare).
+Overrides use dotted keys (``train.epochs=5``), with values parsed as TOML (strings may be bare);
+the bare word ``null`` unsets a key, so that its default applies.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tomllib
+import warnings
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import (
     AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
@@ -31,6 +34,18 @@ class ResampleConfig(_Section):
 
     group: str
     factor: float = Field(gt=0.0)
+
+
+# The built-in datasets that read data.root and the loader options, and the ones among them that ignore an option
+# (read from their loaders in prunefair.data: digits is bundled; CIFAR-10 and SVHN are arrays with no duplicate
+# detection, and SVHN's .mat files have no per-image files to skip; CIFAR-10's image-folder layout does skip).
+_FILE_DATASETS = ("cifar10", "folder", "svhn", "utkface")
+_IGNORED_BY = {
+    "root": ("digits",),
+    "limit": ("digits",),
+    "skip_unreadable": ("digits", "svhn"),
+    "drop_duplicates": ("digits", "cifar10", "svhn"),
+}
 
 
 class DataConfig(_Section):
@@ -77,6 +92,12 @@ class DataConfig(_Section):
             if value not in (None, False) and self.dataset not in datasets:
                 raise ValueError(f"data.{key} = {value!r} applies only to dataset {', '.join(datasets)}, "
                                  f"not {self.dataset!r}; remove it")
+        for key, datasets in _IGNORED_BY.items():
+            value = getattr(self, key)
+            if value not in (None, False) and self.dataset in datasets:
+                used = ", ".join(d for d in _FILE_DATASETS if d not in datasets)
+                raise ValueError(f"data.{key} = {value!r} is ignored by dataset {self.dataset!r} (it applies to "
+                                 f"{used}); remove it")
         return self
 
     @field_validator("target", "group")
@@ -139,6 +160,14 @@ class PruneConfig(_Section):
     bn_recalibrate: bool = False
     bn_recalibrate_finetuned: bool = False
     bn_batches: int = Field(default=50, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_for_criterion(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "criterion" in data and "method" in data:
+            raise ValueError(f"both prune.criterion ({data['criterion']!r}) and prune.method ({data['method']!r}, "
+                             "the former name of criterion) are set; keep only criterion")
+        return data
 
     @model_validator(mode="after")
     def _gradual_fits(self) -> "PruneConfig":
@@ -280,6 +309,20 @@ class StudyConfig(_Section):
                     "reaches the final rate at gradual_end_epoch (default: the last fine-tuning epoch)")
         return self
 
+    @model_validator(mode="after")
+    def _diagnostics_split_evaluated(self) -> "StudyConfig":
+        """Warn when the diagnostics' split is not evaluated: the diagnostics themselves read the data split and are
+        complete (the group-size experiment evaluates only test), but the Theorem 1 check compares them with each
+        group's loss on that split, so it is left out of the study's report."""
+        split, splits = self.diagnostics.split, self.eval.splits
+        if self.diagnostics.enabled and split not in splits:
+            warnings.warn(
+                f"diagnostics.split = {split!r} is not among eval.splits {splits}: the Theorem 1 check needs every "
+                f"group's loss on that split and is left out of the report; add {split!r} to eval.splits, set "
+                f"diagnostics.split to one of {', '.join(splits)}, or set diagnostics.enabled = false",
+                UserWarning, stacklevel=2)
+        return self
+
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
@@ -332,30 +375,113 @@ def _section_for(loc: tuple) -> type[BaseModel] | None:
     return cls
 
 
+UNSET = object()
+"""The value of a ``key=null`` override: remove the key, so that its default applies."""
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """'train.epochs=5' -> (['train', 'epochs'], 5); values are TOML, bare words are strings."""
+    """'train.epochs=5' -> (['train', 'epochs'], 5); values are TOML, bare words are strings, ``null`` is UNSET.
+
+    A value that looks like TOML (it starts with a bracket, a brace or a quote) but does not parse is an error
+    naming the override and the problem, never a string.
+    """
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value (for example train.epochs=5)")
     key, raw = text.split("=", 1)
     key, raw = key.strip(), raw.strip()
+    if raw == "null":
+        return key.split("."), UNSET
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
+    except tomllib.TOMLDecodeError as exc:
+        if raw[:1] not in ("[", "{", '"', "'"):
+            return key.split("."), raw
+        raise ConfigError(_bad_value_message(text, key, raw, exc)) from None
     return key.split("."), value
 
 
+def _bad_value_message(text: str, key: str, raw: str, exc: tomllib.TOMLDecodeError) -> str:
+    """Why a bracketed or quoted override value is not TOML: the parser's words, the bare items, the expected type."""
+    at = len("v = ")  # parse_override parses 'v = <value>': columns count from there
+    problem = re.sub(r"\(at line 1, column (\d+)\)", lambda m: f"(at character {int(m[1]) - at} of the value)",
+                     str(exc))
+    problem = problem.replace("(at end of document)", "(at the end of the value)")
+    msg = f"override {text!r}: the value is not valid TOML: {problem}"
+    if raw.startswith("[") and raw.endswith("]"):
+        bare = [item for item in (i.strip() for i in raw[1:-1].split(",")) if item and not _is_toml_value(item)]
+        if bare:
+            what = "is not a number, true/false or a quoted string" if len(bare) == 1 else \
+                "are not numbers, true/false or quoted strings"
+            msg += f"; {', '.join(repr(b) for b in bare)} {what} (quote text in a list: [\"a\", \"b\"])"
+    expected = _expected_type(key.split("."))
+    return msg + (f"; {key} expects {expected}" if expected else "")
+
+
+def _is_toml_value(item: str) -> bool:
+    try:
+        tomllib.loads(f"v = {item}")
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
+
+
+def _expected_type(path: list[str]) -> str:
+    """'a list of integers' for seeds, '' where the key is unknown."""
+    section = _section_for(tuple(path[:-1]))
+    field = section.model_fields.get(path[-1]) if section else None
+    return _describe_type(field.annotation) if field is not None else ""
+
+
+_TYPE_WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings"),
+               bool: ("true or false", "true/false values")}
+
+
+def _describe_type(ann: Any, plural: bool = False) -> str:
+    """Words for a field's type: list[int] -> 'a list of integers', Literal['a', 'b'] -> 'one of a, b'."""
+    origin, args = get_origin(ann), [a for a in get_args(ann) if a is not type(None)]
+    if origin is list and args:
+        return "a list of " + _describe_type(args[0], plural=True)
+    if origin is Literal:
+        return ("values among " if plural else "one of ") + ", ".join(str(a) for a in get_args(ann))
+    if args:  # X | None
+        return _describe_type(args[0], plural)
+    if ann in _TYPE_WORDS:
+        return _TYPE_WORDS[ann][plural]
+    return "a table" if isinstance(ann, type) and issubclass(ann, BaseModel) else ""
+
+
 def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    """A copy of ``raw`` with each dotted override set (or, for ``key=null``, removed); an override of a key also
+    replaces the key's other name (prune.method, the former name of prune.criterion) where the file used it."""
     out = copy.deepcopy(raw)
     for text in overrides or []:
         path, value = parse_override(text)
         node = out
         for part in path[:-1]:
+            if value is UNSET and part not in node:
+                break  # nothing to unset
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: '{part}' is not a section")
-        node[path[-1]] = value
+        else:
+            _drop_other_names(node, path[:-1], path[-1])
+            if value is UNSET:
+                node.pop(path[-1], None)
+            else:
+                node[path[-1]] = value
     return out
+
+
+def _drop_other_names(node: dict, section: list[str] | tuple, key: str, keep: dict | None = None) -> None:
+    """Remove from ``node`` (the dict of ``section``) the other accepted names of ``key``'s field, if it has any,
+    except those also in ``keep`` (set by the same file, so both names reach validation, which refuses that)."""
+    cls = _section_for(tuple(section))
+    for field in (cls.model_fields.values() if cls else ()):
+        names = getattr(field.validation_alias, "choices", None) or ()
+        if key in names:
+            for other in names:
+                if other != key and other not in (keep or {}):
+                    node.pop(other, None)
 
 
 def validate_config(raw: dict, *, source: str = "config") -> StudyConfig:
@@ -375,16 +501,29 @@ def load_config(
         raw, source = read_preset(preset), f"preset {preset!r}"
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: study file not found")
         try:
-            raw = _deep_merge(raw, tomllib.loads(p.read_text()))
+            raw = _deep_merge(raw, tomllib.loads(_read_study_file(p)))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
         source = str(p)
     if overrides:
         source += " + overrides " + " ".join(overrides)
     return validate_config(apply_overrides(raw, overrides), source=source)
+
+
+def _read_study_file(p: Path) -> str:
+    """The text of a study file; a missing, unreadable or non-UTF-8 file is a ConfigError naming it."""
+    if not p.exists():
+        raise ConfigError(f"{p}: study file not found")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a study file (give the path of a .toml file)")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                          "save the study file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the study file: {exc.strerror or exc}") from None
 
 
 def preset_names() -> list[str]:
@@ -415,8 +554,14 @@ def read_preset(name: str) -> dict:
     return tomllib.loads(resources.files("prunefair.presets").joinpath(f"{name}.toml").read_text())
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
+def _deep_merge(base: dict, extra: dict, section: tuple = ()) -> dict:
+    """``extra`` merged over ``base``; a key of ``extra`` also replaces its other name in ``base`` (see
+    apply_overrides), so a file's prune.criterion wins over a preset's prune.method."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v, (*section, k))
+        else:
+            _drop_other_names(out, section, k, keep=extra)
+            out[k] = v
     return out
