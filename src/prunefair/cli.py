@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,8 +19,14 @@ err_console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    """Print ``message`` (as given: paths and values may hold [brackets]) and exit with ``code``."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
+
+
+_INTERRUPTED = "interrupted; finished cells are kept: rerun the same command to resume"
 
 
 def _flag_overrides(**fields) -> list[str]:
@@ -71,15 +76,23 @@ def study(
         results = run_study(cfg, quiet=quiet)
     except (OSError, ValueError, RuntimeError) as exc:  # a missing data folder, a full disk, a lost worker
         _fail(f"{exc}\n(finished cells are kept; rerun the same command to resume)", 1)
+    except KeyboardInterrupt:  # here, not in main(): typer turns it into a bare exit 130 before main sees it
+        _fail(_INTERRUPTED, 130)
     if not quiet:
         from prunefair.report import print_group_table
 
         print_group_table(results, console=console)
         console.print(f"study folder: [bold]{cfg.output_dir}[/] (table.csv, measures.csv, summary.csv, "
                       f"figures/fig1_group_accuracy.png, report.html)")
-    if results.failed:
-        for r in results.failed:
-            err_console.print(f"[red]failed cell {r['name']}: {r.get('error')}")
+    from rich.markup import escape
+
+    from prunefair.report.explain import diagnostics_errors
+
+    problems = [f"{r.get('status', 'failed')} cell {r['name']}: {r.get('error')}" for r in results.failed]
+    problems += [f"diagnostics of {name} failed: {error}" for name, error in diagnostics_errors(results.cells)]
+    for line in problems:
+        err_console.print(f"[red]{escape(line)}", highlight=False)
+    if problems:
         raise typer.Exit(1)
 
 
@@ -112,11 +125,13 @@ def group_size(
         _fail(f"--factors {factors!r}: expected comma-separated numbers, e.g. 1,5,10,20")
     try:
         cfg = load_config(config, overrides=overrides, preset=preset or ("digits" if config is None else None))
-        table = run_group_size(cfg, group=group, factors=values, quiet=quiet)
+        table = run_group_size(cfg, group=group, factors=values, match_steps=match_steps, quiet=quiet)
     except ConfigError as exc:
         _fail(str(exc))
     except (OSError, ValueError, RuntimeError) as exc:
         _fail(f"{exc}\n(finished studies are kept; rerun the same command to resume)", 1)
+    except KeyboardInterrupt:
+        _fail(_INTERRUPTED, 130)
     means = table.groupby(["factor", "group"]).grad_norm.mean().unstack()
     if not quiet:
         console.print(means.round(4).to_string())
@@ -157,19 +172,24 @@ def report(
 
 @app.command()
 def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> None:
-    """Show which cells of a study are done, running, stale (their process is gone), failed or pending.
+    """Show which cells of a study are done, running, stale (their process is gone), failed, corrupt (a damaged
+    result.json, recomputed by the next run) or pending.
 
-    Exits with 1 when some cell failed.
+    Exits with 1 when some cell failed or is corrupt.
     """
+    from rich.markup import escape
     from rich.table import Table
 
-    from prunefair.config import load_config
+    from prunefair.config import ConfigError, load_config
     from prunefair.study import Store, plan_cells
 
     cfg_path = study_dir / "config.toml"
     if not cfg_path.is_file():
         _fail(f"{cfg_path}: not a study folder (no config.toml)")
-    cfg = load_config(cfg_path)
+    try:
+        cfg = load_config(cfg_path)
+    except ConfigError as exc:
+        _fail(str(exc))
     store = Store(study_dir)
     dense, prune = plan_cells(cfg)
     table = Table(title=f"{cfg.name}: {study_dir}")
@@ -179,11 +199,12 @@ def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> Non
     for c in [*dense, *prune]:
         state, detail = store.cell_state(c.name, c.key)
         counts[state] = counts.get(state, 0) + 1
-        table.add_row(c.name, state, detail)
+        table.add_row(c.name, state, escape(detail))
     console.print(table)
-    order = ["done", "running", "stale", "failed", "pending"]
-    console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in order if counts.get(k) or k != "stale"))
-    if counts.get("failed"):
+    order = ["done", "running", "stale", "failed", "corrupt", "pending"]
+    console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in order
+                            if counts.get(k) or k not in ("stale", "corrupt")))
+    if counts.get("failed") or counts.get("corrupt"):
         raise typer.Exit(1)
 
 
@@ -273,11 +294,7 @@ def presets() -> None:
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        err_console.print("interrupted; rerun the same command to resume")
-        sys.exit(130)
+    app()
 
 
 if __name__ == "__main__":

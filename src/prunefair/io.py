@@ -1,7 +1,8 @@
 """Atomic file writes shared by every stage (masks, checkpoints, results, reports).
 
 A file is written to a temporary name in the same folder, flushed, fsynced and renamed over the target, so a
-reader (or a killed process) never sees half a file, and a failed write leaves the previous file intact.
+reader (or a killed process) never sees half a file, and a failed write leaves the previous file intact. The file
+gets the usual permissions (0666 less the umask), not the temporary file's private 0600.
 """
 
 from __future__ import annotations
@@ -11,11 +12,26 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()  # read once, at import (setting it is process-wide, so not per write)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
+    """``write(fh)`` into a temporary file in the same folder, fsync, then rename over ``path`` (for writers that
+    stream, e.g. a large array, rather than build the bytes first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -25,7 +41,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise OSError(exc.errno, f"{path}: cannot write ({reason}); nothing stored was changed") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            os.fchmod(fh.fileno(), _MODE)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

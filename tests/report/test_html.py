@@ -15,6 +15,7 @@ from prunefair import run_study
 from prunefair.report.html import write_report
 from prunefair.report.stats import interval_table, t_interval
 from prunefair.study import StudyResults
+from prunefair.study.cells import DenseCell, diagnostics_key
 from tests.conftest import tiny_study
 
 
@@ -144,7 +145,8 @@ def test_diagnostics_theorem1_and_correlations_from_the_store(study, tmp_path):
         if r["kind"] == "dense":  # the shape GroupDiagnostics.to_dict() writes
             names = r["metrics"]["train"]["group_names"]
             grad = (_dense_drops(results, r["seed"]) + 0.01 * np.arange(10)).tolist()
-            r["diagnostics"] = {"split": None, "group_names": names, "grad_norm": grad,
+            r["diagnostics"] = {"key": diagnostics_key(results.config, DenseCell(r["seed"], r["key"])),
+                                "split": None, "group_names": names, "grad_norm": grad,
                                 "hessian_top_eigenvalue": lam.tolist(), "gini": [0.1] * 10,
                                 "f_one_minus_f": [None] * 10,
                                 "per_group": [{"group": n, "count": 1} for n in names], "settings": {"seed": 0}}
@@ -183,11 +185,17 @@ def test_diagnostics_theorem1_and_correlations_from_the_store(study, tmp_path):
     # a failed diagnostics run is shown (escaped), the other seed's diagnostics still used
     p = root / "cells" / "s0_dense" / "result.json"
     r = json.loads(p.read_text())
-    r["diagnostics"] = {"key": "k", "error": "RuntimeError: lanczos <did not> converge"}
+    key = r["diagnostics"]["key"]
+    r["diagnostics"] = {"key": key, "error": "RuntimeError: lanczos <did not> converge"}
     p.write_text(json.dumps(r))
     html = write_report(StudyResults.from_store(root), root).read_text()
     assert "diagnostics of s0_dense failed: RuntimeError: lanczos &lt;did not&gt; converge" in html
     assert '<section id="theorem1">' in html
+    # diagnostics computed under another [diagnostics] section are not shown as this study's
+    r["diagnostics"] = {"key": "computed-with-other-settings", "error": "RuntimeError: old"}
+    p.write_text(json.dumps(r))
+    html = write_report(StudyResults.from_store(root), root).read_text()
+    assert "RuntimeError: old" not in html and "did not" not in html
 
 
 def test_diagnostics_reader_accepts_documented_shapes():

@@ -64,6 +64,12 @@ def test_cli_group_size(tmp_path):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "e3" / "group_size.csv").is_file() and "fig14_group_size.png" in res.output
+    same = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "same"), "--same-epochs"])
+    assert same.exit_code == 0, same.output
+    import json
+
+    assert json.loads((tmp_path / "same" / "group_size.json").read_text())["match_steps"] is False
+    assert "epochs = 2" in (tmp_path / "same" / "f3" / "config.toml").read_text()  # not scaled to 3x fewer
     bad = CliRunner().invoke(app, ["group-size", "--group", "3", "--factors", "1,x", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "--factors" in bad.output
     wrong = CliRunner().invoke(app, ["group-size", "--group", "ten", "--factors", "1,2", "--out", str(tmp_path / "c")])

@@ -81,7 +81,8 @@ def test_running_marker_and_stale_detection(tmp_path):
     m.write_text(json.dumps({**json.loads(m.read_text()), "pid": dead.pid}))
     state, detail = store.cell_state("s0_p0.5_nft", "k2")
     assert state == "stale" and str(dead.pid) in detail
-    store.write_result("s0_dense", {"name": "s0_dense", "key": "k1", "status": "done"})
+    store.write_result("s0_dense", {"name": "s0_dense", "key": "k1", "status": "done", "kind": "dense", "seed": 0,
+                                    "metrics": {}})
     assert not store.running_path("s0_dense").exists()
     assert store.cell_state("s0_dense", "k1")[0] == "done"
 

@@ -13,13 +13,14 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from prunefair.io import atomic_write
 
 log = logging.getLogger("prunefair.data")
 
@@ -91,18 +92,7 @@ def cache_key(paths: list[str], *, size: int | None, skip_unreadable: bool) -> s
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
 
 
 def load_images(

@@ -25,6 +25,7 @@ class DatasetInfo:
     groups: tuple[str, ...]
     needs_root: bool
     description: str
+    in_memory: bool = False  # registered arrays of this process (register_arrays): other processes lack them
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}

@@ -80,4 +80,5 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
         return {"train": train, "test": test}
 
     register_dataset(DatasetInfo(name, loader, targets=("class", *attr_names), groups=("class", *attr_names),
-                                 needs_root=False, description=description or f"in-memory arrays ({len(x)} samples)"))
+                                 needs_root=False, description=description or f"in-memory arrays ({len(x)} samples)",
+                                 in_memory=True))

@@ -21,13 +21,15 @@ COLUMNS = ["factor", "upsampled", "seed", "group_id", "group", "grad_norm", "stu
 
 def group_size_table(study_dirs: list[str | Path]) -> pd.DataFrame:
     """A row per (study, seed, group): the upsampling factor of that study (1 without ``data.resample``), the
-    upsampled group and each group's dense gradient norm. A folder without gradient norms is an error naming it."""
+    upsampled group and each group's dense gradient norm. A folder without gradient norms, or one of another
+    experiment (dataset, target, groups, model or upsampled group differ), is an error naming it."""
     from prunefair.study import StudyResults
 
-    frames = []
+    frames, seen = [], {}
     for d in study_dirs:
         res = StudyResults.from_store(d)
         rs = res.config.data.resample
+        _check_same_experiment(seen, d, res.config)
         diag = diagnostics_table(res.cells)
         diag = diag[diag.diagnostic == "grad_norm"]
         if diag.empty:
@@ -40,6 +42,21 @@ def group_size_table(study_dirs: list[str | Path]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     return pd.concat(frames, ignore_index=True)[COLUMNS].sort_values(["factor", "seed", "group_id"], kind="stable")
+
+
+def _check_same_experiment(seen: dict, study: str | Path, cfg) -> None:
+    """``seen`` maps each field of the experiment to (value, the first study with it); a study with another
+    value is an error naming both studies."""
+    data, model, rs = cfg.data, cfg.model, cfg.data.resample
+    fields = {"data.dataset": data.dataset, "data.target": data.target, "data.group": data.group,
+              "model.name": model.name, "model.width": model.width, "data.resample.group": rs.group if rs else None}
+    for key, value in fields.items():
+        if value is None:  # the factor-1 study has no resample section
+            continue
+        want, other = seen.setdefault(key, (value, study))
+        if value != want:
+            raise ValueError(f"{study}: {key} = {value!r}, but {other} has {want!r}; the studies of one "
+                             "group-size experiment differ only in the upsampling factor")
 
 
 def figure_group_size(df: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:

@@ -58,3 +58,24 @@ def plan_cells(cfg: StudyConfig) -> tuple[list[DenseCell], list[PruneCell]]:
                 key = config_hash(spec)
                 prune_cells.append(PruneCell(seed, rate, method, key, d))
     return dense_cells, prune_cells
+
+
+def cell_fields(cell: DenseCell | PruneCell) -> dict:
+    """What a result record says about its cell besides the key: kind, seed, method and rate."""
+    if isinstance(cell, DenseCell):
+        return {"kind": "dense", "seed": cell.seed, "method": "dense", "rate": 0.0}
+    return {"kind": "prune", "seed": cell.seed, "method": cell.method, "rate": cell.rate}
+
+
+def failure_record(cell: DenseCell | PruneCell, message: str, status: str = "failed") -> dict:
+    return {"name": cell.name, "key": cell.key, "status": status, **cell_fields(cell), "error": message}
+
+
+def diagnostics_key(cfg: StudyConfig, d: DenseCell) -> str:
+    """The key of a dense model's diagnostics: its cell's key and the [diagnostics] section."""
+    return config_hash({"dense": d.key, "diagnostics": cfg.diagnostics.model_dump(mode="json")})
+
+
+def diagnostics_current(cfg: StudyConfig, d: DenseCell, result: dict | None) -> bool:
+    """True when no diagnostics are wanted, or ``result`` (the dense cell's) holds those of the current section."""
+    return not cfg.diagnostics.enabled or ((result or {}).get("diagnostics") or {}).get("key") == diagnostics_key(cfg, d)

@@ -19,7 +19,7 @@ import torch
 
 from prunefair.config import RunConfig, StudyConfig, config_hash, validate_config
 from prunefair.progress import NULL_PROGRESS, Progress
-from prunefair.study.cells import DenseCell, PruneCell, plan_cells
+from prunefair.study.cells import DenseCell, PruneCell, diagnostics_current, failure_record, plan_cells
 from prunefair.study.store import Store, atomic_write_json, atomic_write_text
 
 _CACHE: dict = {}  # per worker process: the data of a study (by data-section hash)
@@ -39,20 +39,22 @@ def worker_runner(cfg_dict: dict, store_root, *, threads: int | None = None, pro
     return StudyRunner(cfg, Store(store_root), _CACHE[key], resolve_device(cfg.device), progress)
 
 
+def check_workers_see_the_data(cfg: StudyConfig, where: str) -> None:
+    """Arrays registered with ``register_arrays`` live in this process only: a worker process cannot load them."""
+    from prunefair.data.registry import dataset_info
+
+    if dataset_info(cfg.data.dataset).in_memory:
+        raise ValueError(f"data.dataset = {cfg.data.dataset!r} holds arrays registered in this process "
+                         f"(register_arrays), which {where} cannot see: run it with run.workers = 1 and the local "
+                         f"executor, or save the arrays and use the 'folder' dataset")
+
+
 def find_cell(cfg: StudyConfig, name: str) -> DenseCell | PruneCell:
     dense, prune = plan_cells(cfg)
     for c in [*dense, *prune]:
         if c.name == name:
             return c
     raise KeyError(f"no cell named {name!r} in this study")
-
-
-def failure_record(cell: DenseCell | PruneCell, message: str) -> dict:
-    if isinstance(cell, DenseCell):
-        fields = {"kind": "dense", "seed": cell.seed, "method": "dense", "rate": 0.0}
-    else:
-        fields = {"kind": "prune", "seed": cell.seed, "method": cell.method, "rate": cell.rate}
-    return {"name": cell.name, "key": cell.key, "status": "failed", **fields, "error": message}
 
 
 def run_prune_in(runner, c: PruneCell) -> dict:
@@ -90,6 +92,7 @@ class LocalExecutor:
 
             runner = StudyRunner(cfg, store, load_study_data(cfg), resolve_device(cfg.device), progress)
             return runner.run()
+        check_workers_see_the_data(cfg, f"{self.workers} worker processes")
         atomic_write_text(store.root / "config.toml", cfg.to_toml())
         dense_cells, prune_cells = plan_cells(cfg)
         cfg_dict, root, threads = cfg.to_dict(), str(store.root), torch.get_num_threads()
@@ -99,7 +102,7 @@ class LocalExecutor:
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
                 for d in dense_cells:
                     todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key)]
-                    if store.is_done(d.name, d.key):
+                    if store.is_done(d.name, d.key) and diagnostics_current(cfg, d, store.read_result(d.name)):
                         for c in todo:
                             running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
                     else:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from prunefair.progress import NULL_PROGRESS, Progress
-from prunefair.study.cells import DenseCell, PruneCell, plan_cells
-from prunefair.study.executors import failure_record, find_cell, run_prune_in, worker_runner
+from prunefair.study.cells import DenseCell, PruneCell, diagnostics_current, failure_record, plan_cells
+from prunefair.study.executors import check_workers_see_the_data, find_cell, run_prune_in, worker_runner
 from prunefair.study.store import Store, atomic_write_bytes, atomic_write_text
 
 RESULT = "result.json"
@@ -83,6 +83,7 @@ class RayExecutor:
     prune_task: Callable = field(default=ray_prune_task, repr=False)
 
     def run(self, cfg, *, progress: Progress = NULL_PROGRESS) -> list[dict]:
+        check_workers_see_the_data(cfg, "Ray tasks")
         try:
             import ray
         except ImportError:
@@ -114,7 +115,8 @@ class RayExecutor:
                     pending[prune_remote.remote(cfg_dict, c.name, files_ref)] = c
 
         for d in dense_cells:
-            if store.is_done(d.name, d.key) and (store.cell_dir(d.name) / "model.safetensors").is_file():
+            if store.is_done(d.name, d.key) and (store.cell_dir(d.name) / "model.safetensors").is_file() \
+                    and diagnostics_current(cfg, d, store.read_result(d.name)):
                 if any(c.dense == d and not store.is_done(c.name, c.key) for c in prune_cells):
                     submit_prunes(d, ray.put(_cell_files(store, d.name)))
             else:

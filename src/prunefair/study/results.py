@@ -15,8 +15,8 @@ import pandas as pd
 
 from prunefair.config import StudyConfig, load_config
 from prunefair.measure import GroupStats, pruning_impact
-from prunefair.study.cells import plan_cells
-from prunefair.study.store import Store, atomic_write_text
+from prunefair.study.cells import DenseCell, diagnostics_current, failure_record, plan_cells
+from prunefair.study.store import CorruptResult, Store, atomic_write_text
 
 KEYS = ["seed", "method", "sparsity", "stage", "split"]
 
@@ -38,12 +38,17 @@ class StudyResults:
                 raise FileNotFoundError(f"{cfg_path}: not a study folder (no config.toml)")
             config = load_config(cfg_path)
         dense_cells, prune_cells = plan_cells(config)
-        wanted = {c.name: c.key for c in [*dense_cells, *prune_cells]}
         cells, failed = [], []
-        for name, key in wanted.items():
-            r = store.read_result(name)
-            if r is None or r.get("key") != key:
+        for cell in [*dense_cells, *prune_cells]:
+            try:
+                r = store.read_result(cell.name)
+            except CorruptResult as exc:  # listed with the failed cells, by file, instead of stopping the report
+                failed.append(failure_record(cell, str(exc), status="corrupt"))
                 continue
+            if r is None or r.get("key") != cell.key:
+                continue
+            if isinstance(cell, DenseCell) and r.get("diagnostics") and not diagnostics_current(config, cell, r):
+                r = {k: v for k, v in r.items() if k != "diagnostics"}  # computed under another [diagnostics]
             (cells if r.get("status") == "done" else failed).append(r)
         by_group, measures = _tables(cells)
         return cls(config, by_group, measures, cells, failed)

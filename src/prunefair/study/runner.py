@@ -20,7 +20,9 @@ from prunefair.mitigate import objective_for
 from prunefair.models import build_model, count_parameters
 from prunefair.progress import NULL_PROGRESS, Progress
 from prunefair.prune import parameter_distance, pruning_function, recalibrate_batch_norm
-from prunefair.study.cells import DenseCell, PruneCell, plan_cells
+from prunefair.study.cells import (
+    DenseCell, PruneCell, cell_fields, diagnostics_current, diagnostics_key, failure_record, plan_cells,
+)
 from prunefair.study.store import Store, atomic_write_json, atomic_write_text, load_model_state, save_checkpoint
 from prunefair.train import TrainSettings, finetune_pruned, fit
 
@@ -172,7 +174,7 @@ class StudyRunner:
         dense, error = self.run_dense_cell(d)
         for c in todo:
             if dense is None:
-                self._fail(c.name, c.key, RuntimeError(f"dense model {d.name}: {error}"), _cell_fields(c))
+                self.store.write_result(c.name, failure_record(c, f"dense model {d.name}: {error}"))
             else:
                 self.run_prune_cell(c, dense)
 
@@ -188,19 +190,22 @@ class StudyRunner:
         except Exception as exc:  # record and go on with other seeds
             if was_done:  # an unreadable or foreign checkpoint: keep the stored result, say which file
                 ckpt = self.store.cell_dir(d.name) / "model.safetensors"
-                return None, f"{type(exc).__name__}: {exc} (delete {ckpt} to retrain it)"
-            self._fail(d.name, d.key, exc, _cell_fields(d))
+                error = f"{type(exc).__name__}: {exc} (delete {ckpt} to retrain it)"
+                if self.diagnostics_missing(d):  # asked for, not computable: stored as their failure, not left stale
+                    self._store_diagnostics(d, {"key": diagnostics_key(self.cfg, d),
+                                                "error": f"the dense model could not be reloaded: {error}"})
+                return None, error
+            self._fail(d.name, d.key, exc, cell_fields(d))
             return None, f"{type(exc).__name__}: {exc}"
 
     # -- diagnostics of the dense model (Sections 4-5), stored in its result under "diagnostics" -----
-    def _diagnostics_key(self, d: DenseCell) -> str:
-        from prunefair.config import config_hash
-
-        return config_hash({"dense": d.key, "diagnostics": self.cfg.diagnostics.model_dump(mode="json")})
-
     def diagnostics_missing(self, d: DenseCell) -> bool:
-        r = self.store.read_result(d.name) or {}
-        return self.cfg.diagnostics.enabled and (r.get("diagnostics") or {}).get("key") != self._diagnostics_key(d)
+        return not diagnostics_current(self.cfg, d, self.store.read_result(d.name))
+
+    def _store_diagnostics(self, d: DenseCell, entry: dict) -> None:
+        result = self.store.read_result(d.name)
+        if result is not None and result.get("key") == d.key:
+            self.store.write_result(d.name, {**result, "diagnostics": entry})
 
     def ensure_diagnostics(self, d: DenseCell, dense: nn.Module) -> None:
         """Compute the dense model's per-group diagnostics once (kept while the [diagnostics] section is unchanged);
@@ -209,7 +214,7 @@ class StudyRunner:
             return
         from prunefair.diagnostics import diagnose_groups
 
-        c, key = self.cfg.diagnostics, self._diagnostics_key(d)
+        c, key = self.cfg.diagnostics, diagnostics_key(self.cfg, d)
         try:
             diag = diagnose_groups(dense, self.data.split(c.split), batch_size=c.batch_size, max_samples=c.max_samples,
                                    eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
@@ -219,31 +224,23 @@ class StudyRunner:
         except Exception as exc:
             self.progress.log(f"[red]diagnostics of {d.name} failed: {exc}")
             entry = {"key": key, "error": f"{type(exc).__name__}: {exc}"}
-        result = self.store.read_result(d.name)
-        if result is not None and result.get("key") == d.key:
-            self.store.write_result(d.name, {**result, "diagnostics": entry})
+        self._store_diagnostics(d, entry)
 
     def run_prune_cell(self, c: PruneCell, dense: nn.Module) -> dict:
         self.store.mark_running(c.name, c.key)
         try:
             result = self.prune_cell(c, dense)
         except Exception as exc:
-            return self._fail(c.name, c.key, exc, _cell_fields(c))
+            return self._fail(c.name, c.key, exc, cell_fields(c))
         self.store.write_result(c.name, result)
         return result
 
     def _fail(self, name: str, key: str, exc: BaseException, extra: dict) -> dict:
         self.progress.log(f"[red]cell {name} failed: {exc}")
         result = {"name": name, "key": key, "status": "failed", **extra, "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc(limit=5)}
+                  "traceback": "".join(traceback.format_exception(exc, limit=5))}
         self.store.write_result(name, result)
         return result
-
-
-def _cell_fields(c: DenseCell | PruneCell) -> dict:
-    if isinstance(c, DenseCell):
-        return {"kind": "dense", "seed": c.seed, "method": "dense", "rate": 0.0}
-    return {"kind": "prune", "seed": c.seed, "method": c.method, "rate": c.rate}
 
 
 def execute_study(cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> list[dict]:

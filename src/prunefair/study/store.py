@@ -32,6 +32,29 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
+class CorruptResult(ValueError):
+    """A cell's result.json that cannot be read, or lacks what its status needs (e.g. edited by hand)."""
+
+
+def check_result(r: Any, path: Path) -> dict:
+    """``r`` if it is a well-formed result record, else CorruptResult naming the file and what is wrong."""
+    if not isinstance(r, dict):
+        raise CorruptResult(f"{path}: expected a JSON object, found {type(r).__name__}")
+    status = r.get("status")
+    if status not in ("done", "failed"):
+        raise CorruptResult(f"{path}: status {status!r} is neither 'done' nor 'failed'")
+    need = ["key"]  # a failure record only has to say which cell failed and why
+    if status == "done":
+        need += ["kind", "seed", "metrics"] + (["rate", "method", "oneshot"] if r.get("kind") == "prune" else [])
+    missing = [k for k in need if k not in r]
+    if missing:
+        raise CorruptResult(f"{path}: missing {', '.join(missing)}")
+    bad = [k for k in ("metrics", "oneshot") if k in r and not isinstance(r[k], dict)]
+    if bad:
+        raise CorruptResult(f"{path}: {bad[0]} is not an object")
+    return r
+
+
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors, atomically (no pickled objects)."""
     from safetensors.torch import save
@@ -85,13 +108,23 @@ class Store:
         return self.cell_dir(name) / "result.json"
 
     def read_result(self, name: str) -> dict | None:
+        """The cell's result record, None if it has none; CorruptResult (naming the file) if it is damaged."""
         p = self.result_path(name)
         if not p.is_file():
             return None
-        return read_json(p)
+        try:
+            return check_result(read_json(p), p)
+        except CorruptResult:
+            raise
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise CorruptResult(str(exc) if str(p) in str(exc) else f"{p}: {exc}") from None
 
     def is_done(self, name: str, key: str) -> bool:
-        r = self.read_result(name)
+        """Done with this key. A damaged result is not done: the cell runs again and replaces it."""
+        try:
+            r = self.read_result(name)
+        except CorruptResult:
+            return False
         return bool(r) and r.get("status") == "done" and r.get("key") == key
 
     def write_result(self, name: str, result: dict) -> None:
@@ -121,8 +154,12 @@ class Store:
             return None
 
     def cell_state(self, name: str, key: str) -> tuple[str, str]:
-        """(state, detail): done, failed, running, stale (its process is gone) or pending."""
-        r = self.read_result(name)
+        """(state, detail): done, failed, corrupt (a damaged result.json), running, stale (its process is gone)
+        or pending."""
+        try:
+            r = self.read_result(name)
+        except CorruptResult as exc:
+            return "corrupt", f"{exc} (rerun the study to recompute the cell)"
         if r is not None and r.get("key") == key and r.get("status") in ("done", "failed"):
             return r["status"], r.get("error", "")
         m = self.read_running(name)
@@ -135,9 +172,16 @@ class Store:
         return "pending", ""
 
     def results(self) -> list[dict]:
+        """Every readable result record (damaged ones are left out; ``cell_state`` names them)."""
         if not self.cells_dir.is_dir():
             return []
-        return [read_json(p) for p in sorted(self.cells_dir.glob("*/result.json"))]
+        out = []
+        for p in sorted(self.cells_dir.glob("*/result.json")):
+            try:
+                out.append(self.read_result(p.parent.name))
+            except CorruptResult:
+                pass
+        return [r for r in out if r is not None]
 
 
 def _pid_alive(pid: int) -> bool:
