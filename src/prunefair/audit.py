@@ -57,7 +57,7 @@ class AuditResult:
         d = self.diagnostics.frame()
         for c in ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "margin"):
             t[c] = d[c].to_numpy()
-        b = self.bound.table
+        b = self.bound.table.set_index("group_id").reindex(range(len(t)))  # unchecked groups (no data): NaN
         t["bound"], t["bound_holds"] = b.bound.to_numpy(), b.holds.to_numpy()
         return t
 

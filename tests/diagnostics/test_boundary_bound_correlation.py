@@ -49,6 +49,11 @@ def test_theorem1_terms_and_failures_are_listed():
     assert f.violation.iloc[0] == pytest.approx(0.7 - 0.6)
     assert "0.5" in check.summary() and "by 0.1" in check.summary()
     json.dumps(check.to_dict())
+    # a group without samples (R(a) NaN) is not checked: neither a pass nor a failure, here or in the report
+    empty = theorem1_check(group_names=["a", "b"], grad_norm=[0.1, 0.2], hessian_top=[2.0, 4.0],
+                           distances={0.5: 0.5}, excess_loss={0.5: np.array([0.2, np.nan])})
+    assert list(empty.table.group) == ["a"] and empty.unchecked == 1 and empty.holds
+    assert "1 pair(s) without data not checked" in empty.summary()
 
 
 def test_spearman_over_seeds_and_one_seed():

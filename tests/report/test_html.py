@@ -39,11 +39,13 @@ def test_t_interval_against_closed_form():
     assert one.n == 1 and not one.has_ci and one.std == 0.0
     import pandas as pd
 
-    df = pd.DataFrame({"k": [0, 0, 0, 0, 1, 1], "v": [0.1, 0.4, 0.2, 0.9, 3.0, 1.0]})
+    df = pd.DataFrame({"k": [0, 0, 0, 0, 1, 1, 1, 2, 2], "v": [0.1, 0.4, 0.2, 0.9, 3.0, 1.0, np.inf, -np.inf, 2.0]})
     tab = interval_table(df, ["k"], ["v"]).set_index("k")
     for k, sub in df.groupby("k"):
         ref = t_interval(sub.v)
-        assert tab.loc[k, "v_lo"] == pytest.approx(ref.lo) and tab.loc[k, "v_hi"] == pytest.approx(ref.hi)
+        assert tab.loc[k, "v_lo"] == pytest.approx(ref.lo, nan_ok=True)
+        assert tab.loc[k, "v_hi"] == pytest.approx(ref.hi, nan_ok=True)
+        assert tab.loc[k, "v_mean"] == pytest.approx(ref.mean)  # +-inf skipped, as t_interval does
         assert tab.loc[k, "v_std"] == pytest.approx(ref.std) and tab.loc[k, "n"] == ref.n
 
 

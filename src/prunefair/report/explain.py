@@ -114,6 +114,8 @@ def theorem1_table(results, diag: pd.DataFrame) -> pd.DataFrame:
     """Per (seed, method, sparsity, stage, group): both terms of the Theorem 1 bound, the bound and R(a).
 
     Uses the diagnostics' split (train if several) for R(a), so the bound and the loss are on the same data.
+    A pair whose R(a) or bound is not a number (a group absent from that split) is left out: nothing to check,
+    as in diagnostics.theorem1_check.
     """
     need = {"grad_norm", "hessian_top_eigenvalue"}
     if diag.empty or not need <= set(diag.diagnostic):
@@ -133,6 +135,7 @@ def theorem1_table(results, diag: pd.DataFrame) -> pd.DataFrame:
                   zip(out.seed, out.method, out.sparsity, out.stage)], dtype=float)
     first, second, bound = theorem1_terms(out.grad_norm.to_numpy(float), out.hessian_top_eigenvalue.to_numpy(float), d)
     out = out.assign(split=split, distance=d, first_order=first, second_order=second, bound=bound)
+    out = out[np.isfinite(out.excess_loss) & np.isfinite(out.bound)].reset_index(drop=True)
     out["holds"] = out.excess_loss <= out.bound
     return out[["seed", "method", "sparsity", "stage", "split", "group_id", "group", "distance", "grad_norm",
                 "hessian_top_eigenvalue", "first_order", "second_order", "bound", "excess_loss", "holds"]]

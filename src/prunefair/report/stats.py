@@ -56,7 +56,8 @@ def interval_table(df: pd.DataFrame, by: list[str], columns: list[str], *, confi
     first column). Same numbers as ``t_interval`` per group, computed vectorised."""
     if df.empty:
         return pd.DataFrame(columns=[*by, "n"])
-    g = df.groupby(by, sort=True, dropna=False)[columns]
+    finite = df[columns].apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
+    g = df[by].join(finite).groupby(by, sort=True, dropna=False)[columns]  # +-inf skipped like NaN, as t_interval
     mean, sd, n = g.mean(), g.std(ddof=1), g.count()
     out = pd.DataFrame(index=mean.index)
     for c in columns:
