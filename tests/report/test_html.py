@@ -302,3 +302,14 @@ def test_one_seed_and_all_failed_studies_still_read_well(study, tmp_path):
     html = write_report(StudyResults.from_store(root), root).read_text()
     assert "No pruned cell has finished yet (0 done, 3 failed)" in html
     assert html.count("RuntimeError: cell ") == 3 and '<section id="accuracy">' not in html
+
+
+def test_report_says_why_theorem1_is_missing_when_its_split_is_not_evaluated(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the config warns about exactly this
+        results = run_study(tiny_study(tmp_path, prune={"rates": [0.5]}, eval={"splits": ["test"]},
+                                       diagnostics={"trace_samples": 0, "max_samples": 16}), quiet=True)
+    html = write_report(results, tmp_path / "study").read_text()
+    assert "Not computed: the diagnostics are on the train split, which the study did not evaluate" in html

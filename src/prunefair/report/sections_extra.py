@@ -49,10 +49,23 @@ def diagnostics_section(ctx: Context, results) -> Html | None:
     return section("diagnostics", "Diagnostics: why some groups lose more (Figures 12-13)", *parts)
 
 
+def _theorem1_missing(ctx: Context, results) -> Html | None:
+    """Where diagnostics exist but the check could not run because their split was not evaluated, say so."""
+    if ctx.diag.empty or results.by_group.empty:
+        return None
+    split = "train" if "train" in set(ctx.diag.split) else sorted(ctx.diag.split)[0]
+    if split in set(results.by_group.split):
+        return None
+    return section("theorem1", "Theorem 1 check", para(
+        f"Not computed: the diagnostics are on the {split} split, which the study did not evaluate (eval.splits = "
+        f"{sorted(set(results.by_group.split))}), so there is no R(a) to compare the bound with. Add {split!r} to "
+        "eval.splits to run it.", "note"))
+
+
 def theorem1_section(ctx: Context, results) -> Html | None:
     t1 = ctx.theorem1
     if t1.empty:
-        return None
+        return _theorem1_missing(ctx, results)
     parts = [para("Theorem 1 bounds each group's excess loss by its dense gradient norm and Hessian: "
                   "R(a) ≤ ‖g_a‖·d + ½·λ(H_a)·d² + O(d³), with d = ‖θ̄ − θ*‖. Measured on the "
                   f"{t1.split.iloc[0]} split, per seed and group; 'holds' counts (seed, group) pairs with "
