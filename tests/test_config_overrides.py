@@ -104,6 +104,18 @@ def test_loader_keys_are_refused_for_digits(key, value):
     assert f"data.{key} = {value!r} is ignored by dataset 'digits' (it applies to " in msg and "remove it" in msg
 
 
+def test_loader_keys_are_refused_for_registered_arrays_and_the_others_own_keys():
+    import numpy as np
+
+    from prunefair.data import register_arrays
+
+    register_arrays("arrays_for_options", np.zeros((12, 3), "float32"), np.arange(12) % 2)
+    msg = _err({"data": {"dataset": "arrays_for_options", "limit": 5}})
+    assert "data.limit = 5 is ignored by dataset 'arrays_for_options' (it applies to cifar10, folder, svhn" in msg
+    msg = _err({"data": {"dataset": "digits", "age_bins": [0, 10]}})
+    assert "data.age_bins = [0, 10] is ignored by dataset 'digits' (it applies to utkface)" in msg
+
+
 def test_loader_keys_are_refused_exactly_where_the_loader_ignores_them():
     msg = _err({"data": {"dataset": "svhn", "root": "/d", "skip_unreadable": True}})
     assert "data.skip_unreadable = True is ignored by dataset 'svhn' (it applies to cifar10, folder, utkface)" in msg

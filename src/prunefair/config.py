@@ -36,18 +36,6 @@ class ResampleConfig(_Section):
     factor: float = Field(gt=0.0)
 
 
-# The built-in datasets that read data.root and the loader options, and the ones among them that ignore an option
-# (read from their loaders in prunefair.data: digits is bundled; CIFAR-10 and SVHN are arrays with no duplicate
-# detection, and SVHN's .mat files have no per-image files to skip; CIFAR-10's image-folder layout does skip).
-_FILE_DATASETS = ("cifar10", "folder", "svhn", "utkface")
-_IGNORED_BY = {
-    "root": ("digits",),
-    "limit": ("digits",),
-    "skip_unreadable": ("digits", "svhn"),
-    "drop_duplicates": ("digits", "cifar10", "svhn"),
-}
-
-
 class DataConfig(_Section):
     dataset: str = "digits"
     root: str | None = None
@@ -86,18 +74,16 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _keys_fit_the_dataset(self) -> "DataConfig":
-        only = {"age_bins": ("utkface",), "csv": ("folder",), "svhn_extra": ("svhn",)}
-        for key, datasets in only.items():
+        """A loader key the dataset's loader does not read (each dataset declares its own) is refused."""
+        from prunefair.data.registry import LOADER_KEYS, dataset_info, dataset_names
+
+        info = dataset_info(self.dataset)
+        for key in LOADER_KEYS:
             value = getattr(self, key)
-            if value not in (None, False) and self.dataset not in datasets:
-                raise ValueError(f"data.{key} = {value!r} applies only to dataset {', '.join(datasets)}, "
-                                 f"not {self.dataset!r}; remove it")
-        for key, datasets in _IGNORED_BY.items():
-            value = getattr(self, key)
-            if value not in (None, False) and self.dataset in datasets:
-                used = ", ".join(d for d in _FILE_DATASETS if d not in datasets)
+            if value not in (None, False) and key not in info.options:
+                users = ", ".join(n for n in dataset_names() if key in dataset_info(n).options)
                 raise ValueError(f"data.{key} = {value!r} is ignored by dataset {self.dataset!r} (it applies to "
-                                 f"{used}); remove it")
+                                 f"{users}); remove it")
         return self
 
     @field_validator("target", "group")
