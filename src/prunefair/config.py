@@ -296,6 +296,18 @@ class StudyConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _validation_split_where_needed(self) -> "StudyConfig":
+        """Selection on the validation split and VKD (whose dual step reads it) need one: refused up front, not
+        after the dense models have trained."""
+        if self.data.val_fraction == 0:
+            needs = ([f"mitigate.selection = {self.mitigate.selection!r}"] if self.mitigate.selection != "last"
+                     else []) + (["finetune.methods includes 'vkd'"] if "vkd" in self.finetune.methods else [])
+            if needs:
+                raise ValueError(f"{' and '.join(needs)} need(s) a validation split, but data.val_fraction = 0; "
+                                 "set data.val_fraction > 0 (e.g. 0.1)")
+        return self
+
+    @model_validator(mode="after")
     def _diagnostics_split_evaluated(self) -> "StudyConfig":
         """Warn when the diagnostics' split is not evaluated: the diagnostics themselves read the data split and are
         complete (the group-size experiment evaluates only test), but the Theorem 1 check compares them with each

@@ -113,6 +113,10 @@ def test_select_epoch():
     assert select_epoch(recs, "val_accuracy", 0.01) == 1
     assert select_epoch(recs, "val_max_psi", 0.01) == 2  # within 1 point of the best accuracy, lowest psi
     assert select_epoch(recs, "val_max_psi", 0.0) == 1
+    assert select_epoch(recs, "val_accuracy", 0.01, first=2) == 2  # only the epochs at the final mask
+    assert select_epoch(recs, "val_max_psi", 0.01, first=3) == 3
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        select_epoch(recs, "val_max_psi", -1.0)
     with pytest.raises(ValueError, match="allowed: last"):
         select_epoch(recs, "test_psi", 0.01)
     with pytest.raises(ValueError, match="validation split"):

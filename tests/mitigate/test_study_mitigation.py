@@ -1,6 +1,7 @@
 """The methods inside a study on real data (digits), the [mitigate] section and the mitigation outputs."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -93,3 +94,47 @@ def test_nft_keys_unchanged_and_methods_paired(tmp_path):
     k1 = {c.name: c.key for c in plan_cells(both)[1]}
     k2 = {c.name: c.key for c in plan_cells(tweaked)[1]}
     assert k1["s0_p0.9_nft"] == k2["s0_p0.9_nft"] and k1["s0_p0.9_ceag"] != k2["s0_p0.9_ceag"]
+
+
+@pytest.mark.parametrize("schedule", ["gradual", "iterative"])
+@pytest.mark.parametrize("method", ["nft", "vkd"])
+def test_selection_under_a_schedule_keeps_a_model_at_the_final_mask(schedule, method):
+    """Selection on validation picks among the epochs at the final mask: an earlier, less sparse epoch (often the
+    most accurate) would be reported at the cell's rate. VKD's input hook is registered once, removed at the end."""
+    from functools import partial
+
+    from prunefair.train.pruned import finetune_pruned
+
+    torch.manual_seed(0)
+    splits = load_dataset("digits")
+    splits.train = splits.train.subset(range(400))
+    dense = build_model("mlp", num_classes=10, input_shape=splits.train.input_shape, width=0.25)
+    fit(dense, splits.train, TrainSettings(epochs=3, batch_size=32, lr=0.05), seed=0)
+    model = build_model("mlp", num_classes=10, input_shape=splits.train.input_shape, width=0.25)
+    model.load_state_dict(dense.state_dict())
+    obj = objective_for(method, dense_model=dense, data=splits, options={"selection": "val_accuracy"})
+    prune = partial(lambda m, rate, previous: make_masks(m, rate, previous=previous))
+    run = finetune_pruned(model, splits.train, TrainSettings(epochs=2, batch_size=32, lr=0.01), rate=0.95,
+                          prune=prune, schedule=schedule, rounds=3, seed=0, objective=obj)
+    info = obj.finish(model)
+    first_final = 1 if schedule == "gradual" else 4  # gradual: the cubic schedule reaches 0.95 at epoch 2 of 2
+    assert info["selected_epoch"] > first_final
+    weights = [p for n, p in model.named_parameters() if n in run.masks.masks]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert zeros == pytest.approx(run.masks.sparsity, abs=1e-9) and run.masks.sparsity == pytest.approx(0.95, abs=1e-3)
+    assert not model._forward_pre_hooks  # VKD's capture hook: one per study cell, removed by finish
+
+
+def test_mitigate_options_from_python_are_range_checked():
+    splits = load_dataset("digits")
+    dense = build_model("mlp", num_classes=10, input_shape=splits.train.input_shape, width=0.25)
+    for key, value, rule in (("vkd_alpha", 1.5, "in [0, 1]"), ("eps", -0.5, ">= 0"),
+                             ("selection_tolerance", -1, ">= 0"), ("vkd_temperature", 0, "> 0")):
+        with pytest.raises(ValueError, match=rf"mitigate option {key} = {value!r}: must be {re.escape(rule)}"):
+            objective_for("vkd", dense_model=dense, data=splits, options={key: value})
+
+
+def test_a_validation_split_is_required_up_front(tmp_path):
+    for extra in ({"mitigate": {"selection": "val_accuracy"}}, {"finetune": {"methods": ["nft", "vkd"]}}):
+        with pytest.raises(ConfigError, match="need.s. a validation split, but data.val_fraction = 0"):
+            validate_config(tiny_study(tmp_path, data={"dataset": "digits", "val_fraction": 0.0}, **extra))

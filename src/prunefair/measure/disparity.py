@@ -52,7 +52,9 @@ def normalized_accuracy(dense_acc: np.ndarray, pruned_acc: np.ndarray) -> np.nda
 
 @dataclass(frozen=True)
 class PruningImpact:
-    """Dense vs pruned on one split: ``by_group`` table and every disparity measure (MetricFrame-like)."""
+    """Dense vs pruned on one split: ``by_group`` (a row per group id 0..G-1, its name in the ``group`` column)
+    and every disparity measure in ``measures``. In the spirit of Fairlearn's MetricFrame, not its interface:
+    ``difference(column)`` names a ``by_group`` column and returns one float (max - min across groups)."""
 
     dense: GroupStats
     pruned: GroupStats

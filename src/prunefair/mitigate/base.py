@@ -33,19 +33,23 @@ def group_means(values: torch.Tensor, g: torch.Tensor, num_groups: int) -> tuple
     return sums / counts.clamp_min(1), present
 
 
-def select_epoch(records: list[dict], selection: str, tolerance: float) -> int:
-    """Index of the chosen epoch in ``records`` (each with val_accuracy and val_max_psi)."""
+def select_epoch(records: list[dict], selection: str, tolerance: float, first: int = 0) -> int:
+    """Index of the chosen epoch in ``records`` (each with val_accuracy and val_max_psi), among ``records[first:]``
+    (the epochs at the final mask under a gradual or iterative schedule)."""
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; allowed: {', '.join(SELECTIONS)}")
+    if tolerance < 0:
+        raise ValueError(f"selection tolerance must be >= 0, got {tolerance}")
+    first = min(max(first, 0), max(len(records) - 1, 0))
     if selection == "last" or not records:
         return len(records) - 1
-    acc = np.array([r["val_accuracy"] for r in records], float)
+    acc = np.array([r["val_accuracy"] for r in records[first:]], float)
     if selection == "val_accuracy":
-        return int(np.argmax(acc))
-    psi = np.array([r["val_max_psi"] for r in records], float)
+        return first + int(np.argmax(acc))
+    psi = np.array([r["val_max_psi"] for r in records[first:]], float)
     ok = np.flatnonzero(acc >= acc.max() - tolerance)
     order = sorted(ok, key=lambda i: (psi[i], -acc[i], i))
-    return int(order[0])
+    return first + int(order[0])
 
 
 class MitigationObjective(Objective):
@@ -69,6 +73,7 @@ class MitigationObjective(Objective):
         self.records: list[dict] = []
         self.states: list[dict] = []
         self.selected_epoch: int | None = None
+        self.eligible_from = 0  # the first epoch (index into records) at the final mask
 
     # -- hooks of fit --------------------------------------------------------------------------
     def start(self, *, model, data, device) -> None:
@@ -112,6 +117,9 @@ class MitigationObjective(Objective):
             self.states.append({k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()})
         return record
 
+    def final_mask_from(self, epochs_done: int) -> None:
+        self.eligible_from = epochs_done
+
     def after_val(self, stats: GroupStats, impact) -> None:
         """Hook for methods that use the validation evaluation (VKD's dual step)."""
 
@@ -120,8 +128,9 @@ class MitigationObjective(Objective):
                                channels_last=self.channels_last)
 
     def finish(self, model) -> dict:
-        """Load the selected epoch into ``model``; return what to store with the cell."""
-        i = select_epoch(self.records, self.selection, self.tolerance)
+        """Load the selected epoch into ``model``; return what to store with the cell. ``selected_epoch`` is the
+        1-based position in the cell's history (which runs on across the rounds of an iterative schedule)."""
+        i = select_epoch(self.records, self.selection, self.tolerance, self.eligible_from)
         if self.selection != "last" and self.states:
             model.load_state_dict(self.states[i])
         self.states = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from prunefair.data import DatasetSplits
-from prunefair.mitigate.base import MitigationObjective, dense_group_stats
+from prunefair.mitigate.base import SELECTIONS, MitigationObjective, dense_group_stats
 from prunefair.mitigate.ceag import CEAG
 from prunefair.mitigate.equal_loss import EqualLoss, EqualLossReplay
 from prunefair.mitigate.vkd import ValidationDistillation
@@ -32,6 +32,27 @@ class MitigateOptions:
     vkd_val_every: int = 0
     selection: str = "last"
     selection_tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        """The ranges of docs/mitigation.md (config.MitigateConfig checks the same for a study file), so options
+        given as a dict from Python are held to them too."""
+        bad = [(k, v, rule) for k, v, ok, rule in (
+            ("el_dual_lr", self.el_dual_lr, self.el_dual_lr >= 0, ">= 0"),
+            ("dual_update", self.dual_update, self.dual_update in ("epoch", "batch"), "epoch or batch"),
+            ("buffer_size", self.buffer_size, self.buffer_size >= 1, ">= 1"),
+            ("eps", self.eps, self.eps >= 0, ">= 0"),
+            ("ceag_dual_lr", self.ceag_dual_lr, self.ceag_dual_lr >= 0, ">= 0"),
+            ("el_tolerance", self.el_tolerance, self.el_tolerance >= 0, ">= 0"),
+            ("vkd_alpha", self.vkd_alpha, 0 <= self.vkd_alpha <= 1, "in [0, 1]"),
+            ("vkd_temperature", self.vkd_temperature, self.vkd_temperature > 0, "> 0"),
+            ("vkd_dual_lr", self.vkd_dual_lr, self.vkd_dual_lr >= 0, ">= 0"),
+            ("vkd_val_every", self.vkd_val_every, self.vkd_val_every >= 0, ">= 0"),
+            ("selection", self.selection, self.selection in SELECTIONS, ", ".join(SELECTIONS)),
+            ("selection_tolerance", self.selection_tolerance, self.selection_tolerance >= 0, ">= 0"),
+        ) if not ok]
+        if bad:
+            k, v, rule = bad[0]
+            raise ValueError(f"mitigate option {k} = {v!r}: must be {rule}")
 
 
 def _options(options) -> MitigateOptions:

@@ -64,7 +64,8 @@ class ValidationDistillation(MitigationObjective):
     def start(self, *, model, data, device) -> None:
         super().start(model=model, data=data, device=device)
         self.teacher.eval()
-        self._hook = model.register_forward_pre_hook(self._capture)
+        if self._hook is None:  # start runs once per fit: an iterative schedule calls fit once per round
+            self._hook = model.register_forward_pre_hook(self._capture)
 
     def _capture(self, module, args):
         if module.training:

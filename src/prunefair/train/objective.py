@@ -22,6 +22,12 @@ class Objective:
     def end_epoch(self, epoch: int) -> dict:
         return {}
 
+    def final_mask_from(self, epochs_done: int) -> None:
+        """Told by a pruning schedule that the epochs from index ``epochs_done`` on (counting every ``end_epoch``
+        call so far, across rounds) run at the final mask: an objective that selects an epoch must pick one of
+        those, or it would report a less sparse model at the cell's rate."""
+        return None
+
 
 class ERM(Objective):
     """Plain empirical risk minimisation: mean cross-entropy (the paper's traditional fine-tuning)."""

@@ -54,6 +54,8 @@ def finetune_pruned(
             raise ValueError(f"gradual_end_epoch = {end} must be below the number of fine-tuning epochs "
                              f"({settings.epochs}), or the final sparsity is never reached")
         pruner = GradualPruner(prune, rate, end_epoch=end, initial=gradual_initial, start_epoch=gradual_start_epoch)
+        if objective is not None:
+            objective.final_mask_from(end)  # the mask of epoch ``end`` (0-based) is the final one
         history = fit(model, data, settings, on_epoch_start=pruner, description=description, **common)
         final = pruner.masks if pruner.masks is not None else dense_masks(model)
         steps = [{"epoch": e, "target": t, "sparsity": s} for e, t, s in pruner.log]
@@ -63,6 +65,8 @@ def finetune_pruned(
         for r, s in enumerate(iterative_rates(rate, rounds)):
             masks = prune(model, s, masks)
             steps.append({"round": r + 1, "target": s, "sparsity": masks.sparsity})
+            if objective is not None and r == rounds - 1:
+                objective.final_mask_from(len(history.epochs))  # the last round runs at the final mask
             h = fit(model, data, settings, masks=masks, description=f"{description} (round {r + 1}/{rounds})",
                     **{**common, "seed": seed + r})
             history.epochs += [{**rec, "round": r + 1, "sparsity": masks.sparsity} for rec in h.epochs]
