@@ -313,3 +313,23 @@ def test_report_says_why_theorem1_is_missing_when_its_split_is_not_evaluated(tmp
                                        diagnostics={"trace_samples": 0, "max_samples": 16}), quiet=True)
     html = write_report(results, tmp_path / "study").read_text()
     assert "Not computed: the diagnostics are on the train split, which the study did not evaluate" in html
+
+
+def test_reading_leaves_out_a_group_without_test_samples(tmp_path):
+    """A group with one sample lands in train only: the reading names it as absent, never as 'nan%'."""
+    from prunefair.data import register_arrays
+    from prunefair.report.narrative import reading
+    from prunefair.report.sections import Context
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(301, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype(int)
+    grp = np.array(["A"] + ["B", "C"] * 150)
+    register_arrays("reading_rare_group", x, y, attributes={"grp": grp})
+    results = run_study(tiny_study(tmp_path, seeds=[0, 1], data={"dataset": "reading_rare_group", "group": "grp"},
+                                   prune={"rates": [0.5]}, diagnostics={"enabled": False}), quiet=True)
+    text = " ".join(reading(results, Context.build(results)))
+    assert "nan" not in text.lower()
+    assert "grp A has no test samples and is left out of this reading" in text or \
+        "A has no test samples and is left out of this reading" in text
+    assert "With a single seed" not in text

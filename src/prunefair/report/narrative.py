@@ -65,10 +65,17 @@ def reading(results, ctx: Context) -> list[str]:
 
     dense = ctx.m(method, 0, "dense", split, "acc_pruned")
     accs = {gid: ctx.g(method, 0, "dense", split, gid, "acc_dense").mean for gid, _ in ctx.names}
+    accs = {gid: a for gid, a in accs.items() if np.isfinite(a)}  # a group without samples here has no accuracy
+    empty = [gname[gid] for gid, _ in ctx.names if gid not in accs]
+    if not accs:
+        return [f"No group has {split} samples; there is nothing to read."]
     lo_g, hi_g = min(accs, key=accs.get), max(accs, key=accs.get)
     out.append(f"The dense model reaches {_pct(dense)} {split} accuracy over {seeds} seed(s); per {group}, "
                f"accuracy ranges from {gname[lo_g]} ({accs[lo_g] * 100:.1f}%) to {gname[hi_g]} "
                f"({accs[hi_g] * 100:.1f}%).")
+    if empty:
+        out.append(f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no {split} samples and "
+                   f"{'is' if len(empty) == 1 else 'are'} left out of this reading.")
 
     drops = [(r, ctx.m(method, r, "finetuned", split, "accuracy_drop").mean) for r in ctx.rates]
     safe = [r for r, d in drops if d <= 0.01]
@@ -84,31 +91,48 @@ def reading(results, ctx: Context) -> list[str]:
 
     top = ctx.rates[-1]
     overall = ctx.m(method, top, "finetuned", split, "accuracy_drop")
-    gd = {gid: ctx.g(method, top, "finetuned", split, gid, "accuracy_drop") for gid, _ in ctx.names}
+    gd = {gid: ctx.g(method, top, "finetuned", split, gid, "accuracy_drop") for gid in accs}
+    gd = {gid: iv for gid, iv in gd.items() if np.isfinite(iv.mean)}
+    if not gd:
+        return out
     worst = max(gd, key=lambda k: gd[k].mean)
     least = min(gd, key=lambda k: gd[k].mean)
-    out.append(f"At {rate_label(top)} sparsity ({method}, after fine-tuning), {split} accuracy fell by "
-               f"{_pts(overall)} overall but by {_pts(gd[worst])} for {gname[worst]}, while {gname[least]} "
-               f"{'lost' if gd[least].mean >= 0 else 'gained'} {abs(gd[least].mean) * 100:.1f} points.")
+    if gd[worst].mean - gd[least].mean < 0.0005:  # every group moved alike: no best and worst to name
+        out.append(f"At {rate_label(top)} sparsity ({method}, after fine-tuning), {split} accuracy fell by "
+                   f"{_pts(overall)} overall, and by as much for every {group}.")
+    else:
+        out.append(f"At {rate_label(top)} sparsity ({method}, after fine-tuning), {split} accuracy fell by "
+                   f"{_pts(overall)} overall but by {_pts(gd[worst])} for {gname[worst]}, while {gname[least]} "
+                   f"{'lost' if gd[least].mean >= 0 else 'gained'} {abs(gd[least].mean) * 100:.1f} points.")
 
     gap_d = ctx.m(method, 0, "dense", split, "accuracy_gap_pruned")
     gap_p = ctx.m(method, top, "finetuned", split, "accuracy_gap_pruned")
     verb = "grew" if gap_p.mean > gap_d.mean + 0.005 else "shrank" if gap_p.mean < gap_d.mean - 0.005 else "stayed"
-    out.append(f"The accuracy gap between the best and the worst {group} {verb} from {gap_d.mean * 100:.1f} points "
-               f"(dense) to {_pts(gap_p, 0.0, 1.0)} at {rate_label(top)}.")
+    if verb == "stayed":
+        out.append(f"The accuracy gap between the best and the worst {group} stayed at about "
+                   f"{gap_d.mean * 100:.1f} points (dense; {_pts(gap_p, 0.0, 1.0)} at {rate_label(top)}).")
+    else:
+        out.append(f"The accuracy gap between the best and the worst {group} {verb} from {gap_d.mean * 100:.1f} "
+                   f"points (dense) to {_pts(gap_p, 0.0, 1.0)} at {rate_label(top)}.")
 
     psi = ctx.g(method, top, "finetuned", split, worst, "psi")
     if psi.has_ci:
         verdict = ("larger than the overall drop beyond seed-to-seed noise" if psi.lo > 0 else
                    "not distinguishable from the overall drop at this number of seeds")
         out.append(f"{gname[worst]}'s excess drop ψ = {_pts(psi)} is {verdict}.")
-    else:
+    elif seeds <= 1:
         out.append("With a single seed there are no confidence intervals: rerun with more seeds (e.g. --seeds "
                    "0,1,2) to tell real differences from noise.")
+    else:
+        out.append(f"Only {psi.n} of the {seeds} seeds finished this cell, so it has no confidence interval; "
+                   "rerun the study to complete the others.")
 
     if len(ctx.rates) >= 2:
-        most = [max(ctx.names, key=lambda n: ctx.g(method, r, "finetuned", split, n[0], "psi").mean)[0]
-                for r in ctx.rates]
+        def psi_at(r, gid):
+            v = ctx.g(method, r, "finetuned", split, gid, "psi").mean
+            return v if np.isfinite(v) else -np.inf
+
+        most = [max(gd, key=lambda gid: psi_at(r, gid)) for r in ctx.rates]
         top_g = max(set(most), key=most.count)
         if most.count(top_g) * 2 > len(most):
             out.append(f"{gname[top_g]} has the largest excess drop ψ at {most.count(top_g)} of {len(ctx.rates)} "
