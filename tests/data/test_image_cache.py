@@ -43,6 +43,18 @@ def test_disk_cache_is_reused_and_keyed_by_files(tmp_path, monkeypatch):
     assert cache_key([str(p) for p in paths], size=None, skip_unreadable=False) != k0
 
 
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_damaged_cache_file_is_decoded_again(tmp_path, damage):
+    paths = _files(tmp_path, 6)
+    cache = tmp_path / "cache"
+    first = load_images(paths, size=None, cache_dir=cache)
+    clear_memory_cache()
+    x = next(p for p in cache.iterdir() if p.name.endswith(".npy") and "." not in p.name[len("images-"):-4])
+    x.write_bytes(b"" if damage == "empty" else x.read_bytes()[:50])
+    again = load_images(paths, size=None, cache_dir=cache)
+    assert torch.equal(again.x, first.x)
+
+
 def test_unreadable_files_error_or_skip(tmp_path):
     paths = _files(tmp_path, 5)
     paths[2].write_bytes(b"not an image")
@@ -69,3 +81,27 @@ def test_process_pool_matches_serial_decoding(tmp_path):
     clear_memory_cache()
     serial = load_images(paths, size=4, workers=1)
     assert torch.equal(pooled.x, serial.x) and np.array_equal(pooled.digests, serial.digests)
+
+
+def test_pixel_formats_decode_as_a_viewer_shows_them(tmp_path):
+    from PIL import Image
+
+    grey16 = tmp_path / "grey16.png"
+    Image.fromarray(np.full((4, 4), 30000, dtype=np.uint16)).save(grey16)  # saved as I;16
+    rgba = tmp_path / "rgba.png"
+    px = np.zeros((4, 4, 4), dtype=np.uint8)
+    px[..., 0] = 255  # red, with alpha 0 left half and 255 right half
+    px[:, 2:, 3] = 255
+    Image.fromarray(px, "RGBA").save(rgba)
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(np.zeros((4, 8, 3), dtype=np.uint8)).save(rotated, exif=exif)  # stored 8 wide, 4 high
+    floats = tmp_path / "float.tif"
+    Image.fromarray(np.full((4, 4), 0.5, dtype=np.float32), "F").save(floats)
+    got = {p.name: images._decode_one(str(p), None) for p in (grey16, rgba, rotated, floats)}
+    assert got["grey16.png"][0].shape == (4, 4, 3) and (got["grey16.png"][0] == round(30000 * 255 / 65535)).all()
+    assert (got["rgba.png"][0][:, :2] == 0).all()  # fully transparent: the black background, not red
+    assert (got["rgba.png"][0][:, 2:] == [255, 0, 0]).all()
+    assert got["rotated.jpg"][0].shape == (8, 4, 3)  # displayed 4 wide, 8 high
+    assert isinstance(got["float.tif"], str) and "unsupported pixel format 'F'" in got["float.tif"]

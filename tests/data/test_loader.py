@@ -66,3 +66,21 @@ def test_flip_crop_by_slices_equals_by_gather():
     for p in (0, 1, 3):
         dy, dx = torch.randint(0, 2 * p + 1, (6,)), torch.randint(0, 2 * p + 1, (6,))
         assert torch.equal(flip_crop_slices(x, flip, dy, dx, p), flip_crop_gather(x, flip, dy, dx, p))
+
+
+def test_groups_too_small_for_a_split_are_recorded_and_warned(caplog):
+    import logging
+
+    import numpy as np
+
+    from prunefair.data import load_dataset, register_arrays
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(101, 3)).astype("float32")
+    grp = np.array(["tiny"] + ["big"] * 100)
+    register_arrays("one_sample_group", x, (x[:, 0] > 0).astype(int), attributes={"grp": grp})
+    with caplog.at_level(logging.WARNING, logger="prunefair.data"):
+        splits = load_dataset("one_sample_group", target="class", group="grp")
+    assert splits.empty_groups() == {"val": ["tiny"], "test": ["tiny"]}
+    assert splits.describe()["empty_groups"] == {"val": ["tiny"], "test": ["tiny"]}
+    assert "1 group(s) have no test samples (tiny)" in caplog.text

@@ -28,7 +28,11 @@ def test_parse_name_handles_every_quirk_on_purpose():
         assert (p.age, p.gender, p.race, p.repaired) == (age, gender, race, repaired), name
     assert parse_name("1_0_2_20161219140530307.jpg.chip.jpg").race == 2
     for bad in ("SOURCE.md", "x_0_0_1.jpg.chip.jpg", "1_2_0_1.jpg.chip.jpg", "1_0_7_1.jpg.chip.jpg",
-                "1_0_0_1_2.jpg.chip.jpg", "1_0.jpg.chip.jpg"):
+                "1_0_0_1_2.jpg.chip.jpg", "1_0.jpg.chip.jpg",
+                "2\u00b2_0_0_20170116174525125.jpg.chip.jpg",  # '2²': isdigit() but not a number int() reads
+                "\u0663\u0665_0_0_20170116174525125.jpg.chip.jpg",  # Arabic-Indic 35: not UTKFace's digits
+                "999_0_0_20170116174525125.jpg.chip.jpg",  # beyond the dataset's 0-116
+                "25_0_3.jpg.chip.jpg"):  # 3 fields whose last is no date: the race or a date? not guessed
         assert parse_name(bad) is None, bad
 
 

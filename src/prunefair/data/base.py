@@ -117,8 +117,22 @@ class DatasetSplits:
             "group_names": list(self.train.group_names),
             "sizes": {s: len(self.split(s)) for s in ("train", "val", "test")},
             "group_counts": {s: self.split(s).group_counts().tolist() for s in ("train", "val", "test")},
+            **({"empty_groups": empty} if (empty := self.empty_groups()) else {}),
             **{k: v for k, v in self.train.info.items() if isinstance(v, (int, float, str, list, dict))},
         }
+
+    def empty_groups(self) -> dict[str, list[str]]:
+        """Per split (non-empty splits only), the groups with no sample there: too small to be split, or left
+        out by data.limit. Their per-group numbers are missing in that split."""
+        out = {}
+        for s in ("train", "val", "test"):
+            d = self.split(s)
+            if len(d):
+                counts = d.group_counts().tolist()
+                names = [str(n) for n, c in zip(d.group_names, counts) if c == 0]
+                if names:
+                    out[s] = names
+        return out
 
 
 def stratified_split(

@@ -24,7 +24,7 @@ from prunefair.io import atomic_write
 
 log = logging.getLogger("prunefair.data")
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: EXIF orientation, 16-bit grey and transparency decoded as a viewer shows them
 _MEMORY: dict[str, "DecodedImages"] = {}
 
 
@@ -42,6 +42,22 @@ class DecodedImages:
     unreadable: list[str]  # files that could not be decoded (only with skip_unreadable)
 
 
+def _to_rgb(im):
+    """8-bit RGB as a viewer shows the image: EXIF orientation applied, 16-bit grey scaled to 8 bits, transparency
+    composited on black. 32-bit integer and float images have no agreed range: refused (an error naming the file)."""
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I;16"):
+        a = np.asarray(im).astype(np.uint32)
+        im = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
+    elif im.mode in ("I", "F"):
+        raise ValueError(f"unsupported pixel format {im.mode!r} (32-bit integer or float); save the image as 8-bit")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im.convert("RGBA"))
+    return im.convert("RGB")
+
+
 def _decode_one(path: str, size: int | None) -> tuple[np.ndarray, bytes] | str:
     """(H, W, 3) uint8 pixels of one file and the digest of its bytes, or the error message."""
     from PIL import Image
@@ -50,7 +66,7 @@ def _decode_one(path: str, size: int | None) -> tuple[np.ndarray, bytes] | str:
         with open(path, "rb") as f:
             raw = f.read()
         with Image.open(io.BytesIO(raw)) as im:
-            im = im.convert("RGB")
+            im = _to_rgb(im)
             if size is not None and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8), hashlib.blake2b(raw, digest_size=16).digest()
@@ -133,7 +149,7 @@ def _read_disk_cache(cache_dir, key: str, paths: list[str]) -> DecodedImages | N
         x = np.load(xp, allow_pickle=False)
         kept = np.load(kp, allow_pickle=False)
         digests = np.load(dp, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
         log.warning("ignoring unreadable image cache %s (%s); decoding again", xp, exc)
         return None
     if (x.dtype != np.uint8 or x.ndim != 4 or len(x) != len(kept) or len(digests) != len(kept)

@@ -9,12 +9,15 @@ drop_duplicates, skip_unreadable, cache_dir, workers, csv, ...); ``resample`` is
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from prunefair.data.base import DatasetSplits, GroupedData, stratified_split
+
+log = logging.getLogger("prunefair.data")
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,11 @@ def load_dataset(
         from prunefair.data.resample import resample_group
 
         train = resample_group(train, group=resample["group"], factor=float(resample["factor"]), seed=split_seed)
-    return DatasetSplits(train=train, val=val, test=test, name=name, target=target, group=group)
+    splits = DatasetSplits(train=train, val=val, test=test, name=name, target=target, group=group)
+    for split, groups in splits.empty_groups().items():
+        log.warning("%s: %d group(s) have no %s samples (%s%s); their %s numbers will be missing",
+                    name, len(groups), split, ", ".join(groups[:5]), ", ..." if len(groups) > 5 else "", split)
+    return splits
 
 
 def cluster_split(strata: np.ndarray, clusters: np.ndarray | None, *, fractions, seed: int) -> list[np.ndarray]:

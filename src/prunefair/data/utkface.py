@@ -44,6 +44,9 @@ class ParsedName:
     repaired: bool  # a missing dot or stray space was fixed
 
 
+MAX_AGE = 116  # the dataset's documented range is 0 to 116
+
+
 def parse_name(name: str) -> ParsedName | None:
     """Attributes from one UTKFace file name, or None when it cannot be read without guessing."""
     m = _SUFFIX.search(name)
@@ -52,11 +55,13 @@ def parse_name(name: str) -> ParsedName | None:
     stem = name[: m.start()]
     repaired = m.group(0) != ".jpg.chip.jpg" or stem != stem.strip()
     fields = stem.strip().split("_")
-    if len(fields) not in (3, 4) or not all(f.isdigit() for f in fields):
+    if len(fields) not in (3, 4) or not all(f.isascii() and f.isdigit() for f in fields):  # not '2²' or '٣٥'
+        return None
+    if len(fields) == 3 and len(fields[2]) < 8:  # age_gender_X: X must be the date (17 digits), not a race
         return None
     age, gender = int(fields[0]), int(fields[1])
     race = int(fields[2]) if len(fields) == 4 else -1
-    if gender not in (0, 1) or race >= len(ETHNICITIES):
+    if gender not in (0, 1) or race >= len(ETHNICITIES) or age > MAX_AGE:
         return None
     return ParsedName(age, gender, race, repaired)
 
