@@ -95,4 +95,21 @@ def write_outputs(results: StudyResults, root: str | Path, *,
     paths.update(diagnostics)
     embedded = {**figures, **{k: p for k, p in {**mitigation, **diagnostics}.items() if Path(p).suffix == ".png"}}
     paths["report"] = write_report(results, root, figures=embedded, group_size_dirs=group_size_dirs)
+    _remove_stale_outputs(Path(root), paths)
     return paths
+
+
+# what write_outputs may write, besides the tables and the report it always writes (figures of Figures 14-15 are
+# left alone: they come from other folders)
+_GENERATED = ("mitigation.csv", "diagnostics.csv", "theorem1.csv", "correlations.csv", "figures/fig1_*.png",
+              "figures/fig12_*.png", "figures/fig13_*.png", "figures/mitigation_duals_p*.png")
+
+
+def _remove_stale_outputs(root: Path, written: dict) -> None:
+    """Outputs of an earlier run that this one did not write (e.g. mitigation.csv after the mitigation methods
+    were taken out of the config) would contradict the report: removed."""
+    keep = {Path(p).resolve() for p in written.values()}
+    for pattern in _GENERATED:
+        for p in root.glob(pattern):
+            if p.resolve() not in keep:
+                p.unlink()

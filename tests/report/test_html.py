@@ -333,3 +333,23 @@ def test_reading_leaves_out_a_group_without_test_samples(tmp_path):
     assert "grp A has no test samples and is left out of this reading" in text or \
         "A has no test samples and is left out of this reading" in text
     assert "With a single seed" not in text
+
+
+def test_outputs_the_config_no_longer_produces_are_removed(tmp_path):
+    cfg = tiny_study(tmp_path, prune={"rates": [0.5]}, finetune={"methods": ["nft", "el"]},
+                     diagnostics={"enabled": False})
+    run_study(cfg, quiet=True)
+    root = tmp_path / "study"
+    assert (root / "mitigation.csv").is_file() and (root / "figures" / "mitigation_duals_p0.5.png").is_file()
+    run_study({**cfg, "finetune": {**cfg["finetune"], "methods": ["nft"]}}, quiet=True)
+    assert not (root / "mitigation.csv").exists() and not (root / "figures" / "mitigation_duals_p0.5.png").exists()
+    assert (root / "figures" / "fig1_group_accuracy.png").is_file() and (root / "table.csv").is_file()
+
+
+def test_report_with_every_pruning_cell_failed_shows_the_dense_accuracies(tmp_path):
+    results = run_study(tiny_study(tmp_path, prune={"rates": [0.5]}, finetune={"lr": 1e12},
+                                   diagnostics={"enabled": False}), quiet=True)
+    assert len(results.failed) == 1 and not results.measures.empty
+    html = write_report(results, tmp_path / "study").read_text()
+    assert '<section id="accuracy">' in html and "No pruning cell has finished" in html
+    assert "Figure 1:" in html and '<section id="figures">' not in html

@@ -148,6 +148,10 @@ def group_accuracy_table(ctx: Context, results, *, method: str, split: str, stag
 def accuracy_section(ctx: Context, results) -> Html:
     parts = [figure(p, f"Figure 1: per-{results.config.data.group} {ctx.main_split} accuracy against the pruning "
                        f"rate (mean ± std over seeds; {k}.png)") for k, p in ctx.take_figures("fig1_")]
+    if not ctx.methods:  # only dense cells finished (every pruning cell failed or is pending)
+        parts.append(para("No pruning cell has finished: the dense model's accuracies only (see Failed cells).",
+                          "note"))
+        parts.append(group_accuracy_table(ctx, results, method="dense", split=ctx.main_split))
     for i, method in enumerate(ctx.methods):
         main = group_accuracy_table(ctx, results, method=method, split=ctx.main_split)
         parts.append(main if i == 0 else details(f"{method}: {ctx.main_split} split, after fine-tuning", main))
@@ -235,6 +239,8 @@ def all_sections(results, ctx: Context) -> list[tuple[str, str, Html]]:
     if ctx.methods:
         out += [("accuracy", "Per-group accuracy", accuracy_section(ctx, results)),
                 ("measures", "Disparity measures", measures_section(ctx))]
+    elif ctx.names:
+        out.append(("accuracy", "Per-group accuracy", accuracy_section(ctx, results)))
     for anchor, title, fn in [("diagnostics", "Diagnostics", extra.diagnostics_section),
                               ("theorem1", "Theorem 1 check", extra.theorem1_section),
                               ("correlations", "Correlations", extra.correlations_section),
