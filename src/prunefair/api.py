@@ -50,10 +50,9 @@ def run_group_size(
     ``match_steps`` scales the dense epochs so every factor trains for about the same number of steps."""
     import json
 
-    from prunefair.report.group_size import figure_group_size, group_size_table
+    from prunefair.io import atomic_write_text
     from prunefair.study.group_size import plan_group_size
     from prunefair.study.runner import load_study_data
-    from prunefair.io import atomic_write_text
 
     cfg = _resolve(config, overrides)
     train = load_study_data(cfg).train
@@ -66,14 +65,37 @@ def run_group_size(
     for p in plans:
         run_study(p.config, quiet=quiet)
     root = Path(out if out is not None else cfg.output_dir)
-    table = group_size_table([p.config.output_dir for p in plans])
-    atomic_write_text(root / "group_size.csv", table.to_csv(index=False))
     atomic_write_text(root / "group_size.json", json.dumps(
         {"group": group, "group_count": count, "train_size": len(train), "match_steps": match_steps,
+         "dataset": cfg.data.dataset,
          "studies": [{"factor": p.factor, "epochs": p.epochs, "train_size": p.train_size,
                       "folder": p.config.output_dir} for p in plans]}, indent=1))
+    return write_group_size_outputs(root)
+
+
+def write_group_size_outputs(root: str | Path):
+    """``root/group_size.csv`` and ``root/figures/fig14_group_size.png`` of a group-size experiment, rebuilt from
+    its plan (``group_size.json``) and the studies it names (their stored diagnostics): what ``prunefair report
+    OUT`` runs on a group-size folder. A study folder is looked for under ``root`` first (the folder may have been
+    copied or moved), then where the plan says. Returns the table."""
+    import json
+
+    from prunefair.io import atomic_write_text
+    from prunefair.report.group_size import figure_group_size, group_size_table
+
+    root = Path(root)
+    plan_path = root / "group_size.json"
+    try:
+        plan = json.loads(plan_path.read_text())
+        studies = [Path(s["folder"]) for s in plan["studies"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{plan_path}: not a readable group-size plan ({exc})") from None
+    dirs = [root / s.name if (root / s.name / "config.toml").is_file() else s for s in studies]
+    table = group_size_table(dirs)
+    atomic_write_text(root / "group_size.csv", table.to_csv(index=False))
     figure_group_size(table, root / "figures" / "fig14_group_size.png",
-                      title=f"{cfg.data.dataset}: {group} upsampled; every group's gradient norm (Figures 14-15)")
+                      title=f"{plan.get('dataset', 'data')}: {plan.get('group')} upsampled; every group's gradient "
+                            "norm (Figures 14-15)")
     return table
 
 

@@ -148,9 +148,17 @@ def report(
 ) -> None:
     """Rebuild the tables, figures and the self-contained HTML report (STUDY_DIR/report.html) of a study folder
     from its stored results; prints the report's path."""
-    from prunefair.api import write_outputs
+    from prunefair.api import write_group_size_outputs, write_outputs
     from prunefair.study import StudyResults
 
+    if not (study_dir / "config.toml").is_file() and (study_dir / "group_size.json").is_file():
+        try:  # a group-size experiment's folder: its table and figure, from the studies it names
+            write_group_size_outputs(study_dir)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        console.print(f"group-size experiment: {study_dir / 'group_size.csv'}, "
+                      f"{study_dir / 'figures' / 'fig14_group_size.png'}", highlight=False, soft_wrap=True)
+        return
     try:
         results = StudyResults.from_store(study_dir)
     except (FileNotFoundError, ValueError) as exc:

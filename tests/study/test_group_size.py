@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from prunefair.api import run_group_size
@@ -51,6 +52,23 @@ def test_group_size_experiment_end_to_end_on_digits(tmp_path):
     np.testing.assert_array_equal(again.grad_norm.to_numpy(), table.grad_norm.to_numpy())
     with pytest.raises(ValueError, match="allowed: 0, 1, 2"):
         run_group_size(cfg, group="eight", factors=[1, 4], out=tmp_path / "bad")
+    # the table and figure are outputs: `prunefair report OUT` rebuilds them from the studies, in a moved copy too
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from prunefair.cli import app
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "e3", moved)
+    shutil.rmtree(tmp_path / "e3")
+    (moved / "group_size.csv").unlink()
+    shutil.rmtree(moved / "figures")
+    res = CliRunner().invoke(app, ["report", str(moved)])
+    assert res.exit_code == 0, res.output
+    rebuilt = pd.read_csv(moved / "group_size.csv")
+    np.testing.assert_array_equal(rebuilt.grad_norm.to_numpy(), table.grad_norm.to_numpy())
+    assert (moved / "figures" / "fig14_group_size.png").stat().st_size > 10_000
 
 
 def test_cli_group_size(tmp_path):
