@@ -86,7 +86,7 @@ def stacked_line(model, group_data, pyhessian_values, pyhessian_times, clock, de
 def trained_model(args, dev):
     data, source = real_images(args.images)
     print(f"data: {source}, {len(data)} images; model {args.model} width {args.width}, trained {args.epochs} "
-          f"epochs; {args.groups} groups x {args.samples} samples; device {dev}")
+          f"epochs; {args.groups} groups x up to {args.samples} samples (each group's count below); device {dev}")
     model = build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
                         width=args.width).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -149,7 +149,7 @@ def main() -> None:
         model, data = study_model(args.study, args.seed, dev)
         args.groups = min(args.groups, data.num_groups)
         print(f"model: the dense model of {args.study} (seed {args.seed}), its training split; {args.groups} "
-              f"groups x {args.samples} samples; device {dev}")
+              f"groups x up to {args.samples} samples (each group's count below); device {dev}")
     else:
         model, data = trained_model(args, dev)
     model.eval()

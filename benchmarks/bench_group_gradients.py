@@ -142,9 +142,9 @@ def main() -> None:
     masked = masked_loop(model, data, bs, dev)
     t_masked = clock() - t0
     report("masked-loss loop vs plain pass (one run)", t_masked, t_plain, unit="s", target="(reference, ~10)",
-           higher_is_better=False)
+           higher_is_better=False, labels=("masked-loss loop", "plain pass"))
     report("masked-loss loop vs prunefair one pass (one run)", t_masked, t_ours, unit="s",
-           target="(reference)", higher_is_better=False)
+           target="(reference)", higher_is_better=False, labels=("masked-loss loop", "prunefair one pass"))
     # exactness in eval mode
     res = ours()
     rows = per_group_rows(model, data, dev)

@@ -49,7 +49,8 @@ def compare(fn_ours, fn_base, *, rounds: int = 5, warmup: int = 1, sync: bool = 
 
 
 def real_images(n: int = 2048, *, size: int = 32):
-    """A GroupedData of real CIFAR-10 training images (first n), or digits tiled to 3x32x32 if absent."""
+    """A GroupedData of real CIFAR-10 images: the training split of a stratified subset of n (so about 0.9 n), or
+    digits tiled to 3x32x32 if CIFAR-10 is absent (at most 1,797 images in all)."""
     from prunefair.data import GroupedData, dataset_names, load_dataset
 
     root = SHARED_DATA / "cifar10"
@@ -65,7 +66,8 @@ def real_images(n: int = 2048, *, size: int = 32):
     return GroupedData(x, d.y[idx], d.g[idx], d.class_names, d.group_names), "digits upsampled (CIFAR-10 loader absent)"
 
 
-def report(name: str, ours: float, base: float, *, unit: str, target: str, higher_is_better: bool) -> dict:
+def report(name: str, ours: float, base: float, *, unit: str, target: str, higher_is_better: bool,
+           labels: tuple[str, str] = ("prunefair", "baseline")) -> dict:
     ratio = ours / base
-    print(f"{name}: prunefair {ours:.4g} {unit}, baseline {base:.4g} {unit}, ratio {ratio:.3f} (target {target})")
+    print(f"{name}: {labels[0]} {ours:.4g} {unit}, {labels[1]} {base:.4g} {unit}, ratio {ratio:.3f} (target {target})")
     return {"case": name, "ours": ours, "baseline": base, "ratio": ratio, "target": target}

@@ -43,7 +43,7 @@ def bare_train(model, data, bs, bf16: bool, cl: bool):
         x = data.to_float(data.x[idx])
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(data.x.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(x)
         loss = F.cross_entropy(out.float(), data.y[idx])
         opt.zero_grad(set_to_none=True)
@@ -57,7 +57,7 @@ def bare_eval(model, data, bs, bf16: bool):
     correct = torch.zeros((), device=data.x.device, dtype=torch.long)
     for s in range(0, len(data), bs):
         x = data.to_float(data.x[s : s + bs]).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(data.x.device.type, dtype=torch.bfloat16, enabled=bf16):
             correct += (model(x).argmax(1) == data.y[s : s + bs]).sum()
     return int(correct)
 
@@ -120,7 +120,11 @@ def main() -> None:
         if "prunefair_bf16_train" in res:
             print(f"  ratio prunefair bf16 (masks, aug) / bare bf16 train: "
                   f"{res['prunefair_bf16_train'] / res['bare_bf16_cl_train']:.3f}")
-        print(f"  ratio prunefair fp32 / bare fp32 train: {res.get('prunefair_fp32_train', 0) / res['bare_fp32_train']:.3f}")
+        if "prunefair_fp32_train" in res:
+            print(f"  ratio prunefair fp32 / bare fp32 train: "
+                  f"{res['prunefair_fp32_train'] / res['bare_fp32_train']:.3f}")
+        else:
+            print("  ratio prunefair fp32 / bare fp32 train: failed (no prunefair fp32 run)")
         print(f"  ratio per-group eval (100 groups, fp32) / plain fp32 eval: "
               f"{res['prunefair_groups100_fp32_eval'] / res['bare_fp32_eval']:.3f} (throughput)")
         rows.append(res)
