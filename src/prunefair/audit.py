@@ -19,15 +19,35 @@ from prunefair.diagnostics import BoundCheck, GroupDiagnostics, diagnose_groups,
 from prunefair.diagnostics.correlation import spearman_across_groups
 from prunefair.measure import PruningImpact, evaluate_groups, pruning_impact
 from prunefair.prune import MaskSet, parameter_distance, pruning_function
+from prunefair.prune.interop import load_pruned
 from prunefair.study.runner import build_study_model, load_study_data, resolve_device
-from prunefair.study.store import atomic_write_json, atomic_write_text, load_model_state
+from prunefair.study.store import atomic_write_json, atomic_write_text
+
+
+def strict_json(obj):
+    """``obj`` with every NaN or infinite float as None, at any depth: audit.json and diagnose.json are read by
+    other tools, and bare NaN is not JSON (a Spearman rho over constant outcomes is NaN, inside lists)."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
 
 
 def load_model(cfg: StudyConfig, data: DatasetSplits, checkpoint: str | Path, device: torch.device) -> nn.Module:
     """The [model] architecture of ``cfg`` with the weights of a safetensors checkpoint, in eval mode."""
+    return load_model_and_masks(cfg, data, checkpoint, device)[0]
+
+
+def load_model_and_masks(cfg: StudyConfig, data: DatasetSplits, checkpoint: str | Path,
+                         device: torch.device) -> tuple[nn.Module, MaskSet]:
+    """As ``load_model``, and its masks: a checkpoint of ours (``save_pruned``: its masks applied), one in
+    torch.nn.utils.prune form (``weight_orig``/``weight_mask``) or a plain one (its exact zeros are the mask)."""
     model = build_study_model(cfg, data).to(device)
-    load_model_state(model, checkpoint)
-    return model.eval()
+    masks = load_pruned(checkpoint, model)
+    return model.eval(), masks
 
 
 def _diagnose(cfg: StudyConfig, model: nn.Module, data: DatasetSplits, device) -> GroupDiagnostics:
@@ -73,7 +93,7 @@ class AuditResult:
     def write(self, out: str | Path) -> dict[str, Path]:
         out = Path(out)
         paths = {"json": out / "audit.json"}
-        atomic_write_json(paths["json"], self.to_dict())
+        atomic_write_json(paths["json"], strict_json(self.to_dict()))
         for s in self.impacts:
             paths[f"csv_{s}"] = out / f"audit_groups_{s}.csv"
             atomic_write_text(paths[f"csv_{s}"], self.group_table(s).to_csv(index=False))
@@ -86,7 +106,7 @@ def audit_pair(cfg: StudyConfig, dense_path: str | Path, pruned_path: str | Path
     device = resolve_device(cfg.device)
     data = load_study_data(cfg)
     dense = load_model(cfg, data, dense_path, device)
-    pruned = load_model(cfg, data, pruned_path, device)
+    pruned, masks = load_model_and_masks(cfg, data, pruned_path, device)
     splits = splits or list(cfg.eval.splits)
     impacts = {}
     for s in splits:
@@ -94,7 +114,6 @@ def audit_pair(cfg: StudyConfig, dense_path: str | Path, pruned_path: str | Path
         impacts[s] = pruning_impact(evaluate_groups(dense, data.split(s), **kw),
                                     evaluate_groups(pruned, data.split(s), **kw))
     diag = _diagnose(cfg, dense, data, device)
-    masks = MaskSet.from_zeros(pruned)
     distance = parameter_distance(pruned, dense)
     on = diag.split
     r = impacts[on].by_group.excess_loss.to_numpy() if on in impacts else pruning_impact(
@@ -132,7 +151,7 @@ class DiagnoseResult:
     def write(self, out: str | Path) -> dict[str, Path]:
         out = Path(out)
         paths = {"json": out / "diagnose.json", "csv": out / "diagnose.csv"}
-        atomic_write_json(paths["json"], self.to_dict())
+        atomic_write_json(paths["json"], strict_json(self.to_dict()))
         table = pd.concat([t.assign(rate=r, distance=self.distances[r]) for r, t in self.rankings.items()])
         atomic_write_text(paths["csv"], table.to_csv(index=False))
         return paths

@@ -255,6 +255,8 @@ def audit(
         result = audit_pair(cfg, dense, pruned, splits=list(split) or None)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         _fail(str(exc))
+    except RuntimeError as exc:  # e.g. a model too deep for the data's images: torch's words, no traceback
+        _fail(f"{cfg.model.name} on {cfg.data.dataset}: {exc}")
     for s in result.impacts:
         console.print(audit_table(result, s))
     console.print(correlation_table(result))
@@ -286,6 +288,8 @@ def diagnose(
         result = diagnose_model(cfg, model, rates=list(rate) or None)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         _fail(str(exc))
+    except RuntimeError as exc:
+        _fail(f"{cfg.model.name} on {cfg.data.dataset}: {exc}")
     for r in result.rankings:
         console.print(diagnose_table(result, r))
     for p in result.write(out).values():

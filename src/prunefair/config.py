@@ -104,7 +104,7 @@ class DataConfig(_Section):
 
 class ModelConfig(_Section):
     name: str = "mlp"
-    width: float = Field(default=1.0, gt=0.0)
+    width: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
     batch_norm: bool | None = None
     channels_last: bool = False
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -293,6 +293,14 @@ class StudyConfig(_Section):
                     f"prune.gradual_start_epoch ({p.gradual_start_epoch}) < prune.gradual_end_epoch ({end}) < "
                     f"finetune.epochs ({epochs}) must hold: the gradual schedule runs during fine-tuning and "
                     "reaches the final rate at gradual_end_epoch (default: the last fine-tuning epoch)")
+        return self
+
+    @model_validator(mode="after")
+    def _recalibration_batches(self) -> "StudyConfig":
+        """Batch-norm recalibration runs in batches of eval.batch_size; batch norm cannot normalise one sample."""
+        if (self.prune.bn_recalibrate or self.prune.bn_recalibrate_finetuned) and self.eval.batch_size < 2:
+            raise ValueError(f"prune.bn_recalibrate runs in batches of eval.batch_size = {self.eval.batch_size}; "
+                             "batch norm needs at least 2 samples a batch: set eval.batch_size >= 2")
         return self
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from prunefair import run_study
@@ -114,3 +115,80 @@ def test_help_names_the_study_file_sections(command):
     """Square brackets in help text are rich markup: '[data]' once vanished and left 'Study file for , , .'"""
     out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
     assert "data, model and diagnostics sections" in out and ", ," not in out
+
+
+@pytest.mark.parametrize("form", ["torch", "ours unapplied"])
+def test_audit_reads_pruned_checkpoints_of_every_documented_form(study, tmp_path, form):
+    """A model pruned with torch.nn.utils.prune (weight_orig/weight_mask keys) and our save_pruned file whose
+    masks were never applied to the weights are audited at their masks' sparsity, as load_pruned reads them."""
+    from torch.nn.utils import prune as tprune
+
+    from prunefair.prune import make_masks, save_pruned
+
+    root, _ = study
+    dense_path = root / "cells" / "s0_dense" / "model.safetensors"
+    dense = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=0.5)
+    load_model_state(dense, dense_path)
+    pruned = copy.deepcopy(dense)
+    path = tmp_path / "pruned.safetensors"
+    if form == "torch":
+        layers = [(m, "weight") for m in pruned.modules() if isinstance(m, torch.nn.Linear)]
+        tprune.global_unstructured(layers, pruning_method=tprune.L1Unstructured, amount=0.9)
+        tprune.l1_unstructured(layers[0][0], "bias", amount=0.5)  # a bias mask: applied, never counted
+        save_checkpoint(path, pruned.state_dict())
+        distance = parameter_distance(pruned, dense)  # the model still in torch's form
+    else:
+        masks = make_masks(pruned, 0.9)
+        save_pruned(path, pruned, masks)  # weights as they were: only the masks say what is pruned
+        applied = copy.deepcopy(dense)
+        masks.bind(applied).apply()
+        distance = parameter_distance(applied, dense)
+    out = tmp_path / "audit"
+    res = CliRunner().invoke(app, ["audit", "--dense", str(dense_path), "--pruned", str(path), "--model-name", "mlp",
+                                   "--data", "digits", "--split", "test", "--out", str(out), *SETS])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "audit.json").read_text())
+    assert report["sparsity"] == pytest.approx(0.9, abs=1e-3) and distance > 0
+    assert report["distance"] == pytest.approx(distance)
+    assert "NaN" not in (out / "audit.json").read_text()  # strict JSON
+
+
+def test_recalibration_needs_batches_of_two():
+    from prunefair.config import ConfigError, validate_config
+    from prunefair.data import load_dataset
+    from prunefair.prune import recalibrate_batch_norm
+
+    model = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=0.5, batch_norm=True)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        recalibrate_batch_norm(model, load_dataset("digits").train, batch_size=1)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # nothing reset
+    with pytest.raises(ConfigError, match="eval.batch_size >= 2"):
+        validate_config({"prune": {"bn_recalibrate": True}, "eval": {"batch_size": 1}})
+
+
+def test_audit_json_is_strict_json_when_outcomes_are_constant(study, tmp_path):
+    root, _ = study
+    dense_path = str(root / "cells" / "s0_dense" / "model.safetensors")
+    out = tmp_path / "same"
+    res = CliRunner().invoke(app, ["audit", "--dense", dense_path, "--pruned", dense_path, "--model-name", "mlp",
+                                   "--data", "digits", "--split", "test", "--out", str(out), *SETS])
+    assert res.exit_code == 0, res.output
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    report = json.loads((out / "audit.json").read_text(), parse_constant=refuse)  # rho undefined: null, not NaN
+    assert any(c["rho"] is None for c in report["correlations"])
+
+
+def test_a_model_too_deep_for_the_images_and_bad_widths_are_clear_errors(tmp_path):
+    vgg = build_model("vgg19", num_classes=10, input_shape=(1, 8, 8), width=0.125)
+    path = tmp_path / "vgg.safetensors"
+    save_checkpoint(path, vgg.state_dict())
+    res = CliRunner().invoke(app, ["diagnose", "--model", str(path), "--model-name", "vgg19", "--data", "digits",
+                                   "--set", "model.width=0.125"])
+    assert res.exit_code == 2 and "vgg19 on digits" in res.output and "Traceback" not in res.output
+    for width in (0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="must be a finite number > 0"):
+            build_model("cnn", num_classes=3, input_shape=(3, 8, 8), width=width)

@@ -228,3 +228,9 @@ def test_previous_mask_is_kept_and_cannot_shrink():
     assert second.pruned == round(0.6 * second.total)
     with pytest.raises(ValueError, match="must not decrease"):
         make_masks(model, 0.1, previous=first)
+
+
+def test_structured_pruning_of_a_model_with_only_a_classifier_is_refused():
+    with pytest.raises(ValueError, match="no other conv/linear layer to prune"):
+        make_masks(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), 0.9, criterion="structured")
+    assert make_masks(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), 0.0, criterion="structured").sparsity == 0.0

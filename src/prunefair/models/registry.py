@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,6 +34,8 @@ def build_model(
 ) -> nn.Module:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(model_names())}")
+    if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+        raise ValueError(f"model width {width!r}: must be a finite number > 0")
     info = _REGISTRY[name]
     bn = info.default_batch_norm if batch_norm is None else batch_norm
     return info.builder(num_classes=num_classes, input_shape=tuple(input_shape), width=width, batch_norm=bn)

@@ -51,6 +51,9 @@ def make_masks(
         raise ValueError("keep_first_last leaves no layer to prune in this model (its first and last layers "
                          "are all its conv/linear layers)")
     if criterion == "structured":
+        if rate > 0 and not (set(prunable_parameters(model)) - dense - {last_linear(model)}):
+            raise ValueError("structured pruning keeps the classifier (the last linear layer) dense, and this model "
+                             "has no other conv/linear layer to prune")
         return structured_masks(model, rate, scope=scope, dense=dense, allow_layer_removal=allow_layer_removal,
                                 previous=previous)
     if criterion == "magnitude":

@@ -37,6 +37,9 @@ def recalibrate_batch_norm(
         return 0
     if max_batches is not None and max_batches < 1:
         raise ValueError(f"max_batches must be >= 1 (or None for all the data), got {max_batches}")
+    if batch_size < 2 or len(data) < 2:
+        raise ValueError(f"batch-norm recalibration needs batches of at least 2 samples (batch_size = {batch_size}, "
+                         f"{len(data)} samples): batch norm cannot normalise one sample")
     momenta = [m.momentum for m in layers]
     for m in layers:
         m.reset_running_stats()

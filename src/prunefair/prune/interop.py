@@ -53,17 +53,26 @@ def masks_from_state_dict(
     return plain, MaskSet({k: v.cpu() for k, v in masks.items()})
 
 
-def load_pruned_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "state dict") -> MaskSet:
-    """Load a pruned state dict (any of the forms above) into a plain ``model``; return its masks, bound."""
-    plain, masks = masks_from_state_dict(state, prunable=set(prunable_parameters(model)))
+def load_fitting_state(model: nn.Module, plain: dict[str, torch.Tensor], *, source: str) -> None:
+    """Load ``plain`` into ``model`` if it has exactly the model's keys and shapes; else an error naming ``source``."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(plain))
     unexpected = sorted(set(plain) - set(expected))
     bad = [k for k in expected if k in plain and tuple(expected[k].shape) != tuple(plain[k].shape)]
     if missing or unexpected or bad:
-        raise ValueError(f"{source}: does not fit this architecture (missing {missing[:3]}, unexpected "
+        raise ValueError(f"{source} does not fit this architecture (missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]}, shape mismatch {bad[:3]})")
     model.load_state_dict(plain)
+
+
+def load_pruned_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "state dict") -> MaskSet:
+    """Load a pruned state dict (any of the forms above) into a plain ``model``; return its masks, bound and
+    applied. Only prunable weights (conv/linear) carry masks: a torch mask on a bias is applied to its values
+    but not counted, since biases are never pruned here."""
+    prunable = set(prunable_parameters(model))
+    plain, masks = masks_from_state_dict(state, prunable=prunable)
+    load_fitting_state(model, plain, source=f"{source}:")
+    masks = MaskSet({k: v for k, v in masks.masks.items() if k in prunable})
     masks.bind(model).apply()
     return masks
 

@@ -68,7 +68,9 @@ class MaskSet:
         return self
 
     def _bound(self, model: nn.Module | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        if self._params is None or model is not None:
+        if self._params is None and model is None:
+            raise ValueError("this MaskSet is bound to no model: call masks.bind(model) first, or pass the model")
+        if model is not None:
             self.bind(model)
         return self._params, self._floats  # type: ignore[return-value]
 
@@ -104,10 +106,25 @@ def dense_masks(model: nn.Module) -> MaskSet:
     return MaskSet({k: torch.ones_like(p, dtype=torch.bool, device="cpu") for k, p in prunable_parameters(model).items()})
 
 
+def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter by its plain name and value; a tensor reparametrised by torch.nn.utils.prune
+    (``weight_orig`` times the ``weight_mask`` buffer) enters as the ``weight`` the model computes with."""
+    out = {}
+    for mod_name, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            name = pname[: -len("_orig")] if pname.endswith("_orig") and hasattr(module, pname[:-5] + "_mask") else pname
+            value = p * getattr(module, name + "_mask") if name != pname else p
+            out[f"{mod_name}.{name}" if mod_name else name] = value
+    return out
+
+
 def parameter_distance(model_a: nn.Module, model_b: nn.Module) -> float:
-    """||theta_a - theta_b|| over all parameters (pruned weights enter as zeros)."""
+    """||theta_a - theta_b|| over all parameters (pruned weights enter as zeros), either model plain or still in
+    torch.nn.utils.prune form."""
+    pa, pb = effective_parameters(model_a), effective_parameters(model_b)
+    if set(pa) != set(pb):
+        raise ValueError(f"the two models have different parameters: {sorted(set(pa) ^ set(pb))[:3]}")
     sq = 0.0
-    pb = dict(model_b.named_parameters())
-    for k, p in model_a.named_parameters():
+    for k, p in pa.items():
         sq += float((p.detach().double() - pb[k].detach().double()).pow(2).sum())
     return sq ** 0.5

@@ -78,17 +78,11 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_model_state(model: torch.nn.Module, path: str | Path) -> None:
     """Load a checkpoint into ``model``; a checkpoint of another architecture is a clear error."""
+    from prunefair.prune.interop import load_fitting_state
+
     state = load_checkpoint(path)
-    model_state = {k: v for k, v in state.items() if not k.startswith("mask::")}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(model_state))
-    unexpected = sorted(set(model_state) - set(expected))
-    bad = [k for k in expected if k in model_state and tuple(expected[k].shape) != tuple(model_state[k].shape)]
-    if missing or unexpected or bad:
-        raise ValueError(
-            f"{path}: checkpoint does not fit this architecture "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {bad[:3]})")
-    model.load_state_dict(model_state)
+    load_fitting_state(model, {k: v for k, v in state.items() if not k.startswith("mask::")},
+                       source=f"{path}: checkpoint")
 
 
 class Store:
