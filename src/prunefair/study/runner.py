@@ -174,6 +174,7 @@ class StudyRunner:
         dense, error = self.run_dense_cell(d)
         for c in todo:
             if dense is None:
+                self.progress.log(f"[red]cell {c.name} failed: its dense model {d.name} is missing")
                 self.store.write_result(c.name, failure_record(c, f"dense model {d.name}: {error}"))
             else:
                 self.run_prune_cell(c, dense)
