@@ -353,3 +353,48 @@ def test_report_with_every_pruning_cell_failed_shows_the_dense_accuracies(tmp_pa
     html = write_report(results, tmp_path / "study").read_text()
     assert '<section id="accuracy">' in html and "No pruning cell has finished" in html
     assert "Figure 1:" in html and '<section id="figures">' not in html
+
+
+def test_report_without_a_test_split_with_dollar_names_and_normalised_accuracy(tmp_path):
+    """eval.splits without test: the report reads val (it failed on an empty test figure); a '$' in a group name
+    is drawn literally (matplotlib read it as mathtext and stopped the report); nft leads the figures."""
+    from prunefair.data import register_arrays
+    from prunefair.report.figures import group_accuracy_curves, method_order
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 5)).astype("float32")
+    grp = np.array(["$5-$10", r"$\alpha_{x$ & 1"] * 120)
+    register_arrays("dollar_groups", x, (x[:, 0] > 0).astype(int), attributes={"grp": grp})
+    results = run_study(tiny_study(tmp_path, data={"dataset": "dollar_groups", "group": "grp"},
+                                   prune={"rates": [0.5]}, eval={"splits": ["train", "val"]},
+                                   finetune={"methods": ["nft", "el"]}, diagnostics={"enabled": False}), quiet=True)
+    root = tmp_path / "study"
+    html = (root / "report.html").read_text()
+    assert (root / "figures" / "fig1_group_accuracy.png").stat().st_size > 5000
+    assert "val accuracy per grp" in html and "normalised accuracy" in html
+    assert method_order(["el", "ceag", "nft"]) == ["nft", "ceag", "el"]
+    curves = group_accuracy_curves(results, split="val")
+    by_hand = results.by_group.query("split == 'val' and stage == 'finetuned' and method == 'nft'")
+    assert sorted(curves[(curves.method == "nft") & (curves.sparsity == 0.5)]["mean"]) == \
+        pytest.approx(sorted(by_hand.groupby("group").acc_pruned.mean()))
+
+
+def test_reading_compares_the_gap_on_the_seeds_both_cells_have(tmp_path):
+    import shutil
+
+    from prunefair.report.narrative import reading
+    from prunefair.report.sections import Context
+
+    run_study(tiny_study(tmp_path, seeds=[0, 1, 2], prune={"rates": [0.5, 0.9]}, diagnostics={"enabled": False}),
+              quiet=True)
+    root = tmp_path / "study"
+    for s in (1, 2):
+        shutil.rmtree(root / "cells" / f"s{s}_p0.9_nft")
+    res = StudyResults.from_store(root)
+    text = " ".join(reading(res, Context.build(res)))
+    ms = res.measures
+    seed0 = ms[(ms.seed == 0) & (ms.stage == "dense") & (ms.split == "test")].accuracy_gap_pruned.iloc[0]
+    everyone = ms[(ms.stage == "dense") & (ms.split == "test")].accuracy_gap_pruned.mean()
+    assert f"{seed0 * 100:.1f} points (dense)" in text or f"about {seed0 * 100:.1f} points (dense" in text
+    if f"{everyone * 100:.1f}" != f"{seed0 * 100:.1f}":
+        assert f"{everyone * 100:.1f} points (dense)" not in text

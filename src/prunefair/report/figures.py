@@ -14,13 +14,24 @@ from prunefair.study import StudyResults  # noqa: E402
 from prunefair.report.plotting import save_figure  # noqa: E402
 
 
+def main_split(results: StudyResults) -> str:
+    """The split the report reads first: test if evaluated, else val, else train."""
+    splits = set(results.by_group.split) if not results.by_group.empty else set()
+    return next((s for s in ("test", "val", "train") if s in splits), "test")
+
+
+def method_order(methods) -> list[str]:
+    """Plain fine-tuning (nft) first, the mitigation methods after it, as the report reads them."""
+    return sorted(methods, key=lambda m: (m != "nft", m))
+
+
 def group_accuracy_curves(results: StudyResults, *, split: str = "test", stage: str = "finetuned") -> pd.DataFrame:
     """Mean and std over seeds of each group's accuracy at each sparsity (dense at 0), per method."""
     bg = results.by_group
     dense = bg[(bg.stage == "dense") & (bg.split == split)]
     pruned = bg[(bg.stage == stage) & (bg.split == split)]
     frames = []
-    for method in sorted(pruned.method.unique()) or ["dense"]:
+    for method in method_order(pruned.method.unique()) or ["dense"]:
         sub = pd.concat([dense.assign(method=method), pruned[pruned.method == method]])
         sub = sub.assign(acc=sub.acc_pruned.where(sub.stage != "dense", sub.acc_dense))
         g = sub.groupby(["sparsity", "group_id", "group"])["acc"]
@@ -28,9 +39,11 @@ def group_accuracy_curves(results: StudyResults, *, split: str = "test", stage: 
     return pd.concat(frames, ignore_index=True).fillna({"std": 0.0})
 
 
-def figure_group_accuracy(results: StudyResults, path: str | Path, *, split: str = "test",
+def figure_group_accuracy(results: StudyResults, path: str | Path, *, split: str | None = None,
                           stage: str = "finetuned") -> Path:
-    """Figure 1 of the paper: each group's accuracy against the pruning rate, error bars over seeds."""
+    """Figure 1 of the paper: each group's accuracy against the pruning rate, error bars over seeds, on ``split``
+    (default: the report's main split, test if evaluated)."""
+    split = split or main_split(results)
     curves = group_accuracy_curves(results, split=split, stage=stage)
     methods = list(curves.method.unique())
     fig, axes = plt.subplots(1, len(methods), figsize=(6.4 * len(methods), 4.2), squeeze=False)

@@ -40,16 +40,26 @@ def _who(group: str, name) -> str:
     return f"{group} {text}"
 
 
+def _by_seed(ms: pd.DataFrame, sel: dict, col: str) -> pd.Series:
+    m = ms
+    for k, v in sel.items():
+        m = m[m[k] == v]
+    return m.set_index("seed")[col]
+
+
 def _paired(ms: pd.DataFrame, a: dict, b: dict, col: str) -> Interval:
     """t interval over seeds of (b - a) for a measure, pairing the two settings by seed."""
-    def pick(sel):
-        m = ms
-        for k, v in sel.items():
-            m = m[m[k] == v]
-        return m.set_index("seed")[col]
-    x, y = pick(a), pick(b)
+    x, y = _by_seed(ms, a, col), _by_seed(ms, b, col)
     common = x.index.intersection(y.index)
     return t_interval((y.loc[common] - x.loc[common]).to_numpy())
+
+
+def _on_common_seeds(ms: pd.DataFrame, a: dict, b: dict, col: str) -> tuple[Interval, Interval]:
+    """Intervals of a measure in two settings over the seeds both have (a cell missing in one seed would
+    otherwise compare a mean over all seeds with a mean over some)."""
+    x, y = _by_seed(ms, a, col), _by_seed(ms, b, col)
+    common = x.index.intersection(y.index)
+    return t_interval(x.loc[common].to_numpy()), t_interval(y.loc[common].to_numpy())
 
 
 def reading(results, ctx: Context) -> list[str]:
@@ -105,8 +115,9 @@ def reading(results, ctx: Context) -> list[str]:
                    f"{_pts(overall)} overall but by {_pts(gd[worst])} for {gname[worst]}, while {gname[least]} "
                    f"{'lost' if gd[least].mean >= 0 else 'gained'} {abs(gd[least].mean) * 100:.1f} points.")
 
-    gap_d = ctx.m(method, 0, "dense", split, "accuracy_gap_pruned")
-    gap_p = ctx.m(method, top, "finetuned", split, "accuracy_gap_pruned")
+    gap_d, gap_p = _on_common_seeds(
+        ms, {"method": "dense", "sparsity": 0.0, "stage": "dense", "split": split},
+        {"method": method, "sparsity": top, "stage": "finetuned", "split": split}, "accuracy_gap_pruned")
     verb = "grew" if gap_p.mean > gap_d.mean + 0.005 else "shrank" if gap_p.mean < gap_d.mean - 0.005 else "stayed"
     if verb == "stayed":
         out.append(f"The accuracy gap between the best and the worst {group} stayed at about "
@@ -164,17 +175,18 @@ def _diagnostic_sentences(ctx: Context, method: str, top: float) -> list[str]:
             if not np.isfinite(iv.mean):
                 continue
             p = r.get("p_value", float("nan"))
-            one_seed = not iv.has_ci and iv.n == 1 and p < 0.05
-            if iv.excludes_zero() or one_seed:
+            beyond_chance = p < 0.05 if p == p else True  # tables from before the permutation test: the interval
+            if beyond_chance and (iv.excludes_zero() or (not iv.has_ci and iv.n == 1 and p == p)):
                 more = "more" if iv.mean > 0 else "less"
-                how = f"95% CI {iv.lo:.2f} to {iv.hi:.2f}" if iv.has_ci else f"one seed, permutation p = {p:.2g}"
+                how = ", ".join([f"95% CI {iv.lo:.2f} to {iv.hi:.2f} over seeds" if iv.has_ci else "one seed",
+                                 *([f"permutation p = {p:.2g}"] if p == p else [])])
                 out.append(f"Groups with a larger dense-model {label(r.diagnostic)} lost {more} accuracy at "
                            f"{rate_label(top)}: Spearman ρ = {iv.mean:.2f} ({how}) across groups.")
             else:
                 unclear.append(f"{label(r.diagnostic)} (ρ = {iv.mean:.2f})")
         if unclear:
-            why = "their 95% intervals include zero" if sub.rho_lo.notna().any() else \
-                "one seed: no interval, and a permutation p of 0.05 or more"
+            why = "their 95% intervals over seeds include zero, or a permutation test finds no association " \
+                "(p >= 0.05)" if sub.rho_lo.notna().any() else "one seed: no interval, and a permutation p of 0.05 or more"
             out.append(f"At {rate_label(top)}, the dense model's {', '.join(unclear)} "
                        f"{'does' if len(unclear) == 1 else 'do'} not clearly rank the groups' accuracy drop "
                        f"({why}).")

@@ -11,11 +11,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def save_figure(fig, path: str | Path, *, dpi: int = 120) -> Path:
-    """Lay out ``fig``, write it as PNG to ``path`` (creating its folder), close it, return the path."""
+    """Lay out ``fig``, write it as PNG to ``path`` (creating its folder), close it, return the path. Every text is
+    drawn literally: group and study names come from the data, and a '$' in them is not matplotlib's mathtext."""
     import io
+
+    from matplotlib.text import Text
 
     from prunefair.io import atomic_write_bytes
 
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
     fig.tight_layout()
     path = Path(path)
     buf = io.BytesIO()

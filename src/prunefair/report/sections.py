@@ -20,7 +20,7 @@ ACC = (0.0, 1.0)  # accuracies and their gaps live in [0, 1]: intervals are clip
 BOUNDS = {"acc_pruned": ACC, "accuracy_gap_pruned": ACC, "max_psi": (-1.0, 1.0), "psi_pw": (0.0, 2.0),
           "accuracy_drop": (-1.0, 1.0), "achieved_sparsity": ACC, "xi": (0.0, float("inf")),
           "distance": (0.0, float("inf"))}
-GROUP_COLS = ["acc_dense", "acc_pruned", "accuracy_drop", "excess_loss", "psi"]
+GROUP_COLS = ["acc_dense", "acc_pruned", "accuracy_drop", "excess_loss", "psi", "normalized_accuracy"]
 MEASURES = [  # (column, label, scale, digits)
     ("achieved_sparsity", "achieved sparsity (%)", 100, 2), ("distance", "‖θ̄ − θ*‖", 1, 2),
     ("acc_pruned", "accuracy (%)", 100, 1), ("accuracy_drop", "drop Δ (pts)", 100, 1),
@@ -145,6 +145,15 @@ def group_accuracy_table(ctx: Context, results, *, method: str, split: str, stag
     return table(header, rows, caption=cap, row_classes=classes, cell_attrs=attrs)
 
 
+def normalized_accuracy_table(ctx: Context, results, *, method: str, split: str) -> Html:
+    """Each group's pruned accuracy divided by its dense accuracy (the paper's normalised accuracy), per rate."""
+    rows = [[name, *[interval(ctx.g(method, r, "finetuned", split, gid, "normalized_accuracy"), scale=1, digits=3,
+                              bounds=(0.0, float("inf"))) for r in ctx.rates]] for gid, name in ctx.names]
+    return table([results.config.data.group, *[rate_label(r) for r in ctx.rates]], rows,
+                 caption=f"{split} normalised accuracy acc_a(pruned) / acc_a(dense), {method}, after fine-tuning: "
+                         "mean ± std over seeds, 95% CI below (1 = no loss)")
+
+
 def accuracy_section(ctx: Context, results) -> Html:
     parts = [figure(p, f"Figure 1: per-{results.config.data.group} {ctx.main_split} accuracy against the pruning "
                        f"rate (mean ± std over seeds; {k}.png)") for k, p in ctx.take_figures("fig1_")]
@@ -155,6 +164,8 @@ def accuracy_section(ctx: Context, results) -> Html:
     for i, method in enumerate(ctx.methods):
         main = group_accuracy_table(ctx, results, method=method, split=ctx.main_split)
         parts.append(main if i == 0 else details(f"{method}: {ctx.main_split} split, after fine-tuning", main))
+        parts.append(details(f"{method}: normalised accuracy, {ctx.main_split}",
+                             normalized_accuracy_table(ctx, results, method=method, split=ctx.main_split)))
         parts.append(details(f"{method}: one-shot (before fine-tuning), {ctx.main_split}",
                              group_accuracy_table(ctx, results, method=method, split=ctx.main_split, stage="oneshot")))
         for split in ctx.splits[1:]:

@@ -6,6 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from prunefair.report.figures import main_split, method_order
 from prunefair.study import StudyResults
 
 
@@ -15,11 +16,13 @@ def _fmt(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean * scale:.{digits}f}±{std * scale:.{digits}f}"
 
 
-def group_table(results: StudyResults, *, split: str = "test", method: str | None = None) -> Table:
-    """Groups x sparsity: accuracy (%) mean±std over seeds, then the disparity measures."""
+def group_table(results: StudyResults, *, split: str | None = None, method: str | None = None) -> Table:
+    """Groups x sparsity: accuracy (%) mean±std over seeds, then the disparity measures, on ``split`` (default:
+    test if evaluated, else val, else train)."""
+    split = split or main_split(results)
     gs = results.group_summary()
     gs = gs[(gs.split == split)]
-    methods = sorted(m for m in gs.method.unique() if m != "dense")
+    methods = method_order(m for m in gs.method.unique() if m != "dense")
     method = method or (methods[0] if methods else "dense")
     dense = gs[gs.stage == "dense"]
     pruned = gs[(gs.stage == "finetuned") & (gs.method == method)]
@@ -56,5 +59,5 @@ def group_table(results: StudyResults, *, split: str = "test", method: str | Non
     return table
 
 
-def print_group_table(results: StudyResults, *, split: str = "test", console: Console | None = None) -> None:
+def print_group_table(results: StudyResults, *, split: str | None = None, console: Console | None = None) -> None:
     (console or Console()).print(group_table(results, split=split))
