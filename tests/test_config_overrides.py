@@ -163,3 +163,8 @@ def test_both_names_of_criterion_in_one_file_are_refused(tmp_path):
     assert str(exc.value) == (f"{p}: invalid study configuration\n  prune: both prune.criterion ('magnitude') and "
                               "prune.method ('random', the former name of criterion) are set; keep only criterion")
     assert load_config(p, overrides=["prune.criterion=random"]).prune.criterion == "random"  # the override wins
+
+
+def test_rates_that_would_share_a_cell_name_are_refused():
+    msg = _err({"prune": {"rates": [0.5, 0.5000001]}})
+    assert "rates 0.5 and 0.5000001 agree to 6 significant digits" in msg

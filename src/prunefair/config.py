@@ -190,6 +190,12 @@ class PruneConfig(_Section):
                 raise ValueError(f"rates[{i}] = {r}: a pruning rate (sparsity) must be in [0, 1)")
         if len(set(v)) != len(v):
             raise ValueError(f"rates contain duplicates: {v}")
+        named: dict[str, float] = {}  # cells are named by the rate to 6 significant digits (s0_p0.9_nft)
+        for r in v:
+            other = named.setdefault(f"{r:g}", r)
+            if other != r:
+                raise ValueError(f"rates {other!r} and {r!r} agree to 6 significant digits, so their cells would "
+                                 "share one name; keep one of them")
         return sorted(v)
 
 

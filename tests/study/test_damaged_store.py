@@ -156,3 +156,39 @@ def test_written_files_get_the_usual_permissions_and_figures_are_atomic(tmp_path
     with pytest.raises(OSError, match="f.png"):
         save_figure(fig, path)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "f.png"]
+
+
+def test_a_checkpoint_of_another_config_is_not_reloaded(finished, tmp_path):
+    """A run of another config killed between writing its dense checkpoint and its result leaves that model next
+    to this config's result: the cell's model is retrained, so its pruning cells prune the right model."""
+    from prunefair.study.store import checkpoint_metadata, save_checkpoint
+
+    cfg, out = finished
+    ckpt = out / "cells" / "s0_dense" / "model.safetensors"
+    good = ckpt.read_bytes()
+    key = checkpoint_metadata(ckpt)["key"]
+    from safetensors.torch import load
+
+    state = {k: v + 1.0 for k, v in load(good).items()}  # another model, written "by another config"
+    save_checkpoint(ckpt, state, metadata={"cell": "s0_dense", "key": "another-config"})
+    store = Store(out)
+    assert not store.has_model("s0_dense", key) and store.is_done("s0_dense", key)
+    cfg["prune"]["rates"] = [0.5, 0.7, 0.9]
+    again = run_cells(cfg)
+    assert checkpoint_metadata(ckpt)["key"] == key and ckpt.read_bytes() == good  # retrained, same seed
+    fresh = run_cells({**cfg, "output_dir": str(tmp_path / "fresh")})
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(again.by_group, fresh.by_group)
+
+
+def test_status_shows_a_live_rerun_over_an_old_failure(finished):
+    cfg, out = finished
+    store = Store(out)
+    key = plan_cells(validate_config(cfg))[1][0].key
+    store.write_result("s0_p0.5_nft", {"name": "s0_p0.5_nft", "key": key, "status": "failed", "error": "old"})
+    store.mark_running("s0_p0.5_nft", key)  # this process: alive
+    assert store.cell_state("s0_p0.5_nft", key)[0] == "running"
+    marker = store.running_path("s0_p0.5_nft")
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": 2 ** 22 + 7}))  # no such process
+    assert store.cell_state("s0_p0.5_nft", key)[0] == "stale"  # the rerun was killed after the failure

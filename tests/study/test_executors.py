@@ -106,3 +106,33 @@ def test_ray_nan_cell_fails_without_retry_and_lost_tasks_fail_after_retries(tmp_
     assert by_name["s0_dense"]["status"] == "done"
     assert by_name["s0_p0.5_nft"]["status"] == "failed" and "Ray task failed after 1 retries" in \
         by_name["s0_p0.5_nft"]["error"]
+
+
+def test_ray_refuses_cells_larger_than_the_cluster(tmp_path, local_ray):
+    from prunefair.study.ray_executor import RayExecutor
+
+    cfg = validate_config(tiny_study(tmp_path))
+    for kw, word in (({"cpus_per_cell": 64}, "cpus_per_cell = 64"), ({"gpus_per_cell": 0.25}, "gpus_per_cell = 0.25")):
+        with pytest.raises(RuntimeError, match=rf"run\.{word}, but the Ray cluster has .* no cell could ever start"):
+            RayExecutor(**kw).run(cfg)
+
+
+@pytest.mark.slow
+def test_ray_recomputes_only_the_diagnostics_when_their_section_changes(tmp_path, local_ray):
+    from prunefair.study.cells import diagnostics_key, plan_cells
+    from prunefair.study.store import Store
+    from tests.study.helpers import run_cells
+
+    cfg = tiny_study(tmp_path, prune={"rates": [0.5]}, run={"executor": "ray"},
+                     diagnostics={"trace_samples": 0, "max_samples": 32})
+    run_cells(cfg)
+    ckpt = Path(cfg["output_dir"]) / "cells" / "s0_dense" / "model.safetensors"
+    before = ckpt.read_bytes()
+    timing = Store(cfg["output_dir"]).read_result("s0_dense")["timing"]
+    cfg["diagnostics"]["max_samples"] = 16
+    run_cells(cfg)
+    assert ckpt.read_bytes() == before  # not retrained: the same model, and the training record of the first run
+    assert Store(cfg["output_dir"]).read_result("s0_dense")["timing"] == timing
+    config = validate_config(cfg)
+    stored = Store(config.output_dir).read_result("s0_dense")["diagnostics"]
+    assert stored["key"] == diagnostics_key(config, plan_cells(config)[0][0]) and stored["settings"]["max_samples"] == 16

@@ -102,7 +102,8 @@ class LocalExecutor:
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
                 for d in dense_cells:
                     todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key)]
-                    if store.is_done(d.name, d.key) and diagnostics_current(cfg, d, store.read_result(d.name)):
+                    if store.is_done(d.name, d.key) and store.has_model(d.name, d.key) \
+                            and diagnostics_current(cfg, d, store.read_result(d.name)):
                         for c in todo:
                             running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
                     else:
@@ -110,8 +111,8 @@ class LocalExecutor:
                 while running:
                     finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for fut in finished:
+                        outcome = fut.result()  # BrokenProcessPool here: the cell stays listed as running
                         cell = running.pop(fut)
-                        outcome = fut.result()
                         progress.log(f"cell {cell.name}: {outcome or 'done'}")
                         if isinstance(cell, DenseCell):
                             todo = [c for c in prune_cells if c.dense == cell and not store.is_done(c.name, c.key)]

@@ -42,10 +42,13 @@ def _threads(cfg_dict: dict) -> int:
     return max(1, int(cfg_dict.get("run", {}).get("cpus_per_cell", 1)))
 
 
-def ray_dense_task(cfg_dict: dict, name: str) -> dict[str, bytes]:
-    """Train the dense cell ``name`` in a temporary store; return its files."""
+def ray_dense_task(cfg_dict: dict, name: str, stored: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """Train the dense cell ``name`` in a temporary store, or, given its ``stored`` files (a done cell whose
+    diagnostics are wanted anew), reload it and compute only the diagnostics; return its files."""
     with tempfile.TemporaryDirectory(prefix="prunefair-") as tmp:
         runner = worker_runner(cfg_dict, tmp, threads=_threads(cfg_dict))
+        if stored:
+            _stage(runner.store, name, stored)
         runner.run_dense_cell(find_cell(runner.cfg, name))
         return {**_cell_files(runner.store, name), DATA_JSON: json.dumps(runner.data.describe(), indent=1).encode()}
 
@@ -97,7 +100,16 @@ class RayExecutor:
             if own:
                 ray.shutdown()
 
+    def _check_resources(self, ray) -> None:
+        """A cell asking for more CPUs or GPUs than the whole cluster has would wait forever (Ray only logs it)."""
+        have = ray.cluster_resources()
+        for kind, want in (("CPU", self.cpus_per_cell), ("GPU", self.gpus_per_cell)):
+            if want > have.get(kind, 0.0):
+                raise RuntimeError(f"run.{kind.lower()}s_per_cell = {want:g}, but the Ray cluster has "
+                                   f"{have.get(kind, 0.0):g} {kind}(s) in all: no cell could ever start")
+
     def _run(self, ray, cfg, progress: Progress) -> list[dict]:
+        self._check_resources(ray)
         store = Store(cfg.output_dir)
         atomic_write_text(store.root / "config.toml", cfg.to_toml())
         opts = {"num_cpus": self.cpus_per_cell, "num_gpus": self.gpus_per_cell, "max_retries": self.max_retries}
@@ -115,13 +127,13 @@ class RayExecutor:
                     pending[prune_remote.remote(cfg_dict, c.name, files_ref)] = c
 
         for d in dense_cells:
-            if store.is_done(d.name, d.key) and (store.cell_dir(d.name) / "model.safetensors").is_file() \
-                    and diagnostics_current(cfg, d, store.read_result(d.name)):
+            stored = store.is_done(d.name, d.key) and store.has_model(d.name, d.key)
+            if stored and diagnostics_current(cfg, d, store.read_result(d.name)):
                 if any(c.dense == d and not store.is_done(c.name, c.key) for c in prune_cells):
                     submit_prunes(d, ray.put(_cell_files(store, d.name)))
-            else:
+            else:  # to train, or (stored) to reload and compute the diagnostics of the current section
                 store.mark_running(d.name, d.key, executor="ray")
-                pending[dense_remote.remote(cfg_dict, d.name)] = d
+                pending[dense_remote.remote(cfg_dict, d.name, _cell_files(store, d.name) if stored else None)] = d
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             cell: DenseCell | PruneCell = pending.pop(ready[0])

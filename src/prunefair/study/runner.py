@@ -85,7 +85,7 @@ class StudyRunner:
         torch.manual_seed(cell.seed)
         model = self._model_to_device(build_study_model(self.cfg, self.data))
         ckpt = self.store.cell_dir(cell.name) / "model.safetensors"
-        if self.store.is_done(cell.name, cell.key) and ckpt.is_file():
+        if self.store.is_done(cell.name, cell.key) and self.store.has_model(cell.name, cell.key):
             load_model_state(model, ckpt)
             model.eval()
             return model, self.store.read_result(cell.name)

@@ -76,6 +76,19 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: unreadable checkpoint ({exc})") from None
 
 
+def checkpoint_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a safetensors file, from its header alone; {} if it has none or cannot be read (loading it
+    then says why)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n)) if 0 < n < 100_000_000 else {}
+    except (OSError, ValueError):
+        return {}
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def load_model_state(model: torch.nn.Module, path: str | Path) -> None:
     """Load a checkpoint into ``model``; a checkpoint of another architecture is a clear error."""
     from prunefair.prune.interop import load_fitting_state
@@ -113,6 +126,13 @@ class Store:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise CorruptResult(str(exc) if str(p) in str(exc) else f"{p}: {exc}") from None
 
+    def has_model(self, name: str, key: str) -> bool:
+        """The cell's checkpoint is there and was written for ``key`` (one written by a run of another config,
+        e.g. killed between its checkpoint and its result, is not this cell's model). Checkpoints without a key
+        in their metadata are taken as the cell's."""
+        path = self.cell_dir(name) / "model.safetensors"
+        return path.is_file() and checkpoint_metadata(path).get("key", key) == key
+
     def is_done(self, name: str, key: str) -> bool:
         """Done with this key. A damaged result is not done: the cell runs again and replaces it."""
         try:
@@ -148,21 +168,27 @@ class Store:
             return None
 
     def cell_state(self, name: str, key: str) -> tuple[str, str]:
-        """(state, detail): done, failed, corrupt (a damaged result.json), running, stale (its process is gone)
-        or pending."""
+        """(state, detail): done, running (a live process has it, even over an earlier failure), failed, corrupt
+        (a damaged result.json), stale (its process is gone) or pending."""
         try:
-            r = self.read_result(name)
+            r, corrupt = self.read_result(name), None
         except CorruptResult as exc:
-            return "corrupt", f"{exc} (rerun the study to recompute the cell)"
-        if r is not None and r.get("key") == key and r.get("status") in ("done", "failed"):
-            return r["status"], r.get("error", "")
+            r, corrupt = None, exc
+        mine = r is not None and r.get("key") == key
+        if mine and r.get("status") == "done":
+            return "done", ""
         m = self.read_running(name)
         if m is not None and m.get("key") == key:
             who = f"{m.get('host')}:{m.get('pid')}"
             since = time.strftime("%H:%M:%S", time.localtime(m.get("started", 0)))
-            if m.get("host") == socket.gethostname() and not _pid_alive(int(m.get("pid", -1))):
-                return "stale", f"was run by {who} since {since}; that process is gone (rerun to resume)"
-            return "running", f"{who} since {since}"
+            if m.get("host") != socket.gethostname() or _pid_alive(int(m.get("pid", -1))):
+                return "running", f"{who} since {since}"
+            # writing a result clears the marker: a marker left is newer than any failure or damage recorded
+            return "stale", f"was run by {who} since {since}; that process is gone (rerun to resume)"
+        if corrupt is not None:
+            return "corrupt", f"{corrupt} (rerun the study to recompute the cell)"
+        if mine and r.get("status") == "failed":
+            return "failed", r.get("error", "")
         return "pending", ""
 
     def results(self) -> list[dict]:
