@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from prunefair.cli import app
@@ -175,7 +176,9 @@ def test_a_checkpoint_of_another_config_is_not_reloaded(finished, tmp_path):
     assert not store.has_model("s0_dense", key) and store.is_done("s0_dense", key)
     cfg["prune"]["rates"] = [0.5, 0.7, 0.9]
     again = run_cells(cfg)
-    assert checkpoint_metadata(ckpt)["key"] == key and ckpt.read_bytes() == good  # retrained, same seed
+    assert checkpoint_metadata(ckpt)["key"] == key  # retrained, same seed: the same tensors (the header's
+    again_state, good_state = load(ckpt.read_bytes()), load(good)  # metadata order is not fixed by safetensors)
+    assert all(torch.equal(again_state[k], good_state[k]) for k in good_state)
     fresh = run_cells({**cfg, "output_dir": str(tmp_path / "fresh")})
     import pandas as pd
 
