@@ -99,15 +99,19 @@ def save_pruned(path: str | Path, model: nn.Module, masks: MaskSet, *, metadata:
     atomic_write_bytes(path, data)
 
 
-def load_pruned(path: str | Path, model: nn.Module) -> MaskSet:
-    """Load a pruned checkpoint (ours, a torch.nn.utils.prune state dict, or plain with zeros) into ``model``."""
+def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (no pickled objects); a missing or unreadable file names the path."""
     from safetensors.torch import load
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        state = load(path.read_bytes())
+        return load(path.read_bytes())
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise ValueError(f"{path}: unreadable checkpoint ({exc})") from None
-    return load_pruned_state_dict(model, state, source=str(path))
+
+
+def load_pruned(path: str | Path, model: nn.Module) -> MaskSet:
+    """Load a pruned checkpoint (ours, a torch.nn.utils.prune state dict, or plain with zeros) into ``model``."""
+    return load_pruned_state_dict(model, load_checkpoint(path), source=str(path))

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from prunefair.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401 (re-exported)
+from prunefair.prune.interop import load_checkpoint, load_fitting_state  # noqa: F401 (load_checkpoint re-exported)
 
 
 def read_json(path: str | Path) -> Any:
@@ -63,19 +64,6 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata
     atomic_write_bytes(path, save(flat, metadata=metadata))
 
 
-def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors checkpoint; errors name the path."""
-    from safetensors.torch import load
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return load(path.read_bytes())
-    except Exception as exc:  # safetensors raises several types for corrupt files
-        raise ValueError(f"{path}: unreadable checkpoint ({exc})") from None
-
-
 def checkpoint_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a safetensors file, from its header alone; {} if it has none or cannot be read (loading it
     then says why)."""
@@ -91,8 +79,6 @@ def checkpoint_metadata(path: str | Path) -> dict[str, str]:
 
 def load_model_state(model: torch.nn.Module, path: str | Path) -> None:
     """Load a checkpoint into ``model``; a checkpoint of another architecture is a clear error."""
-    from prunefair.prune.interop import load_fitting_state
-
     state = load_checkpoint(path)
     load_fitting_state(model, {k: v for k, v in state.items() if not k.startswith("mask::")},
                        source=f"{path}: checkpoint")
