@@ -14,10 +14,13 @@ from prunefair.study import StudyResults  # noqa: E402
 from prunefair.report.plotting import save_figure  # noqa: E402
 
 
+SPLIT_ORDER = ("test", "val", "train")  # the order the report reads the evaluated splits in
+
+
 def main_split(results: StudyResults) -> str:
     """The split the report reads first: test if evaluated, else val, else train."""
     splits = set(results.by_group.split) if not results.by_group.empty else set()
-    return next((s for s in ("test", "val", "train") if s in splits), "test")
+    return next((s for s in SPLIT_ORDER if s in splits), "test")
 
 
 def method_order(methods) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunefair.report import explain
+from prunefair.report.figures import SPLIT_ORDER, main_split
 from prunefair.report.html import Html, details, esc, figure, interval, para, section, table
 from prunefair.report.stats import Interval, interval_table
 
@@ -70,8 +71,8 @@ class Context:
             order = list(getattr(results.config.finetune, "methods", []))
             ctx.methods = sorted(found, key=lambda m: (m != "nft", order.index(m) if m in order else len(order), m))
             ctx.rates = sorted(set(bg.sparsity) - {0.0})
-            ctx.splits = [s for s in ("test", "val", "train") if s in set(bg.split)]
-            ctx.main_split = ctx.splits[0] if ctx.splits else "test"
+            ctx.splits = [s for s in SPLIT_ORDER if s in set(bg.split)]
+            ctx.main_split = main_split(results)
         ctx.diag = ctx._safe("diagnostics", explain.diagnostics_table, results.cells)
         if not ctx.diag.empty:
             ctx.theorem1 = ctx._safe("Theorem 1 check", explain.theorem1_table, results, ctx.diag)
