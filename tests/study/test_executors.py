@@ -136,3 +136,46 @@ def test_ray_recomputes_only_the_diagnostics_when_their_section_changes(tmp_path
     config = validate_config(cfg)
     stored = Store(config.output_dir).read_result("s0_dense")["diagnostics"]
     assert stored["key"] == diagnostics_key(config, plan_cells(config)[0][0]) and stored["settings"]["max_samples"] == 16
+
+
+@pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_a_worker_dies_with_the_study_process(tmp_path):
+    """Workers of --workers N ask for SIGTERM when their parent dies (a kill -9 of the study left them running)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import os, subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import os, time\\n"
+            "from prunefair.study.executors import die_with_parent\\n"
+            "die_with_parent(os.getppid()); print(os.getpid(), flush=True); time.sleep(60)'],"
+            " stdout=subprocess.PIPE, text=True)\n"
+            "print(child.stdout.readline().strip(), flush=True)\n"
+            "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the worker outlived its parent")
+
+
+def test_ray_errors_name_the_study_folder_not_the_tasks(tmp_path, local_ray):
+    from tests.study.helpers import run_cells
+
+    cfg = tiny_study(tmp_path, prune={"rates": [0.5]}, run={"executor": "ray"}, diagnostics={"enabled": False})
+    run_cells(cfg)
+    ckpt = Path(cfg["output_dir"]) / "cells" / "s0_dense" / "model.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:300])
+    cfg["prune"]["rates"] = [0.5, 0.9]
+    res = run_cells(cfg)
+    (failed,) = res.failed
+    assert str(ckpt) in failed["error"] and "prunefair-" not in failed["error"]

@@ -11,6 +11,7 @@ Workers get the configuration as a dict and rebuild the data themselves (cached 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -68,6 +69,23 @@ def run_prune_in(runner, c: PruneCell) -> dict:
 
 
 # -- functions run in worker processes (module level, so that spawn can import them) --------------
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: on Linux, ask for SIGTERM when the study's process dies (a ``kill -9`` of it left the
+    workers running); elsewhere nothing. A parent already gone ends the worker at once."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+
 def _local_dense(cfg_dict: dict, store_root: str, seed: int, threads: int) -> str:
     runner = worker_runner(cfg_dict, store_root, threads=threads)
     atomic_write_json(runner.store.root / "data.json", runner.data.describe())  # as the sequential run does
@@ -99,7 +117,8 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("spawn")
         running: dict[Future, DenseCell | PruneCell] = {}
         try:
-            with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 for d in dense_cells:
                     todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key)]
                     if store.is_done(d.name, d.key) and store.has_model(d.name, d.key) \

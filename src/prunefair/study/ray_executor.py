@@ -30,6 +30,16 @@ def _cell_files(store: Store, name: str) -> dict[str, bytes]:
             and not p.name.startswith(".")}
 
 
+def _task_files(store: Store, name: str, cfg_dict: dict) -> dict[str, bytes]:
+    """A task's cell files, its result naming the study's folder where it names the task's temporary one (an
+    error about a checkpoint should name the file the user has)."""
+    files = _cell_files(store, name)
+    if RESULT in files:
+        files[RESULT] = files[RESULT].replace(json.dumps(str(store.root))[1:-1].encode(),
+                                              json.dumps(str(cfg_dict["output_dir"]))[1:-1].encode())
+    return files
+
+
 def _stage(store: Store, name: str, files: dict[str, bytes]) -> None:
     folder = store.cell_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,7 +60,8 @@ def ray_dense_task(cfg_dict: dict, name: str, stored: dict[str, bytes] | None = 
         if stored:
             _stage(runner.store, name, stored)
         runner.run_dense_cell(find_cell(runner.cfg, name))
-        return {**_cell_files(runner.store, name), DATA_JSON: json.dumps(runner.data.describe(), indent=1).encode()}
+        return {**_task_files(runner.store, name, cfg_dict),
+                DATA_JSON: json.dumps(runner.data.describe(), indent=1).encode()}
 
 
 def ray_prune_task(cfg_dict: dict, name: str, dense_files: dict[str, bytes]) -> dict[str, bytes]:
@@ -60,7 +71,7 @@ def ray_prune_task(cfg_dict: dict, name: str, dense_files: dict[str, bytes]) -> 
         cell = find_cell(runner.cfg, name)
         _stage(runner.store, cell.dense.name, dense_files)
         run_prune_in(runner, cell)
-        return _cell_files(runner.store, name)
+        return _task_files(runner.store, name, cfg_dict)
 
 
 def store_cell_files(store: Store, name: str, files: dict[str, bytes]) -> None:
