@@ -71,6 +71,11 @@ def failure_record(cell: DenseCell | PruneCell, message: str, status: str = "fai
     return {"name": cell.name, "key": cell.key, "status": status, **cell_fields(cell), "error": message}
 
 
+def dense_failure(cell: PruneCell, error: str) -> dict:
+    """The record of a pruning cell that could not run because its dense model failed or could not be reloaded."""
+    return failure_record(cell, f"dense model {cell.dense.name}: {error}")
+
+
 def diagnostics_key(cfg: StudyConfig, d: DenseCell) -> str:
     """The key of a dense model's diagnostics: its cell's key and the [diagnostics] section."""
     return config_hash({"dense": d.key, "diagnostics": cfg.diagnostics.model_dump(mode="json")})
@@ -78,4 +83,5 @@ def diagnostics_key(cfg: StudyConfig, d: DenseCell) -> str:
 
 def diagnostics_current(cfg: StudyConfig, d: DenseCell, result: dict | None) -> bool:
     """True when no diagnostics are wanted, or ``result`` (the dense cell's) holds those of the current section."""
-    return not cfg.diagnostics.enabled or ((result or {}).get("diagnostics") or {}).get("key") == diagnostics_key(cfg, d)
+    stored = ((result or {}).get("diagnostics") or {}).get("key")
+    return not cfg.diagnostics.enabled or stored == diagnostics_key(cfg, d)

@@ -20,7 +20,7 @@ import torch
 
 from prunefair.config import RunConfig, StudyConfig, config_hash, validate_config
 from prunefair.progress import NULL_PROGRESS, Progress
-from prunefair.study.cells import DenseCell, PruneCell, diagnostics_current, failure_record, plan_cells
+from prunefair.study.cells import DenseCell, PruneCell, dense_failure, diagnostics_current, plan_cells
 from prunefair.study.store import Store, atomic_write_json, atomic_write_text
 
 _CACHE: dict = {}  # per worker process: the data of a study (by data-section hash)
@@ -62,7 +62,7 @@ def run_prune_in(runner, c: PruneCell) -> dict:
     """Reload the (stored) dense model of ``c`` and run ``c``; a dense model that cannot be reloaded fails ``c``."""
     dense, error = runner.run_dense_cell(c.dense)
     if dense is None:
-        result = failure_record(c, f"dense model {c.dense.name}: {error}")
+        result = dense_failure(c, error)
         runner.store.write_result(c.name, result)
         return result
     return runner.run_prune_cell(c, dense)
@@ -83,7 +83,6 @@ def die_with_parent(parent: int) -> None:
             pass
     if os.getppid() != parent:
         os._exit(1)
-
 
 
 def _local_dense(cfg_dict: dict, store_root: str, seed: int, threads: int) -> str:
@@ -137,7 +136,7 @@ class LocalExecutor:
                             todo = [c for c in prune_cells if c.dense == cell and not store.is_done(c.name, c.key)]
                             for c in todo:
                                 if outcome:  # the dense model failed: so do its pruning cells
-                                    store.write_result(c.name, failure_record(c, f"dense model {cell.name}: {outcome}"))
+                                    store.write_result(c.name, dense_failure(c, outcome))
                                 else:
                                     running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
         except BrokenProcessPool as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from prunefair.progress import NULL_PROGRESS, Progress
-from prunefair.study.cells import DenseCell, PruneCell, diagnostics_current, failure_record, plan_cells
+from prunefair.study.cells import DenseCell, PruneCell, dense_failure, diagnostics_current, failure_record, plan_cells
 from prunefair.study.executors import check_workers_see_the_data, find_cell, run_prune_in, worker_runner
 from prunefair.study.store import Store, atomic_write_bytes, atomic_write_text
 
@@ -168,5 +168,5 @@ class RayExecutor:
                     err = (store.read_result(cell.name) or {}).get("error", "failed")
                     for c in prune_cells:
                         if c.dense == cell and not store.is_done(c.name, c.key):
-                            store.write_result(c.name, failure_record(c, f"dense model {cell.name}: {err}"))
+                            store.write_result(c.name, dense_failure(c, err))
         return store.results()

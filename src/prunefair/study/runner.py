@@ -21,7 +21,7 @@ from prunefair.models import build_model, count_parameters
 from prunefair.progress import NULL_PROGRESS, Progress
 from prunefair.prune import parameter_distance, pruning_function, recalibrate_batch_norm
 from prunefair.study.cells import (
-    DenseCell, PruneCell, cell_fields, diagnostics_current, diagnostics_key, failure_record, plan_cells,
+    DenseCell, PruneCell, cell_fields, dense_failure, diagnostics_current, diagnostics_key, plan_cells,
 )
 from prunefair.study.store import Store, atomic_write_json, atomic_write_text, load_model_state, save_checkpoint
 from prunefair.train import TrainSettings, finetune_pruned, fit
@@ -175,7 +175,7 @@ class StudyRunner:
         for c in todo:
             if dense is None:
                 self.progress.log(f"[red]cell {c.name} failed: its dense model {d.name} is missing")
-                self.store.write_result(c.name, failure_record(c, f"dense model {d.name}: {error}"))
+                self.store.write_result(c.name, dense_failure(c, error))
             else:
                 self.run_prune_cell(c, dense)
 
