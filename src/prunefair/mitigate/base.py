@@ -71,7 +71,7 @@ class MitigationObjective(Objective):
         self.model = None
         self.device = "cpu"
         self.records: list[dict] = []
-        self.states: list[dict] = []
+        self.states: list[dict | None] = []  # per epoch: its weights, None where it cannot be selected
         self.selected_epoch: int | None = None
         self.eligible_from = 0  # the first epoch (index into records) at the final mask
 
@@ -114,7 +114,9 @@ class MitigationObjective(Objective):
             self.after_val(stats, impact)
         self.records.append(record)
         if self.selection != "last":
-            self.states.append({k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()})
+            eligible = len(self.records) - 1 >= self.eligible_from  # an epoch before the final mask is never loaded
+            self.states.append({k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+                               if eligible else None)
         return record
 
     def final_mask_from(self, epochs_done: int) -> None:
