@@ -19,11 +19,13 @@ def run_study(
 
     ``config`` is a StudyConfig, a dict in the study-file shape, or the path of a TOML study file.
     """
+    from prunefair.study.lock import study_lock
+
     cfg = _resolve(config, overrides)
-    with Progress(quiet=quiet) as progress:
+    with study_lock(cfg.output_dir), Progress(quiet=quiet) as progress:  # the outputs too: no other study writes them
         execute_study(cfg, progress=progress)
-    results = StudyResults.from_store(cfg.output_dir, cfg)
-    write_outputs(results, cfg.output_dir)
+        results = StudyResults.from_store(cfg.output_dir, cfg)
+        write_outputs(results, cfg.output_dir)
     return results
 
 
@@ -123,7 +125,7 @@ def write_outputs(results: StudyResults, root: str | Path, *,
 
 # what write_outputs may write, besides the tables and the report it always writes (figures of Figures 14-15 are
 # left alone: they come from other folders)
-_GENERATED = ("mitigation.csv", "diagnostics.csv", "theorem1.csv", "correlations.csv", "figures/fig1_*.png",
+_GENERATED = ("layer_sparsity.csv", "mitigation.csv", "diagnostics.csv", "theorem1.csv", "correlations.csv", "figures/fig1_*.png",
               "figures/fig12_*.png", "figures/fig13_*.png", "figures/mitigation_duals_p*.png")
 
 

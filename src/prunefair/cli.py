@@ -61,6 +61,7 @@ def study(
     """
     from prunefair.api import run_study
     from prunefair.config import ConfigError, load_config
+    from prunefair.study.lock import StudyLocked
 
     overrides = list(set_)
     overrides += _csv_override("seeds", seeds) + _csv_override("prune.rates", rates)
@@ -74,6 +75,8 @@ def study(
         _fail(str(exc))
     try:
         results = run_study(cfg, quiet=quiet)
+    except StudyLocked as exc:  # another run has the folder: nothing of it was touched
+        _fail(str(exc), 1)
     except (OSError, ValueError, RuntimeError) as exc:  # a missing data folder, a full disk, a lost worker
         _fail(f"{exc}\n(finished cells are kept; rerun the same command to resume)", 1)
     except KeyboardInterrupt:  # here, not in main(): typer turns it into a bare exit 130 before main sees it

@@ -32,7 +32,7 @@ class DatasetInfo:
     options: tuple[str, ...] = ()  # the [data] keys of LOADER_KEYS its loader reads; the others it would ignore
 
 
-# [data] keys that only some loaders read: a study that sets one its dataset ignores is refused (config.py)
+# [data] keys that only some loaders read: a study that sets one its dataset ignores is refused (config/sections.py)
 LOADER_KEYS = ("root", "limit", "skip_unreadable", "drop_duplicates", "age_bins", "csv", "svhn_extra")
 
 

@@ -47,12 +47,17 @@ def stored_diagnostics(results: StudyResults) -> dict[int, GroupDiagnostics]:
 
 
 def diagnostics_frame(results: StudyResults) -> pd.DataFrame:
+    """A row per (seed, group): every per-group diagnostic, then the seed's Proposition 1 check (the same on each
+    of its rows): the full-data gradient norm, how far the group gradients cancel (||sum_a |D_a| g_a|| over
+    sum_a |D_a| ||g_a||) and the identity's relative error against a plain full-data pass."""
     frames = []
     for seed, d in sorted(stored_diagnostics(results).items()):
         f = d.frame()
         f.insert(0, "group_id", np.arange(len(f)))
         f.insert(0, "split", d.split)
         f.insert(0, "seed", seed)
+        f["full_grad_norm"], f["cancellation"] = d.full_grad_norm, d.cancellation
+        f["prop1_error"] = np.nan if d.prop1_error is None else d.prop1_error
         frames.append(f)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -166,12 +171,13 @@ def write_diagnostics_outputs(results: StudyResults, root: str | Path, *, rate: 
     diag = diagnostics_frame(results)
     if diag.empty:
         return {}
-    paths = {"diagnostics": root / "diagnostics.csv", "theorem1": root / "theorem1.csv",
-             "correlations": root / "correlations.csv"}
+    paths = {"diagnostics": root / "diagnostics.csv"}
     atomic_write_text(paths["diagnostics"], diag.to_csv(index=False))
-    atomic_write_text(paths["theorem1"], theorem1_frame(results).to_csv(index=False))
     corr = correlation_frame(results)
-    atomic_write_text(paths["correlations"], corr.to_csv(index=False))
+    for name, frame in (("theorem1", theorem1_frame(results)), ("correlations", corr)):
+        if not frame.empty:  # none when, e.g., the diagnostics' split was not evaluated (the report says why)
+            paths[name] = root / f"{name}.csv"
+            atomic_write_text(paths[name], frame.to_csv(index=False))
     if results.by_group.empty:
         return paths
     split = "test" if "test" in set(results.by_group.split) else str(diag.split.iloc[0])

@@ -38,7 +38,7 @@ def mitigation_table(results: StudyResults) -> pd.DataFrame:
     fin["psi_holds"] = fin.max_psi <= mit.eps
     fin["el_holds"] = fin.loss_gap <= mit.el_tolerance
     g = fin.groupby(["sparsity", "method", "split"])
-    out = g[MEASURES].mean().add_suffix("_mean").join(g[MEASURES].std(ddof=1).fillna(0.0).add_suffix("_std"))
+    out = g[MEASURES].mean().add_suffix("_mean").join(g[MEASURES].std(ddof=1).add_suffix("_std"))
     out = out.join(g[["psi_holds", "el_holds"]].mean().add_suffix("_share")).join(g.size().rename("seeds"))
     out = out.reset_index()
     out["_o"] = out.method.map(ORDER).fillna(99)
@@ -58,8 +58,9 @@ def mitigation_markdown(table: pd.DataFrame, *, split: str = "test") -> str:
         vals = []
         for c, _ in cols:
             scale = 1.0 if c in ("xi", "loss_gap") else 100.0
-            fmt = "{:.3f} ± {:.3f}" if scale == 1.0 else "{:.2f} ± {:.2f}"
-            vals.append(fmt.format(r[f"{c}_mean"] * scale, r[f"{c}_std"] * scale))
+            digits = 3 if scale == 1.0 else 2
+            mean, std = r[f"{c}_mean"] * scale, r[f"{c}_std"] * scale
+            vals.append(f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std == std else ""))  # one seed: no std
         lines.append(f"| {r.sparsity:g} | {r.method} | " + " | ".join(vals)
                      + f" | {r.psi_holds_share:.0%} | {r.el_holds_share:.0%} | {int(r.seeds)} |")
     return "\n".join(lines)

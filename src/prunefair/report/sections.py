@@ -186,7 +186,7 @@ def measures_table(ctx: Context, *, method: str, split: str, stage: str) -> Html
     return table(header, rows, caption=f"{method}, {stage}, {split}: mean ± std over seeds, 95% CI below")
 
 
-def measures_section(ctx: Context) -> Html:
+def measures_section(ctx: Context, results) -> Html:
     parts = [para("Δ = overall accuracy drop; accuracy gap = best minus worst group; ψ_a = Δ_a − Δ (a group's "
                   "excess drop, Balancing Act); Ψ_PW = max ψ − min ψ; ξ = max R(a) − min R(a), with "
                   "R(a) = J_a(pruned) − J_a(dense) the excess loss (Tran et al.).", "note")]
@@ -198,7 +198,24 @@ def measures_section(ctx: Context) -> Html:
         for split in ctx.splits[1:]:
             parts.append(details(f"{method}: {split} split",
                                  measures_table(ctx, method=method, split=split, stage="finetuned")))
+    layers = layer_sparsity_table(results)
+    if layers is not None:
+        parts.append(details("achieved sparsity per layer", layers))
     return section("measures", "Disparity measures per rate", *parts)
+
+
+def layer_sparsity_table(results) -> Html | None:
+    """Layers x rate: the share of each layer's weights the final masks zero (%), mean over seeds and methods (a
+    global criterion prunes some layers far more than others; layer_sparsity.csv has every cell)."""
+    ls = results.layer_sparsity()
+    if ls.empty:
+        return None
+    mean = ls.groupby(["layer", "sparsity"], sort=False).achieved.mean().unstack("sparsity")
+    rates = sorted(mean.columns)
+    rows = [[layer, *[f"{mean.at[layer, r] * 100:.1f}" if mean.at[layer, r] == mean.at[layer, r] else "–"
+                      for r in rates]] for layer in mean.index]
+    return table(["layer", *[rate_label(r) for r in rates]], rows,
+                 caption="achieved sparsity per layer (%), mean over seeds and methods")
 
 
 def failed_section(results) -> Html:
@@ -250,7 +267,7 @@ def all_sections(results, ctx: Context) -> list[tuple[str, str, Html]]:
     out = []
     if ctx.methods:
         out += [("accuracy", "Per-group accuracy", accuracy_section(ctx, results)),
-                ("measures", "Disparity measures", measures_section(ctx))]
+                ("measures", "Disparity measures", measures_section(ctx, results))]
     elif ctx.names:
         out.append(("accuracy", "Per-group accuracy", accuracy_section(ctx, results)))
     for anchor, title, fn in [("diagnostics", "Diagnostics", extra.diagnostics_section),

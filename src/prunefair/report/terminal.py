@@ -13,6 +13,8 @@ from prunefair.study import StudyResults
 def _fmt(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
     if mean != mean:  # NaN
         return "-"
+    if std != std:  # one seed: no spread to show
+        return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f}±{std * scale:.{digits}f}"
 
 
@@ -28,8 +30,9 @@ def group_table(results: StudyResults, *, split: str | None = None, method: str 
     pruned = gs[(gs.stage == "finetuned") & (gs.method == method)]
     rates = sorted(pruned.sparsity.unique())
     n_seeds = results.measures.seed.nunique()
-    table = Table(box=box.SIMPLE_HEAD, title=f"{results.config.name}: {split} accuracy per {results.config.data.group} (%), "
-                        f"{method}, mean±std over {n_seeds} seed(s)")
+    spread = "one seed" if n_seeds == 1 else f"mean±std over {n_seeds} seeds"
+    table = Table(box=box.SIMPLE_HEAD,
+                  title=f"{results.config.name}: {split} accuracy per {results.config.data.group} (%), {method}, {spread}")
     table.add_column(results.config.data.group, no_wrap=True)
     table.add_column("dense", justify="right")
     for r in rates:

@@ -85,6 +85,12 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def data_fingerprint(cfg_dict: dict, store_root: str, threads: int | None = None) -> str:
+    """The fingerprint of the study's data, loaded where the cells run (a worker process, a Ray task): the driver,
+    which does not load the data, plans with it, so that results computed on other data are recomputed."""
+    return worker_runner(cfg_dict, store_root, threads=threads).fingerprint
+
+
 def _local_dense(cfg_dict: dict, store_root: str, seed: int, threads: int) -> str:
     runner = worker_runner(cfg_dict, store_root, threads=threads)
     atomic_write_json(runner.store.root / "data.json", runner.data.describe())  # as the sequential run does
@@ -118,9 +124,14 @@ class LocalExecutor:
         try:
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=die_with_parent,
                                      initargs=(os.getpid(),)) as pool:
+                fp = pool.submit(data_fingerprint, cfg_dict, root, threads).result()
+                for c in [*dense_cells, *prune_cells]:
+                    if (old := store.other_data(c.name, c.key, fp)) is not None:
+                        progress.log(f"[yellow]{c.name}: computed on other data (fingerprint {old}, now {fp}): "
+                                     "recomputed")
                 for d in dense_cells:
-                    todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key)]
-                    if store.is_done(d.name, d.key) and store.has_model(d.name, d.key) \
+                    todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key, fp)]
+                    if store.is_done(d.name, d.key, fp) and store.has_model(d.name, d.key) \
                             and diagnostics_current(cfg, d, store.read_result(d.name)):
                         for c in todo:
                             running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
@@ -133,7 +144,7 @@ class LocalExecutor:
                         cell = running.pop(fut)
                         progress.log(f"cell {cell.name}: {outcome or 'done'}")
                         if isinstance(cell, DenseCell):
-                            todo = [c for c in prune_cells if c.dense == cell and not store.is_done(c.name, c.key)]
+                            todo = [c for c in prune_cells if c.dense == cell and not store.is_done(c.name, c.key, fp)]
                             for c in todo:
                                 if outcome:  # the dense model failed: so do its pruning cells
                                     store.write_result(c.name, dense_failure(c, outcome))

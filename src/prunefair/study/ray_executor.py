@@ -17,7 +17,9 @@ from typing import Callable
 
 from prunefair.progress import NULL_PROGRESS, Progress
 from prunefair.study.cells import DenseCell, PruneCell, dense_failure, diagnostics_current, failure_record, plan_cells
-from prunefair.study.executors import check_workers_see_the_data, find_cell, run_prune_in, worker_runner
+from prunefair.study.executors import (
+    check_workers_see_the_data, data_fingerprint, find_cell, run_prune_in, worker_runner,
+)
 from prunefair.study.store import Store, atomic_write_bytes, atomic_write_text
 
 RESULT = "result.json"
@@ -64,6 +66,12 @@ def ray_dense_task(cfg_dict: dict, name: str, stored: dict[str, bytes] | None = 
                 DATA_JSON: json.dumps(runner.data.describe(), indent=1).encode()}
 
 
+def ray_fingerprint_task(cfg_dict: dict) -> str:
+    """The fingerprint of the study's data, loaded on a worker (the driver may not see data.root)."""
+    with tempfile.TemporaryDirectory(prefix="prunefair-") as tmp:
+        return data_fingerprint(cfg_dict, tmp, threads=_threads(cfg_dict))
+
+
 def ray_prune_task(cfg_dict: dict, name: str, dense_files: dict[str, bytes]) -> dict[str, bytes]:
     """Run the pruning cell ``name`` on the dense model given as files; return its files."""
     with tempfile.TemporaryDirectory(prefix="prunefair-") as tmp:
@@ -95,6 +103,7 @@ class RayExecutor:
     max_retries: int = 3
     dense_task: Callable = field(default=ray_dense_task, repr=False)
     prune_task: Callable = field(default=ray_prune_task, repr=False)
+    fingerprint_task: Callable = field(default=ray_fingerprint_task, repr=False)
 
     def run(self, cfg, *, progress: Progress = NULL_PROGRESS) -> list[dict]:
         check_workers_see_the_data(cfg, "Ray tasks")
@@ -130,17 +139,21 @@ class RayExecutor:
         cfg_dict["run"]["cpus_per_cell"] = self.cpus_per_cell  # tasks use this many torch threads
         dense_cells, prune_cells = plan_cells(cfg)
         pending: dict = {}
+        fp = ray.get(ray.remote(**opts)(self.fingerprint_task).remote(cfg_dict))
+        for c in [*dense_cells, *prune_cells]:
+            if (old := store.other_data(c.name, c.key, fp)) is not None:
+                progress.log(f"[yellow]{c.name}: computed on other data (fingerprint {old}, now {fp}): recomputed")
 
         def submit_prunes(d: DenseCell, files_ref) -> None:
             for c in prune_cells:
-                if c.dense == d and not store.is_done(c.name, c.key):
+                if c.dense == d and not store.is_done(c.name, c.key, fp):
                     store.mark_running(c.name, c.key, executor="ray")
                     pending[prune_remote.remote(cfg_dict, c.name, files_ref)] = c
 
         for d in dense_cells:
-            stored = store.is_done(d.name, d.key) and store.has_model(d.name, d.key)
+            stored = store.is_done(d.name, d.key, fp) and store.has_model(d.name, d.key)
             if stored and diagnostics_current(cfg, d, store.read_result(d.name)):
-                if any(c.dense == d and not store.is_done(c.name, c.key) for c in prune_cells):
+                if any(c.dense == d and not store.is_done(c.name, c.key, fp) for c in prune_cells):
                     submit_prunes(d, ray.put(_cell_files(store, d.name)))
             else:  # to train, or (stored) to reload and compute the diagnostics of the current section
                 store.mark_running(d.name, d.key, executor="ray")
@@ -167,6 +180,6 @@ class RayExecutor:
                 else:
                     err = (store.read_result(cell.name) or {}).get("error", "failed")
                     for c in prune_cells:
-                        if c.dense == cell and not store.is_done(c.name, c.key):
+                        if c.dense == cell and not store.is_done(c.name, c.key, fp):
                             store.write_result(c.name, dense_failure(c, err))
         return store.results()

@@ -2,7 +2,8 @@
 
 - ``by_group``: a row per (seed, method, sparsity, stage, split, group), dense rows at sparsity 0;
 - ``measures``: a row per (seed, method, sparsity, stage, split) with every disparity measure;
-- ``summary()``: measures as mean and standard deviation over seeds.
+- ``summary()``: measures as mean and standard deviation over seeds; ``group_summary()`` the same per group;
+- ``layer_sparsity()``: the achieved sparsity of every pruned layer, per pruning cell.
 """
 
 from __future__ import annotations
@@ -54,29 +55,49 @@ class StudyResults:
         return cls(config, by_group, measures, cells, failed)
 
     def summary(self) -> pd.DataFrame:
-        """Every measure, mean and std over seeds, per (method, sparsity, stage, split)."""
+        """Every measure, mean and std (ddof 1) over seeds, per (method, sparsity, stage, split); the std is NaN
+        (empty in the CSV) with one seed, where it is undefined, never 0."""
         if self.measures.empty:
             return self.measures
         value_cols = [c for c in self.measures.columns if c not in KEYS]
         g = self.measures.groupby(["method", "sparsity", "stage", "split"], sort=True)[value_cols]
-        mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
+        mean, std = g.mean(), g.std(ddof=1)
         out = mean.add_suffix("_mean").join(std.add_suffix("_std"))
         out["seeds"] = g.size()
         return out.reset_index()
 
     def group_summary(self) -> pd.DataFrame:
-        """Per-group accuracy and loss, mean and std over seeds."""
+        """Per-group accuracy, loss, drop, excess loss and psi: mean and std (ddof 1; NaN with one seed) over seeds,
+        per (method, sparsity, stage, split, group), with the number of seeds."""
         cols = ["acc_dense", "acc_pruned", "loss_dense", "loss_pruned", "accuracy_drop", "excess_loss", "psi"]
+        if self.by_group.empty:
+            return pd.DataFrame(columns=["method", "sparsity", "stage", "split", "group"])
         g = self.by_group.groupby(["method", "sparsity", "stage", "split", "group"], sort=False)[cols]
-        out = g.mean().add_suffix("_mean").join(g.std(ddof=1).fillna(0.0).add_suffix("_std"))
+        out = g.mean().add_suffix("_mean").join(g.std(ddof=1).add_suffix("_std"))
+        out["seeds"] = g.size()
         return out.reset_index()
+
+    def layer_sparsity(self) -> pd.DataFrame:
+        """A row per (seed, method, sparsity, layer): the fraction of the layer's weights that the final mask of
+        the pruning cell zeroes (its ``layer_sparsity``), layers in the model's order."""
+        rows = [{"seed": r["seed"], "method": r["method"], "sparsity": float(r["rate"]), "layer": layer,
+                 "achieved": float(v)}
+                for r in self.cells if r.get("kind") == "prune" and isinstance(r.get("layer_sparsity"), dict)
+                for layer, v in r["layer_sparsity"].items()]
+        return pd.DataFrame(rows, columns=["seed", "method", "sparsity", "layer", "achieved"])
 
     def write_tables(self, root: str | Path) -> dict[str, Path]:
         root = Path(root)
-        paths = {"by_group": root / "table.csv", "measures": root / "measures.csv", "summary": root / "summary.csv"}
+        paths = {"by_group": root / "table.csv", "measures": root / "measures.csv", "summary": root / "summary.csv",
+                 "group_summary": root / "group_summary.csv"}
         atomic_write_text(paths["by_group"], self.by_group.to_csv(index=False))
         atomic_write_text(paths["measures"], self.measures.to_csv(index=False))
         atomic_write_text(paths["summary"], self.summary().to_csv(index=False))
+        atomic_write_text(paths["group_summary"], self.group_summary().to_csv(index=False))
+        layers = self.layer_sparsity()
+        if not layers.empty:
+            paths["layer_sparsity"] = root / "layer_sparsity.csv"
+            atomic_write_text(paths["layer_sparsity"], layers.to_csv(index=False))
         return paths
 
 

@@ -65,6 +65,7 @@ class StudyRunner:
     progress: Progress = NULL_PROGRESS
 
     def __post_init__(self) -> None:
+        self.fingerprint = self.data.fingerprint()  # recorded in every result: changed data is recomputed
         if self.device.type != "cpu":  # keep the (uint8) data on the accelerator: no input pipeline to starve
             self.data = self.data.to(self.device)
 
@@ -85,7 +86,7 @@ class StudyRunner:
         torch.manual_seed(cell.seed)
         model = self._model_to_device(build_study_model(self.cfg, self.data))
         ckpt = self.store.cell_dir(cell.name) / "model.safetensors"
-        if self.store.is_done(cell.name, cell.key) and self.store.has_model(cell.name, cell.key):
+        if self.store.is_done(cell.name, cell.key, self.fingerprint) and self.store.has_model(cell.name, cell.key):
             load_model_state(model, ckpt)
             model.eval()
             return model, self.store.read_result(cell.name)
@@ -98,7 +99,8 @@ class StudyRunner:
         t2 = time.perf_counter()
         save_checkpoint(ckpt, model.state_dict(), metadata={"cell": cell.name, "key": cell.key})
         result = {
-            "kind": "dense", "name": cell.name, "key": cell.key, "status": "done", "seed": cell.seed,
+            "kind": "dense", "name": cell.name, "key": cell.key, "status": "done", "data": self.fingerprint,
+            "seed": cell.seed,
             "method": "dense", "rate": 0.0, "achieved_sparsity": 0.0, "parameters": count_parameters(model),
             "metrics": metrics, "history": history.epochs,
             "timing": {"train_s": t1 - t0, "eval_s": t2 - t1},
@@ -141,7 +143,8 @@ class StudyRunner:
             save_checkpoint(self.store.cell_dir(cell.name) / "model.safetensors", model.state_dict(),
                             metadata={"cell": cell.name, "key": cell.key, "sparsity": f"{masks.sparsity:.6f}"})
         return {
-            "kind": "prune", "name": cell.name, "key": cell.key, "status": "done", "seed": cell.seed,
+            "kind": "prune", "name": cell.name, "key": cell.key, "status": "done", "data": self.fingerprint,
+            "seed": cell.seed,
             "method": cell.method, "rate": cell.rate, "dense": cell.dense.name,
             "achieved_sparsity": masks.sparsity, "layer_sparsity": masks.layer_sparsity(),
             "distance": parameter_distance(model, dense), "distance_oneshot": oneshot_distance,
@@ -168,8 +171,9 @@ class StudyRunner:
     # -- entry points for executors (one cell, marked running, failures recorded) ---------------
     def run_seed(self, d: DenseCell, prune_cells: list[PruneCell]) -> None:
         """The dense cell of a seed (trained once, or reloaded) and its unfinished pruning cells."""
-        todo = [c for c in prune_cells if not self.store.is_done(c.name, c.key)]
-        if not todo and self.store.is_done(d.name, d.key) and not self.diagnostics_missing(d):
+        self.note_other_data([d, *prune_cells])
+        todo = [c for c in prune_cells if not self.store.is_done(c.name, c.key, self.fingerprint)]
+        if not todo and self.store.is_done(d.name, d.key, self.fingerprint) and not self.diagnostics_missing(d):
             return
         dense, error = self.run_dense_cell(d)
         for c in todo:
@@ -181,7 +185,7 @@ class StudyRunner:
 
     def run_dense_cell(self, d: DenseCell) -> tuple[nn.Module | None, str]:
         """(model, "") or (None, error). A stored dense result is never overwritten by a failure to reload it."""
-        was_done = self.store.is_done(d.name, d.key)
+        was_done = self.store.is_done(d.name, d.key, self.fingerprint)
         if not was_done:
             self.store.mark_running(d.name, d.key)
         try:
@@ -198,6 +202,14 @@ class StudyRunner:
                 return None, error
             self._fail(d.name, d.key, exc, cell_fields(d))
             return None, f"{type(exc).__name__}: {exc}"
+
+    def note_other_data(self, cells) -> None:
+        """Say which stored results were computed on other data (they are recomputed, not reused)."""
+        for c in cells:
+            old = self.store.other_data(c.name, c.key, self.fingerprint)
+            if old is not None:
+                self.progress.log(f"[yellow]{c.name}: computed on other data (fingerprint {old}, now "
+                                  f"{self.fingerprint}): recomputed")
 
     # -- diagnostics of the dense model (Sections 4-5), stored in its result under "diagnostics" -----
     def diagnostics_missing(self, d: DenseCell) -> bool:
@@ -247,5 +259,7 @@ class StudyRunner:
 def execute_study(cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> list[dict]:
     """Run every unfinished cell of ``cfg`` into its output folder with the executor of ``cfg.run``."""
     from prunefair.study.executors import make_executor
+    from prunefair.study.lock import study_lock
 
-    return make_executor(cfg.run).run(cfg, progress=progress)
+    with study_lock(cfg.output_dir):  # one study process per folder (StudyLocked names the other one)
+        return make_executor(cfg.run).run(cfg, progress=progress)

@@ -119,13 +119,26 @@ class Store:
         path = self.cell_dir(name) / "model.safetensors"
         return path.is_file() and checkpoint_metadata(path).get("key", key) == key
 
-    def is_done(self, name: str, key: str) -> bool:
-        """Done with this key. A damaged result is not done: the cell runs again and replaces it."""
+    def is_done(self, name: str, key: str, data: str | None = None) -> bool:
+        """Done with this key and, where ``data`` (the fingerprint of the data at hand) is given, on that data: a
+        result recorded on other data (an edited CSV, re-registered arrays) is not done. Results that recorded no
+        fingerprint (written before it was) count as done. A damaged result is not done: it is recomputed."""
         try:
             r = self.read_result(name)
         except CorruptResult:
             return False
-        return bool(r) and r.get("status") == "done" and r.get("key") == key
+        return bool(r) and r.get("status") == "done" and r.get("key") == key and \
+            (data is None or r.get("data", data) == data)
+
+    def other_data(self, name: str, key: str, data: str) -> str | None:
+        """The fingerprint a done result of this key recorded, where it differs from ``data``; else None."""
+        try:
+            r = self.read_result(name)
+        except CorruptResult:
+            return None
+        if r and r.get("status") == "done" and r.get("key") == key and r.get("data", data) != data:
+            return str(r["data"])
+        return None
 
     def write_result(self, name: str, result: dict) -> None:
         atomic_write_json(self.result_path(name), result)

@@ -1,0 +1,114 @@
+"""Reading a study: a TOML file or a shipped preset, merged, overridden and validated into one StudyConfig."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from prunefair.config.overrides import _drop_other_names, _section_for, apply_overrides
+from prunefair.config.sections import ConfigError
+from prunefair.config.study import StudyConfig
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid study configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            section = _section_for(e["loc"][:-1])
+            allowed = ", ".join(section.model_fields) if section else "?"
+            lines.append(f"  unknown key '{loc}'; allowed keys here: {allowed}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if isinstance(e.get("input"), dict):  # a check across the keys of a section: the message names them
+                lines.append(f"  {loc or 'study'}: {msg}")
+            else:
+                lines.append(f"  {loc} = {e.get('input')!r}: {msg}")
+    return "\n".join(lines)
+
+
+
+def validate_config(raw: dict, *, source: str = "config") -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(
+    path: str | Path | None = None, *, overrides: list[str] | None = None, preset: str | None = None
+) -> StudyConfig:
+    """Read a study file (or a shipped preset), apply dotted overrides, validate."""
+    raw: dict = {}
+    source = "defaults"
+    if preset is not None:
+        raw, source = read_preset(preset), f"preset {preset!r}"
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = _deep_merge(raw, tomllib.loads(_read_study_file(p)))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        source = str(p)
+    if overrides:
+        source += " + overrides " + " ".join(overrides)
+    return validate_config(apply_overrides(raw, overrides), source=source)
+
+
+def _read_study_file(p: Path) -> str:
+    """The text of a study file; a missing, unreadable or non-UTF-8 file is a ConfigError naming it."""
+    if not p.exists():
+        raise ConfigError(f"{p}: study file not found")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a study file (give the path of a .toml file)")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                          "save the study file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the study file: {exc.strerror or exc}") from None
+
+
+def preset_names() -> list[str]:
+    from importlib import resources
+
+    return sorted(p.name[:-5] for p in resources.files("prunefair.presets").iterdir() if p.name.endswith(".toml"))
+
+
+def preset_description(name: str) -> str:
+    """The first comment line of a preset file (what it reproduces), or ''."""
+    from importlib import resources
+
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; allowed: {', '.join(preset_names())}")
+    for line in resources.files("prunefair.presets").joinpath(f"{name}.toml").read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""
+
+
+def read_preset(name: str) -> dict:
+    from importlib import resources
+
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; allowed: {', '.join(preset_names())}")
+    return tomllib.loads(resources.files("prunefair.presets").joinpath(f"{name}.toml").read_text())
+
+
+def _deep_merge(base: dict, extra: dict, section: tuple = ()) -> dict:
+    """``extra`` merged over ``base``; a key of ``extra`` also replaces its other name in ``base`` (see
+    apply_overrides), so a file's prune.criterion wins over a preset's prune.method."""
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v, (*section, k))
+        else:
+            _drop_other_names(out, section, k, keep=extra)
+            out[k] = v
+    return out

@@ -1,0 +1,91 @@
+"""A rerun on changed data recomputes the cells (their results record the data's fingerprint); unchanged data
+reuses them."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prunefair import run_study
+from prunefair.data import load_dataset, register_arrays
+from tests.conftest import tiny_study
+
+
+def _results(root: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted((root / "cells").glob("*/result.json"))}
+
+
+def _register(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    register_arrays("changing_arrays", x, (x[:, 0] > 0).astype(int),
+                    attributes={"grp": np.array(["A", "B"])[rng.integers(0, 2, n)]})
+
+
+def test_the_fingerprint_follows_the_samples_not_the_object():
+    a = load_dataset("digits", target="class", group="class")
+    b = load_dataset("digits", target="class", group="class")
+    assert a.fingerprint() == b.fingerprint() == a.to("cpu").fingerprint()
+    b = load_dataset("digits", target="class", group="class")
+    b.test.g[0] = (b.test.g[0] + 1) % b.test.num_groups  # one group id of one test sample
+    assert b.fingerprint() != a.fingerprint()
+
+
+def test_re_registered_arrays_are_recomputed_and_unchanged_ones_reused(tmp_path):
+    _register(300, 0)
+    cfg = tiny_study(tmp_path, data={"dataset": "changing_arrays", "group": "grp"}, prune={"rates": [0.5]},
+                     diagnostics={"enabled": False})
+    root = Path(cfg["output_dir"])
+    run_study(cfg)
+    first = _results(root)
+    fp1 = json.loads((root / "data.json").read_text())["fingerprint"]
+    assert {r["data"] for r in first.values()} == {fp1}
+
+    run_study(cfg)  # same data: every cell reused as it was
+    assert _results(root) == first
+
+    _register(200, 1)  # the same name, other samples: the study used to report the old table unchanged
+    second = run_study(cfg)
+    described = json.loads((root / "data.json").read_text())
+    assert described["fingerprint"] != fp1
+    assert {r["data"] for r in _results(root).values()} == {described["fingerprint"]}
+    dense_test = second.by_group[(second.by_group.stage == "dense") & (second.by_group.split == "test")]
+    assert dense_test.n.sum() == described["sizes"]["test"]
+
+
+def _image_folder(root: Path, groups: list[str]) -> None:
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    rows = ["file,label,grp"]
+    for i, grp in enumerate(groups):
+        label = i % 2
+        pixels = (rng.integers(0, 100, (8, 8, 3)) + 120 * label).astype("uint8")
+        Image.fromarray(pixels).save(root / f"img{i}.png")
+        rows.append(f"img{i}.png,{label},{grp}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.slow
+def test_an_edited_csv_is_recomputed_by_worker_processes_too(tmp_path):
+    """The driver of --workers loads no data: a worker tells it the fingerprint before it plans the cells."""
+    data = tmp_path / "images"
+    _image_folder(data, ["a", "b"] * 60)
+    cfg = tiny_study(tmp_path, data={"dataset": "folder", "root": str(data), "csv": "labels.csv", "target": "label",
+                                     "group": "grp"}, prune={"rates": [0.5]}, diagnostics={"enabled": False},
+                     run={"workers": 2})
+    root = Path(cfg["output_dir"])
+    run_study(cfg)
+    fp1 = json.loads((root / "data.json").read_text())["fingerprint"]
+    assert {r["data"] for r in _results(root).values()} == {fp1}
+
+    csv = data / "labels.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0]] + [ln.replace(",a", ",c") if i % 3 == 0 else ln
+                                           for i, ln in enumerate(lines[1:])]) + "\n")
+    results = run_study(cfg)
+    described = json.loads((root / "data.json").read_text())
+    assert described["fingerprint"] != fp1 and "c" in described["group_names"]
+    assert {r["data"] for r in _results(root).values()} == {described["fingerprint"]}
+    assert "c" in set(results.by_group.group)
