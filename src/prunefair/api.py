@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from prunefair.config import StudyConfig, apply_overrides, load_config, validate_config
@@ -17,7 +18,8 @@ def run_study(
 ) -> StudyResults:
     """Run (or resume) a study and write its tables and figures into ``config.output_dir``.
 
-    ``config`` is a StudyConfig, a dict in the study-file shape, or the path of a TOML study file.
+    ``config`` is a StudyConfig, a dict in the study-file shape, or the path of a TOML study file. Failed cells
+    (a NaN loss, say) do not raise: they are listed in ``results.failed`` and a ``CellsFailed`` warning names them.
     """
     from prunefair.study.lock import study_lock
 
@@ -26,10 +28,23 @@ def run_study(
         execute_study(cfg, progress=progress)
         results = StudyResults.from_store(cfg.output_dir, cfg)
         write_outputs(results, cfg.output_dir)
+    if results.failed:
+        names = ", ".join(r["name"] for r in results.failed[:5]) + (" ..." if len(results.failed) > 5 else "")
+        warnings.warn(CellsFailed(f"{len(results.failed)} of {len(results.failed) + len(results.cells)} cells failed "
+                                  f"({names}); their errors are in results.failed and the report"), stacklevel=2)
     return results
 
 
+class CellsFailed(UserWarning):
+    """Some cells of a study failed (their errors are in ``StudyResults.failed``)."""
+
+
 def _resolve(config, overrides) -> StudyConfig:
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides or []):
+        raise TypeError(f"overrides must be a list of 'key=value' strings, e.g. ['train.epochs=5'], got {overrides!r}")
+    if config is not None and not isinstance(config, (StudyConfig, dict, str, Path)):
+        raise TypeError("config must be a StudyConfig, a dict in the study-file shape or the path of a TOML study "
+                        f"file, got {type(config).__name__}")
     if isinstance(config, (StudyConfig, dict)) or config is None:
         raw = config.to_dict() if isinstance(config, StudyConfig) else dict(config or {})
         return validate_config(apply_overrides(raw, overrides), source="config")
@@ -62,10 +77,12 @@ def run_group_size(
         raise ValueError(f"group {group!r}: not a group of {cfg.data.dataset} with data.group = {cfg.data.group!r}; "
                          f"allowed: {', '.join(train.group_names)}")
     count = int(train.group_counts()[train.group_names.index(group)])
-    plans = plan_group_size(cfg, group=group, factors=factors, train_size=len(train), group_count=count, out=out,
-                            match_steps=match_steps)
-    for p in plans:
-        run_study(p.config, quiet=quiet)
+    with warnings.catch_warnings():  # said once for the config given; the experiment needs only gradient norms
+        warnings.filterwarnings("ignore", message="diagnostics.split = .* is not among eval.splits")
+        plans = plan_group_size(cfg, group=group, factors=factors, train_size=len(train), group_count=count,
+                                out=out, match_steps=match_steps)
+        for p in plans:
+            run_study(p.config, quiet=quiet)
     root = Path(out if out is not None else cfg.output_dir)
     atomic_write_text(root / "group_size.json", json.dumps(
         {"group": group, "group_count": count, "train_size": len(train), "match_steps": match_steps,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -59,7 +60,7 @@ def study(
 
     Rerunning the same command resumes: finished cells are kept, failed or missing ones are run.
     """
-    from prunefair.api import run_study
+    from prunefair.api import CellsFailed, run_study
     from prunefair.config import ConfigError, load_config
     from prunefair.study.lock import StudyLocked
 
@@ -74,11 +75,14 @@ def study(
     except ConfigError as exc:
         _fail(str(exc))
     try:
-        results = run_study(cfg, quiet=quiet)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CellsFailed)  # listed below, with their errors
+            results = run_study(cfg, quiet=quiet)
     except StudyLocked as exc:  # another run has the folder: nothing of it was touched
         _fail(str(exc), 1)
     except (OSError, ValueError, RuntimeError) as exc:  # a missing data folder, a full disk, a lost worker
-        _fail(f"{exc}\n(finished cells are kept; rerun the same command to resume)", 1)
+        started = (Path(cfg.output_dir) / "cells").is_dir()  # else there is nothing to resume: the setting is wrong
+        _fail(f"{exc}\n(finished cells are kept; rerun the same command to resume)" if started else str(exc), 1)
     except KeyboardInterrupt:  # here, not in main(): typer turns it into a bare exit 130 before main sees it
         _fail(_INTERRUPTED, 130)
     if not quiet:
@@ -196,9 +200,10 @@ def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> Non
 
     cfg_path = study_dir / "config.toml"
     if not cfg_path.is_file():
-        _fail(f"{cfg_path}: not a study folder (no config.toml)")
+        _fail(f"{study_dir}: no config.toml, so not a study folder, or a study stopped before it wrote one (it is "
+              "written once the data has loaded): run the study command to start it")
     try:
-        cfg = load_config(cfg_path)
+        cfg = load_config(cfg_path, stored=True)
     except ConfigError as exc:
         _fail(str(exc))
     store = Store(study_dir)

@@ -179,3 +179,29 @@ def test_ray_errors_name_the_study_folder_not_the_tasks(tmp_path, local_ray):
     res = run_cells(cfg)
     (failed,) = res.failed
     assert str(ckpt) in failed["error"] and "prunefair-" not in failed["error"]
+
+
+@pytest.mark.slow
+def test_ray_keeps_a_done_dense_cell_whose_diagnostics_task_is_lost(tmp_path, local_ray):
+    """A done dense cell sent to Ray only for new diagnostics: if that task is lost, the cell stays done (its model
+    and pruning cells are kept) and the diagnostics record the failure, as a local run does."""
+    from prunefair.study.cells import diagnostics_key, plan_cells
+    from prunefair.study.ray_executor import RayExecutor
+    from prunefair.study.store import Store
+
+    def always_dies(cfg_dict, name, stored=None):
+        os._exit(1)
+
+    cfg = tiny_study(tmp_path, prune={"rates": [0.5]}, diagnostics={"trace_samples": 0, "max_samples": 32})
+    run_cells(cfg)
+    store = Store(cfg["output_dir"])
+    before = {n: store.read_result(n) for n in ("s0_dense", "s0_p0.5_nft")}
+    cfg["diagnostics"]["max_samples"] = 16
+    config = validate_config(cfg)
+    RayExecutor(max_retries=0, dense_task=always_dies).run(config)
+    dense = store.read_result("s0_dense")
+    assert dense["status"] == "done" and dense["metrics"] == before["s0_dense"]["metrics"]
+    assert dense["diagnostics"]["key"] == diagnostics_key(config, plan_cells(config)[0][0])
+    assert "Ray task failed after 0 retries" in dense["diagnostics"]["error"]
+    assert store.read_result("s0_p0.5_nft") == before["s0_p0.5_nft"]
+    assert not list(Path(cfg["output_dir"]).rglob("running.json"))

@@ -31,17 +31,20 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 
 
-def validate_config(raw: dict, *, source: str = "config") -> StudyConfig:
+def validate_config(raw: dict, *, source: str = "config", stored: bool = False) -> StudyConfig:
+    """``stored=True`` for the config.toml of a study folder: see ``sections.stored``."""
     try:
-        return StudyConfig.model_validate(raw)
+        return StudyConfig.model_validate(raw, context={"stored": stored})
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
 
 
 def load_config(
-    path: str | Path | None = None, *, overrides: list[str] | None = None, preset: str | None = None
+    path: str | Path | None = None, *, overrides: list[str] | None = None, preset: str | None = None,
+    stored: bool = False,
 ) -> StudyConfig:
-    """Read a study file (or a shipped preset), apply dotted overrides, validate."""
+    """Read a study file (or a shipped preset), apply dotted overrides, validate (``stored=True``: the
+    config.toml of an existing study, whose Python-registered dataset or model need not be registered here)."""
     raw: dict = {}
     source = "defaults"
     if preset is not None:
@@ -55,7 +58,7 @@ def load_config(
         source = str(p)
     if overrides:
         source += " + overrides " + " ".join(overrides)
-    return validate_config(apply_overrides(raw, overrides), source=source)
+    return validate_config(apply_overrides(raw, overrides), source=source, stored=stored)
 
 
 def _read_study_file(p: Path) -> str:

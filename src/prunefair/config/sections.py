@@ -18,6 +18,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def stored(info: ValidationInfo) -> bool:
+    """Validating the config.toml of an existing study folder (``validate_config(..., stored=True)``): names of
+    datasets and models registered from Python by the process that ran it (``register_arrays``,
+    ``register_model``) are not checked against this process's registries, so its report and status still read."""
+    return bool(info.context and info.context.get("stored"))
+
+
 class ResampleConfig(_Section):
     """Up- or down-sample one group of the training split by ``factor`` (the group-size experiment)."""
 
@@ -47,10 +54,10 @@ class DataConfig(_Section):
 
     @field_validator("dataset")
     @classmethod
-    def _known_dataset(cls, v: str) -> str:
+    def _known_dataset(cls, v: str, info: ValidationInfo) -> str:
         from prunefair.data import dataset_names
 
-        if v not in dataset_names():
+        if v not in dataset_names() and not stored(info):
             raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(dataset_names())}")
         return v
 
@@ -62,10 +69,12 @@ class DataConfig(_Section):
         return v
 
     @model_validator(mode="after")
-    def _keys_fit_the_dataset(self) -> "DataConfig":
+    def _keys_fit_the_dataset(self, context: ValidationInfo) -> "DataConfig":
         """A loader key the dataset's loader does not read (each dataset declares its own) is refused."""
         from prunefair.data.registry import LOADER_KEYS, dataset_info, dataset_names
 
+        if self.dataset not in dataset_names():  # a stored study's dataset registered elsewhere (see stored())
+            return self
         info = dataset_info(self.dataset)
         for key in LOADER_KEYS:
             value = getattr(self, key)
@@ -101,10 +110,10 @@ class ModelConfig(_Section):
 
     @field_validator("name")
     @classmethod
-    def _known_model(cls, v: str) -> str:
+    def _known_model(cls, v: str, info: ValidationInfo) -> str:
         from prunefair.models import model_names
 
-        if v not in model_names():
+        if v not in model_names() and not stored(info):
             raise ValueError(f"unknown model {v!r}; allowed: {', '.join(model_names())}")
         return v
 

@@ -7,11 +7,11 @@ import json
 import warnings
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from prunefair.config.sections import (
     DataConfig, DiagnosticsConfig, EvalConfig, FinetuneConfig, MitigateConfig, ModelConfig, PruneConfig, RunConfig,
-    TrainConfig, _Section,
+    TrainConfig, _Section, stored,
 )
 
 
@@ -70,12 +70,12 @@ class StudyConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _diagnostics_split_evaluated(self) -> "StudyConfig":
+    def _diagnostics_split_evaluated(self, info: ValidationInfo) -> "StudyConfig":
         """Warn when the diagnostics' split is not evaluated: the diagnostics themselves read the data split and are
         complete (the group-size experiment evaluates only test), but the Theorem 1 check compares them with each
         group's loss on that split, so it is left out of the study's report."""
         split, splits = self.diagnostics.split, self.eval.splits
-        if self.diagnostics.enabled and split not in splits:
+        if self.diagnostics.enabled and split not in splits and not stored(info):  # said when the study ran
             warnings.warn(
                 f"diagnostics.split = {split!r} is not among eval.splits {splits}: the Theorem 1 check needs every "
                 f"group's loss on that split and is left out of the report; add {split!r} to eval.splits, set "

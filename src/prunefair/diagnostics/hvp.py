@@ -9,9 +9,12 @@ Two ways to compute H v for H = hessian_theta J(theta; S) (mean cross-entropy ov
 - ``forward_over_reverse``: ``torch.func.jvp`` of ``torch.func.grad`` (Pearlmutter's trick with a forward-mode
   tangent), recomputed for every product; needs no retained graph, so it suits groups too large to keep one.
 
-``method="auto"`` times one product of each on the same data and keeps the faster (remembered for the model and
-data shape, so the timing is paid once); with ``rules`` it also times plain autograd's double backward, so the
-rules are used only where they are measured faster. The model is used in
+``method="auto"``: on the CPU, double backward with the rules (with ``rules=False``, without), always, so that the
+same seed gives the same numbers (a timed choice flips between runs on a busy machine, and the ways differ in
+float rounding); on the CPU forward-over-reverse was never faster (1.9x slower) and the rules at most 1.2x slower
+than plain autograd, on toy sizes only (benchmarks/bench_hvp.py). On other devices it times one product of each
+on the same data and keeps the faster (remembered for the model and data shape, so the timing is paid once); with
+``rules`` it also times plain autograd's double backward there, where the rules were not measured. The model is used in
 eval mode (batch norm with running statistics), so H is the Hessian of a fixed function of theta.
 Vectors are flat, in the order of ``model.parameters()`` that require grad.
 """
@@ -61,6 +64,8 @@ class GroupHessian:
         self._graph_rules: bool | None = None  # how the cached graph was built
         self.products = 0
         self.timings: dict[str, float] = {}
+        if method == "auto" and x.device.type == "cpu":
+            method = "double_backward"  # deterministic (see the module's docstring)
         if method == "auto":
             key = (tuple(x.shape[1:]), min(len(y), chunk_size), str(x.device), x.dtype, rules)
             remembered = _CHOICES.setdefault(model, {})

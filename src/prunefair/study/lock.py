@@ -10,7 +10,8 @@ While the lock is held nothing else writes a study's cells, so the temporary fil
 there (``.<name>.<random>.tmp``) are removed; those at the top of the folder and in ``figures/`` (where a
 concurrent ``prunefair report``, which takes no lock, may be writing) only once they are a minute old.
 
-Where ``flock`` is missing (Windows) or refused (some network filesystems), the study runs unlocked, as before.
+A folder the lock created is removed again when the run leaves nothing else in it (a wrong data.root fails
+before any file is written). Where ``flock`` is missing (Windows) or refused (some network filesystems), the study runs unlocked, as before.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def study_lock(root: str | Path) -> Iterator[None]:
         finally:
             _HELD[root] -= 1
         return
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -77,6 +79,9 @@ def study_lock(root: str | Path) -> Iterator[None]:
             yield
         finally:
             del _HELD[root]
+            if created and [p.name for p in root.iterdir()] == [LOCK_NAME]:  # failed before writing anything
+                path.unlink()
+                root.rmdir()
     finally:
         os.close(fd)  # releases the flock
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from prunefair.progress import NULL_PROGRESS, Progress
-from prunefair.study.cells import DenseCell, PruneCell, dense_failure, diagnostics_current, failure_record, plan_cells
+from prunefair.study.cells import (
+    DenseCell, PruneCell, dense_failure, diagnostics_current, diagnostics_key, failure_record, plan_cells,
+)
 from prunefair.study.executors import (
     check_workers_see_the_data, data_fingerprint, find_cell, run_prune_in, worker_runner,
 )
@@ -169,7 +171,15 @@ class RayExecutor:
                     error = f"Ray task raised {type(exc.cause).__name__}: {exc.cause}"
                 else:  # retries spent: the worker kept dying, or Ray lost the task
                     error = f"Ray task failed after {self.max_retries} retries: {type(exc).__name__}: {exc}"
-                store.write_result(cell.name, failure_record(cell, error[:2000]))
+                done = store.read_result(cell.name) if store.is_done(cell.name, cell.key, fp) else None
+                if isinstance(cell, DenseCell) and done is not None:
+                    # a done dense cell sent to compute new diagnostics: its model and result stay; the failure
+                    # is stored as the diagnostics' (the next run tries them again), as a local run does
+                    diagnostics = {"key": diagnostics_key(cfg, cell), "error": error[:2000]}
+                    store.write_result(cell.name, {**done, "diagnostics": diagnostics})
+                    progress.log(f"[red]diagnostics of {cell.name} failed: {error[:200]}")
+                else:
+                    store.write_result(cell.name, failure_record(cell, error[:2000]))
             if files is not None:
                 store_cell_files(store, cell.name, files)
             ok = store.is_done(cell.name, cell.key)

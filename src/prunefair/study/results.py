@@ -30,6 +30,12 @@ class StudyResults:
     cells: list[dict] = field(repr=False)
     failed: list[dict] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        seeds = sorted({int(r["seed"]) for r in self.cells if "seed" in r})
+        return (f"StudyResults({self.config.name!r}, {self.config.output_dir!r}: {len(self.cells)} cells done, "
+                f"{len(self.failed)} failed, seeds {seeds}, {self.by_group.group.nunique() if len(self.by_group) else 0}"
+                f" groups; .by_group, .measures, .summary(), .group_summary())")
+
     @classmethod
     def from_store(cls, root: str | Path, config: StudyConfig | None = None) -> "StudyResults":
         store = Store(root)
@@ -37,7 +43,7 @@ class StudyResults:
             cfg_path = store.root / "config.toml"
             if not cfg_path.is_file():
                 raise FileNotFoundError(f"{cfg_path}: not a study folder (no config.toml)")
-            config = load_config(cfg_path)
+            config = load_config(cfg_path, stored=True)
         dense_cells, prune_cells = plan_cells(config)
         cells, failed = [], []
         for cell in [*dense_cells, *prune_cells]:
@@ -48,8 +54,9 @@ class StudyResults:
                 continue
             if r is None or r.get("key") != cell.key:
                 continue
-            if isinstance(cell, DenseCell) and r.get("diagnostics") and not diagnostics_current(config, cell, r):
-                r = {k: v for k, v in r.items() if k != "diagnostics"}  # computed under another [diagnostics]
+            if isinstance(cell, DenseCell) and r.get("diagnostics") and \
+                    (not config.diagnostics.enabled or not diagnostics_current(config, cell, r)):
+                r = {k: v for k, v in r.items() if k != "diagnostics"}  # turned off, or under another [diagnostics]
             (cells if r.get("status") == "done" else failed).append(r)
         by_group, measures = _tables(cells)
         return cls(config, by_group, measures, cells, failed)
