@@ -188,15 +188,16 @@ def report(
 @app.command()
 def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> None:
     """Show which cells of a study are done, running, stale (their process is gone), failed, corrupt (a damaged
-    result.json, recomputed by the next run) or pending.
+    result.json, recomputed by the next run), damaged (done, but its checkpoint is truncated or damaged) or pending.
 
-    Exits with 1 when some cell failed or is corrupt.
+    Exits with 1 when some cell failed, is corrupt or damaged.
     """
     from rich.markup import escape
     from rich.table import Table
 
     from prunefair.config import ConfigError, load_config
     from prunefair.study import Store, plan_cells
+    from prunefair.study.store import checkpoint_problem
 
     cfg_path = study_dir / "config.toml"
     if not cfg_path.is_file():
@@ -214,13 +215,17 @@ def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> Non
     counts: dict[str, int] = {}
     for c in [*dense, *prune]:
         state, detail = store.cell_state(c.name, c.key)
+        ckpt = store.cell_dir(c.name) / "model.safetensors"
+        if state == "done" and ckpt.is_file() and (problem := checkpoint_problem(ckpt)):
+            state, detail = "damaged", f"{ckpt}: {problem}; its result stands, but cells that need this model " \
+                                       "fail until the file is deleted (the next run then retrains it)"
         counts[state] = counts.get(state, 0) + 1
         table.add_row(c.name, state, escape(detail))
     console.print(table)
-    order = ["done", "running", "stale", "failed", "corrupt", "pending"]
+    order = ["done", "running", "stale", "failed", "corrupt", "damaged", "pending"]
     console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in order
-                            if counts.get(k) or k not in ("stale", "corrupt")))
-    if counts.get("failed") or counts.get("corrupt"):
+                            if counts.get(k) or k not in ("stale", "corrupt", "damaged")))
+    if counts.get("failed") or counts.get("corrupt") or counts.get("damaged"):
         raise typer.Exit(1)
 
 

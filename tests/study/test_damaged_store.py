@@ -195,3 +195,21 @@ def test_status_shows_a_live_rerun_over_an_old_failure(finished):
     marker = store.running_path("s0_p0.5_nft")
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": 2 ** 22 + 7}))  # no such process
     assert store.cell_state("s0_p0.5_nft", key)[0] == "stale"  # the rerun was killed after the failure
+
+
+@pytest.mark.parametrize("cut", [1000, 60, 4])
+def test_status_sees_a_truncated_dense_checkpoint(finished, cut):
+    """A truncated checkpoint used to show as done until a new cell needed it."""
+    from prunefair.study.store import checkpoint_problem
+
+    cfg, out = finished
+    ckpt = out / "cells" / "s0_dense" / "model.safetensors"
+    assert checkpoint_problem(ckpt) is None
+    res = CliRunner().invoke(app, ["status", str(out)])
+    assert res.exit_code == 0 and "damaged" not in res.output
+    with open(ckpt, "r+b") as f:
+        f.truncate(cut)
+    assert checkpoint_problem(ckpt).startswith(("truncated", "damaged"))
+    res = CliRunner().invoke(app, ["status", str(out)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and "1 damaged" in text and "the next run then retrains it" in text

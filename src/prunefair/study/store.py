@@ -77,6 +77,28 @@ def checkpoint_metadata(path: str | Path) -> dict[str, str]:
     return meta if isinstance(meta, dict) else {}
 
 
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why the safetensors file at ``path`` cannot be loaded, judged from its header and size alone (no tensor is
+    read); None if it looks whole. Lets ``prunefair status`` see a truncated checkpoint before a cell needs it."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n <= size - 8:
+                return f"damaged: a header of {n} bytes in a file of {size}"
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    except (ValueError, UnicodeDecodeError):
+        return "damaged: its header is not JSON"
+    if not isinstance(header, dict):
+        return "damaged: its header is not an object"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+            and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2]
+    need = 8 + n + max(ends, default=0)
+    return f"truncated: {size} of {need} bytes" if size < need else None
+
+
 def load_model_state(model: torch.nn.Module, path: str | Path) -> None:
     """Load a checkpoint into ``model``; a checkpoint of another architecture is a clear error."""
     state = load_checkpoint(path)
