@@ -1,10 +1,13 @@
 """Audit a user's own dense/pruned pair, or diagnose a dense model before pruning (the ``audit`` and ``diagnose``
-commands call these). Models are named by the study file's [model] section plus a safetensors checkpoint, data
-by its [data] section; everything else comes from the library below."""
+commands call these). Models are named by the study file's [model] section plus a checkpoint (safetensors, or a
+state dict saved with torch.save; see ``prune.checkpoint_files``), data by its [data] section; everything else
+comes from the library below. The study file may be a StudyConfig, a dict in its shape or a TOML path."""
 
 from __future__ import annotations
 
 import copy
+import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,15 +16,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prunefair.config import StudyConfig
+from prunefair.config import StudyConfig, resolve_config
 from prunefair.data import DatasetSplits
 from prunefair.diagnostics import BoundCheck, GroupDiagnostics, diagnose_groups, theorem1_check
 from prunefair.diagnostics.correlation import spearman_across_groups
 from prunefair.measure import PruningImpact, evaluate_groups, pruning_impact
 from prunefair.prune import MaskSet, parameter_distance, pruning_function
-from prunefair.prune.interop import load_pruned
+from prunefair.models import build_model
+from prunefair.prune.interop import ArchitectureMismatch, load_pruned
 from prunefair.study.runner import build_study_model, load_study_data, resolve_device
 from prunefair.study.store import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("prunefair.audit")
+
+# a "dense" checkpoint with more of its prunable weights exactly zero than this looks pruned already
+DENSE_ZERO_WARNING = 0.5
 
 
 def strict_json(obj):
@@ -37,17 +46,47 @@ def strict_json(obj):
 
 
 def load_model(cfg: StudyConfig, data: DatasetSplits, checkpoint: str | Path, device: torch.device) -> nn.Module:
-    """The [model] architecture of ``cfg`` with the weights of a safetensors checkpoint, in eval mode."""
-    return load_model_and_masks(cfg, data, checkpoint, device)[0]
+    """The [model] architecture of ``cfg`` with the weights of a dense checkpoint, in eval mode; a warning when
+    most of its prunable weights are exactly zero (it looks pruned already)."""
+    model, masks = load_model_and_masks(cfg, data, checkpoint, device)
+    if masks.masks and masks.sparsity > DENSE_ZERO_WARNING:
+        log.warning("%s: %.1f%% of the prunable weights are exactly zero: this 'dense' model looks pruned "
+                    "already (give the model before pruning)", checkpoint, 100 * masks.sparsity)
+    return model
 
 
 def load_model_and_masks(cfg: StudyConfig, data: DatasetSplits, checkpoint: str | Path,
                          device: torch.device) -> tuple[nn.Module, MaskSet]:
     """As ``load_model``, and its masks: a checkpoint of ours (``save_pruned``: its masks applied), one in
-    torch.nn.utils.prune form (``weight_orig``/``weight_mask``) or a plain one (its exact zeros are the mask)."""
+    torch.nn.utils.prune form (``weight_orig``/``weight_mask``) or a plain one (its exact zeros are the mask).
+    A checkpoint of another width says which ``model.width`` it fits."""
     model = build_study_model(cfg, data).to(device)
-    masks = load_pruned(checkpoint, model)
+    try:
+        masks = load_pruned(checkpoint, model)
+    except ArchitectureMismatch as exc:
+        raise ArchitectureMismatch(f"{exc}{_architecture_hint(cfg, data, exc)}", missing=exc.missing,
+                                   unexpected=exc.unexpected, shapes=exc.shapes) from None
     return model.eval(), masks
+
+
+def _architecture_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureMismatch) -> str:
+    """A line on what would fit: another ``model.width`` (tried by building it), or another model altogether."""
+    m = cfg.model
+    if not exc.shapes and len(exc.missing) == len(build_study_model(cfg, data).state_dict()):
+        return (f"\n  none of the checkpoint's tensors is one of model {m.name!r}: is model.name right? (your own "
+                "architecture: register it with prunefair.models.register_model, see docs/datasets.md)")
+    ratios = [c / d for c_shape, d_shape in exc.shapes.values() for c, d in zip(c_shape, d_shape) if c != d and d]
+    if exc.missing or exc.unexpected or not ratios:
+        return ""
+    guess = m.width * float(np.median(ratios))
+    for w in dict.fromkeys([round(guess * k) / k for k in (8, 4, 16, 100)] + [round(guess, 4)]):
+        if w <= 0 or not math.isfinite(w) or w == m.width:
+            continue
+        other = build_model(m.name, num_classes=data.train.num_classes, input_shape=data.train.input_shape,
+                            width=w, batch_norm=m.batch_norm).state_dict()
+        if all(tuple(other[k].shape) == c for k, (c, _) in exc.shapes.items() if k in other):
+            return f"\n  the shapes fit model.width = {w:g} (this study file has {m.width:g}): --set model.width={w:g}"
+    return ""
 
 
 def _diagnose(cfg: StudyConfig, model: nn.Module, data: DatasetSplits, device) -> GroupDiagnostics:
@@ -100,9 +139,11 @@ class AuditResult:
         return paths
 
 
-def audit_pair(cfg: StudyConfig, dense_path: str | Path, pruned_path: str | Path, *,
+def audit_pair(cfg: StudyConfig | dict | str | Path, dense_path: str | Path, pruned_path: str | Path, *,
                splits: list[str] | None = None) -> AuditResult:
-    """Compare a dense and a pruned checkpoint of the same architecture on the configured data."""
+    """Compare a dense and a pruned checkpoint of the same architecture on the configured data. ``cfg`` is a
+    StudyConfig, a dict in the study-file shape (as ``run_study`` takes) or the path of a TOML study file."""
+    cfg = cfg if isinstance(cfg, StudyConfig) else resolve_config(cfg)
     device = resolve_device(cfg.device)
     data = load_study_data(cfg)
     dense = load_model(cfg, data, dense_path, device)
@@ -157,12 +198,15 @@ class DiagnoseResult:
         return paths
 
 
-def diagnose_model(cfg: StudyConfig, model_path: str | Path, *, rates: list[float] | None = None) -> DiagnoseResult:
+def diagnose_model(cfg: StudyConfig | dict | str | Path, model_path: str | Path, *,
+                   rates: list[float] | None = None) -> DiagnoseResult:
     """Diagnose a dense checkpoint and rank its groups by predicted harm at each rate, before any pruning.
+    ``cfg`` is a StudyConfig, a dict in the study-file shape or the path of a TOML study file.
 
     The distance at a rate is that of one-shot pruning with the configured criterion and scope (the norm of the
     weights it would remove), so it is known before pruning.
     """
+    cfg = cfg if isinstance(cfg, StudyConfig) else resolve_config(cfg)
     device = resolve_device(cfg.device)
     data = load_study_data(cfg)
     model = load_model(cfg, data, model_path, device)

@@ -244,12 +244,14 @@ def _model_config(config, preset, model_name, data, set_, device):
 _MODEL_HELP = "Architecture of the checkpoint(s) (overrides model.name; width etc. via --set model.width=...)."
 _DATA_HELP = "Dataset (overrides data.dataset; its folder via --set data.root=...)."
 _CONFIG_HELP = "Study file whose data, model and diagnostics sections apply."
+_CKPT_HELP = "Dense model checkpoint: safetensors, or a torch.save state dict (.pt/.pth)."
 
 
 @app.command()
 def audit(
-    dense: Path = typer.Option(..., "--dense", help="Dense model checkpoint (safetensors state dict)."),
-    pruned: Path = typer.Option(..., "--pruned", help="Pruned model checkpoint, same architecture (zeros = pruned)."),
+    dense: Path = typer.Option(..., "--dense", help=_CKPT_HELP),
+    pruned: Path = typer.Option(..., "--pruned",
+                                help="Pruned model checkpoint, same architecture and formats (zeros = pruned)."),
     model_name: Optional[str] = typer.Option(None, "--model-name", "-m", help=_MODEL_HELP),
     data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
@@ -279,7 +281,7 @@ def audit(
 
 @app.command()
 def diagnose(
-    model: Path = typer.Option(..., "--model", help="Dense model checkpoint (safetensors state dict)."),
+    model: Path = typer.Option(..., "--model", help=_CKPT_HELP),
     rate: List[float] = typer.Option([], "--rate", "-r", help="Pruning rate(s) to predict harm at (default: prune.rates)."),
     model_name: Optional[str] = typer.Option(None, "--model-name", "-m", help=_MODEL_HELP),
     data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP),

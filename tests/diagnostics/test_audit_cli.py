@@ -192,3 +192,25 @@ def test_a_model_too_deep_for_the_images_and_bad_widths_are_clear_errors(tmp_pat
     for width in (0, -1.0, float("inf")):
         with pytest.raises(ValueError, match="must be a finite number > 0"):
             build_model("cnn", num_classes=3, input_shape=(3, 8, 8), width=width)
+
+
+def test_audit_reads_plain_pytorch_checkpoints_and_refuses_whole_modules(study, tmp_path):
+    """torch.save(model.state_dict()) files (.pt/.pth, possibly wrapped) are read like safetensors; a whole
+    pickled model is refused with the advice to save its state dict."""
+    root, _ = study
+    dense = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=0.5)
+    load_model_state(dense, root / "cells" / "s0_dense" / "model.safetensors")
+    pruned = copy.deepcopy(dense)
+    global_magnitude_masks(pruned, 0.8).bind(pruned).apply()
+    torch.save(dense.state_dict(), tmp_path / "dense.pt")
+    torch.save({"model_state_dict": pruned.state_dict(), "epoch": 9}, tmp_path / "pruned.pth")
+    out = tmp_path / "audit"
+    res = CliRunner().invoke(app, ["audit", "--dense", str(tmp_path / "dense.pt"), "--pruned",
+                                   str(tmp_path / "pruned.pth"), "--model-name", "mlp", "--split", "test",
+                                   "--out", str(out), *SETS])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "audit.json").read_text())["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    torch.save(dense, tmp_path / "whole.pt")
+    res = CliRunner().invoke(app, ["diagnose", "--model", str(tmp_path / "whole.pt"), "--model-name", "mlp", *SETS])
+    text = res.output.replace("\n", "")
+    assert res.exit_code == 2 and "whole.pt: holds a prunefair.models.mlp.MLP" in text and "state_dict()" in text

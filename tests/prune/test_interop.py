@@ -1,5 +1,7 @@
 """Interoperability with torch.nn.utils.prune, plain zeroed state dicts, and our pruned checkpoints."""
 
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
@@ -113,3 +115,53 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     wrong = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10))
     with pytest.raises(ValueError, match=r"m\.safetensors.*does not fit"):
         load_pruned(tmp_path / "m.safetensors", wrong)
+
+
+def test_a_mismatch_lists_the_shapes_of_both_sides(tmp_path):
+    from prunefair.prune import ArchitectureMismatch
+
+    wide = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    narrow = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    with pytest.raises(ArchitectureMismatch) as err:
+        load_pruned_state_dict(narrow, wide.state_dict(), source="w.pt")
+    msg = str(err.value)
+    assert msg.startswith("w.pt: does not fit this architecture")
+    assert "5 shape(s) differ: 0.weight: checkpoint (64, 32), model (32, 32); 0.bias: checkpoint (64,), model (32,)" \
+        in msg and "(+2 more)" in msg
+    assert err.value.shapes["4.weight"] == ((10, 64), (10, 32)) and not err.value.missing
+    extra = {**_model().state_dict(), **{f"extra.{i}": torch.zeros(1) for i in range(6)}}
+    with pytest.raises(ArchitectureMismatch, match=r"6 tensor\(s\) of the checkpoint not in the model: extra\.0, "
+                                                   r"extra\.1, extra\.2, extra\.3 \(\+2 more\)"):
+        load_pruned_state_dict(_model(), extra)
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module.model."])
+def test_a_prefix_shared_by_every_key_is_stripped_with_a_warning(tmp_path, caplog, prefix):
+    pruned = _model()
+    tprune.l1_unstructured(pruned[4], "weight", amount=0.5)  # torch form: weight_orig / weight_mask keys
+    state = {prefix + k: v for k, v in pruned.state_dict().items()}
+    other = _model(seed=2)
+    with caplog.at_level("WARNING", logger="prunefair.prune"):
+        masks = load_pruned_state_dict(other, state, source="dp.pt")
+    assert f"dp.pt: every key starts with {prefix!r}" in caplog.text
+    assert torch.equal(masks.masks["4.weight"], pruned[4].weight_mask.bool())
+    assert torch.equal(other[4].weight, pruned[4].weight)
+    ours = _model()
+    m = make_masks(ours, 0.5)
+    save_pruned(tmp_path / "ours.safetensors", ours, m)
+    from safetensors.torch import load_file, save_file
+
+    save_file({(f"mask::{prefix}{k[6:]}" if k.startswith("mask::") else prefix + k): v
+               for k, v in load_file(tmp_path / "ours.safetensors").items()}, tmp_path / "dp.safetensors")
+    again = load_pruned(tmp_path / "dp.safetensors", _model(seed=4))
+    assert all(torch.equal(again.masks[k], m.masks[k]) for k in m.masks)
+    plain = _model(seed=5)
+    load_model_state(plain, tmp_path / "dp.safetensors")  # the study's dense loader strips it too
+    assert torch.equal(plain[0].weight, ours[0].weight)
+
+
+def test_a_prefix_is_kept_when_stripping_does_not_make_it_fit():
+    state = {"module." + k: v for k, v in _model().state_dict().items()}
+    wrong = nn.Sequential(OrderedDict(fc=nn.Linear(3, 3)))
+    with pytest.raises(ValueError, match=r"not in the model: module\.0\.bias"):
+        load_pruned_state_dict(wrong, state)

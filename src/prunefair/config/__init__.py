@@ -8,7 +8,9 @@ The package: ``sections`` (one model per section), ``study`` (StudyConfig, the c
 ``config_hash``), ``overrides`` (dotted ``key=value``), ``load`` (files, presets, validation).
 """
 
-from prunefair.config.load import load_config, preset_description, preset_names, read_preset, validate_config
+from prunefair.config.load import (
+    load_config, preset_description, preset_names, read_preset, resolve_config, validate_config,
+)
 from prunefair.config.overrides import UNSET, apply_overrides, parse_override
 from prunefair.config.sections import (
     ConfigError, DataConfig, DiagnosticsConfig, EvalConfig, FinetuneConfig, MitigateConfig, ModelConfig, PruneConfig,
@@ -19,4 +21,4 @@ from prunefair.config.study import StudyConfig, config_hash
 __all__ = ["UNSET", "ConfigError", "DataConfig", "DiagnosticsConfig", "EvalConfig", "FinetuneConfig", "MitigateConfig",
            "ModelConfig", "PruneConfig", "ResampleConfig", "RunConfig", "StudyConfig", "TrainConfig", "apply_overrides",
            "config_hash", "load_config", "parse_override", "preset_description", "preset_names", "read_preset",
-           "validate_config"]
+           "resolve_config", "validate_config"]

@@ -61,6 +61,19 @@ def load_config(
     return validate_config(apply_overrides(raw, overrides), source=source, stored=stored)
 
 
+def resolve_config(config: StudyConfig | dict | str | Path | None, *,
+                   overrides: list[str] | None = None) -> StudyConfig:
+    """A validated StudyConfig from a StudyConfig, a dict in the study-file shape, the path of a TOML study file,
+    or None (the defaults); ``overrides`` (dotted ``key=value``) apply on top."""
+    if isinstance(config, (StudyConfig, dict)) or config is None:
+        raw = config.to_dict() if isinstance(config, StudyConfig) else dict(config or {})
+        return validate_config(apply_overrides(raw, overrides), source="config")
+    if isinstance(config, (str, Path)):
+        return load_config(config, overrides=overrides)
+    raise ConfigError(f"config: a {type(config).__name__}; give a StudyConfig, a dict in the study-file shape or the "
+                      "path of a TOML study file")
+
+
 def _read_study_file(p: Path) -> str:
     """The text of a study file; a missing, unreadable or non-UTF-8 file is a ConfigError naming it."""
     if not p.exists():

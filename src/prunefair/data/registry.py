@@ -38,6 +38,9 @@ LOADER_KEYS = ("root", "limit", "skip_unreadable", "drop_duplicates", "age_bins"
 
 _REGISTRY: dict[str, DatasetInfo] = {}
 
+# the datasets shipped with prunefair: register_arrays refuses these names unless told to overwrite
+BUILTIN_DATASETS = ("digits", "utkface", "cifar10", "svhn", "folder")
+
 
 def register_dataset(info: DatasetInfo) -> None:
     _REGISTRY[info.name] = info

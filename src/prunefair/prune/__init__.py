@@ -12,7 +12,8 @@ from torch import nn
 
 from prunefair.prune.bn import has_batch_norm, recalibrate_batch_norm
 from prunefair.prune.interop import (
-    load_pruned, load_pruned_state_dict, masks_from_state_dict, save_pruned, to_torch_prune,
+    ArchitectureMismatch, load_checkpoint, load_pruned, load_pruned_state_dict, masks_from_state_dict, save_pruned,
+    to_torch_prune,
 )
 from prunefair.prune.layers import first_prunable, kept_dense, last_linear
 from prunefair.prune.magnitude import global_magnitude_masks, layerwise_magnitude_masks, magnitude_scores
@@ -82,10 +83,10 @@ def pruning_function(
 
 
 __all__ = [
-    "CRITERIA", "GradualPruner", "LayerRemovalError", "MaskSet", "SCOPES", "cubic_sparsity", "dense_masks",
-    "filter_norms", "first_prunable", "global_magnitude_masks", "has_batch_norm", "iterative_rates", "kept_dense",
-    "last_linear", "layerwise_magnitude_masks", "load_pruned", "load_pruned_state_dict", "magnitude_scores",
-    "make_masks", "masks_from_state_dict", "parameter_distance", "prunable_parameters", "pruning_function",
-    "random_scores",
-    "recalibrate_batch_norm", "save_pruned", "structured_masks", "to_torch_prune", "unstructured_masks",
+    "ArchitectureMismatch", "CRITERIA", "GradualPruner", "LayerRemovalError", "MaskSet", "SCOPES", "cubic_sparsity",
+    "dense_masks", "filter_norms", "first_prunable", "global_magnitude_masks", "has_batch_norm", "iterative_rates",
+    "kept_dense", "last_linear", "layerwise_magnitude_masks", "load_checkpoint", "load_pruned",
+    "load_pruned_state_dict", "magnitude_scores", "make_masks", "masks_from_state_dict", "parameter_distance",
+    "prunable_parameters", "pruning_function", "random_scores", "recalibrate_batch_norm", "save_pruned",
+    "structured_masks", "to_torch_prune", "unstructured_masks",
 ]

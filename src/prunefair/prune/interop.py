@@ -4,19 +4,25 @@
   tensor; ``masks_from_state_dict`` turns them back into plain ``<name>`` = orig * mask plus a MaskSet.
 - A plain state dict (any tool that zeroes weights) gives its exact zeros as the mask.
 - Our own checkpoints hold the weights and the masks side by side (``mask::<param>`` keys, safetensors).
+- Files are safetensors or state dicts saved with ``torch.save`` (``checkpoint_files``: no arbitrary objects);
+  keys under a shared wrapper prefix (``module.`` of DataParallel) are loaded without it, with a warning.
 
 So a model pruned by another tool can be audited like one pruned here: load it, get its masks, measure.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from prunefair.io import atomic_write_bytes
+from prunefair.prune.checkpoint_files import load_checkpoint  # noqa: F401 (re-exported: the one reader of files)
 from prunefair.prune.masks import MaskSet, prunable_parameters
+
+log = logging.getLogger("prunefair.prune")
 
 _ORIG, _MASK, _OURS = "_orig", "_mask", "mask::"
 
@@ -53,15 +59,77 @@ def masks_from_state_dict(
     return plain, MaskSet({k: v.cpu() for k, v in masks.items()})
 
 
+class ArchitectureMismatch(ValueError):
+    """A state dict that does not fit a model: what is missing, unexpected, and the shapes that differ."""
+
+    def __init__(self, message: str, *, missing: list[str], unexpected: list[str],
+                 shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]):
+        super().__init__(message)
+        self.missing, self.unexpected, self.shapes = missing, unexpected, shapes  # shapes: (checkpoint, model)
+
+
+def _listed(items: list[str], k: int = 4, sep: str = ", ") -> str:
+    return sep.join(items[:k]) + (f" (+{len(items) - k} more)" if len(items) > k else "")
+
+
+def _base_name(key: str) -> str:
+    """The parameter a state-dict key stands for (``mask::x``, ``x_orig`` and ``x_mask`` stand for ``x``)."""
+    key = key[len(_OURS):] if key.startswith(_OURS) else key
+    for suffix in (_ORIG, _MASK):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key
+
+
+def strip_wrapper_prefix(state: dict[str, torch.Tensor], expected: set[str], *,
+                         source: str) -> dict[str, torch.Tensor]:
+    """``state`` without a prefix every key shares (``module.`` of DataParallel, ``_orig_mod.`` of torch.compile,
+    ``model.`` of a Lightning module) when none of its keys fits the model as they are and stripping makes them
+    fit; a warning names the prefix. Otherwise ``state`` unchanged."""
+
+    def fits(st) -> bool:
+        return any(_base_name(k) in expected for k in st)
+
+    def split(key: str) -> tuple[str, str]:
+        ours = key.startswith(_OURS)
+        return (_OURS if ours else ""), key[len(_OURS):] if ours else key
+
+    current, removed = state, ""
+    for _ in range(3):
+        if not current or fits(current):
+            break
+        firsts = {split(k)[1].split(".", 1)[0] for k in current}
+        if len(firsts) != 1 or any("." not in split(k)[1] for k in current):
+            break
+        prefix = firsts.pop() + "."
+        current = {tag + name[len(prefix):]: v for tag, name, v in ((*split(k), v) for k, v in current.items())}
+        removed += prefix
+    if removed and current and fits(current):
+        log.warning("%s: every key starts with %r (a DataParallel or wrapped model); loading it without that "
+                    "prefix", source, removed)
+        return current
+    return state
+
+
 def load_fitting_state(model: nn.Module, plain: dict[str, torch.Tensor], *, source: str) -> None:
-    """Load ``plain`` into ``model`` if it has exactly the model's keys and shapes; else an error naming ``source``."""
+    """Load ``plain`` into ``model`` if it has exactly the model's keys and shapes; else an ArchitectureMismatch
+    naming ``source`` and listing what differs (shapes as checkpoint vs model)."""
     expected = model.state_dict()
+    plain = strip_wrapper_prefix(plain, set(expected), source=source)
     missing = sorted(set(expected) - set(plain))
     unexpected = sorted(set(plain) - set(expected))
-    bad = [k for k in expected if k in plain and tuple(expected[k].shape) != tuple(plain[k].shape)]
-    if missing or unexpected or bad:
-        raise ValueError(f"{source} does not fit this architecture (missing {missing[:3]}, unexpected "
-                         f"{unexpected[:3]}, shape mismatch {bad[:3]})")
+    shapes = {k: (tuple(plain[k].shape), tuple(v.shape)) for k, v in expected.items()
+              if k in plain and tuple(v.shape) != tuple(plain[k].shape)}
+    if missing or unexpected or shapes:
+        lines = [f"{source} does not fit this architecture:"]
+        if shapes:
+            lines.append(f"  {len(shapes)} shape(s) differ: " + _listed(
+                [f"{k}: checkpoint {c}, model {m}" for k, (c, m) in shapes.items()], 3, "; "))
+        if missing:
+            lines.append(f"  {len(missing)} tensor(s) of the model missing from the checkpoint: {_listed(missing)}")
+        if unexpected:
+            lines.append(f"  {len(unexpected)} tensor(s) of the checkpoint not in the model: {_listed(unexpected)}")
+        raise ArchitectureMismatch("\n".join(lines), missing=missing, unexpected=unexpected, shapes=shapes)
     model.load_state_dict(plain)
 
 
@@ -70,6 +138,7 @@ def load_pruned_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, 
     applied. Only prunable weights (conv/linear) carry masks: a torch mask on a bias is applied to its values
     but not counted, since biases are never pruned here."""
     prunable = set(prunable_parameters(model))
+    state = strip_wrapper_prefix(state, set(model.state_dict()), source=source)
     plain, masks = masks_from_state_dict(state, prunable=prunable)
     load_fitting_state(model, plain, source=f"{source}:")
     masks = MaskSet({k: v for k, v in masks.masks.items() if k in prunable})
@@ -99,19 +168,7 @@ def save_pruned(path: str | Path, model: nn.Module, masks: MaskSet, *, metadata:
     atomic_write_bytes(path, data)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file (no pickled objects); a missing or unreadable file names the path."""
-    from safetensors.torch import load
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return load(path.read_bytes())
-    except Exception as exc:  # safetensors raises several types for corrupt files
-        raise ValueError(f"{path}: unreadable checkpoint ({exc})") from None
-
-
 def load_pruned(path: str | Path, model: nn.Module) -> MaskSet:
-    """Load a pruned checkpoint (ours, a torch.nn.utils.prune state dict, or plain with zeros) into ``model``."""
+    """Load a pruned checkpoint (ours, a torch.nn.utils.prune state dict, or plain with zeros; safetensors or a
+    torch.save state dict) into ``model``."""
     return load_pruned_state_dict(model, load_checkpoint(path), source=str(path))

@@ -1,0 +1,150 @@
+"""register_arrays: refusals at registration that name the argument, and the coding of labels and attributes."""
+
+import numpy as np
+import pytest
+import torch
+
+from prunefair.data import dataset_info, grouped_from_arrays, load_dataset, register_arrays
+
+N = 60
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(N, 5)).astype("float32")
+Y = np.arange(N) % 2
+SEX = np.where(np.arange(N) % 3, "f", "m")
+
+
+@pytest.mark.parametrize("x, match", [
+    (np.zeros(N, "float32"), r"x has shape \(60,\).*1-d is not supported"),
+    (np.zeros((N, 8, 8), "float32"), r"x has shape \(60, 8, 8\).*3-d is not supported.*x\[:, None\]"),
+    (np.zeros((N, 8, 8, 3), "uint8"), r"x has shape \(60, 8, 8, 3\).*channels-first \(N, C, H, W\)"),
+    (np.zeros((N, 8, 8, 1), "uint8"), r"channels-first"),
+    (np.zeros((0, 5), "float32"), r"x holds no samples"),
+])
+def test_x_of_the_wrong_shape_is_refused_at_registration(x, match):
+    with pytest.raises(ValueError, match=match):
+        register_arrays("bad_x", x, Y[:len(x)] if len(x) else Y[:0])
+
+
+def test_channels_first_images_with_three_pixels_wide_are_not_mistaken_for_channels_last():
+    register_arrays("three_wide", np.zeros((N, 3, 8, 3), "uint8"), Y)
+    assert load_dataset("three_wide").train.x.shape[1:] == (3, 8, 3)
+
+
+def test_lengths_must_agree():
+    with pytest.raises(ValueError, match="y has 59 values for 60 samples"):
+        register_arrays("bad_len", X, Y[:-1])
+    with pytest.raises(ValueError, match=r"attributes\['sex'\] has 57 values for 60 samples"):
+        register_arrays("bad_len", X, Y, attributes={"sex": SEX[:-3]})
+    with pytest.raises(ValueError, match=r"y has shape \(60, 2\).*one-hot.*argmax"):
+        register_arrays("bad_len", X, np.eye(2)[Y])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_in_float_x_is_refused(bad):
+    x = X.copy()
+    x[7, 2] = bad
+    with pytest.raises(ValueError, match=r"x holds NaN or inf in 1 sample\(s\) \(the first: index 7\)"):
+        register_arrays("bad_nan", x, Y)
+    with pytest.raises(ValueError, match=r"x_test holds NaN or inf"):
+        register_arrays("bad_nan", X, Y, x_test=x, y_test=Y)
+
+
+def test_names_must_cover_every_code_and_only_codes_that_occur():
+    with pytest.raises(ValueError, match=r"names\['class'\] has 1 names.*values include 1"):
+        register_arrays("bad_names", X, Y, names={"class": ["no"]})
+    with pytest.raises(ValueError, match=r"names\['site'\].*values include 2"):
+        register_arrays("bad_names", X, Y, attributes={"site": np.arange(N) % 3}, names={"site": ["a", "b"]})
+    with pytest.raises(ValueError, match=r"names\['class'\]: no sample has \['c'\]"):
+        register_arrays("bad_names", X, Y, names={"class": ["a", "b", "c"]})
+    with pytest.raises(ValueError, match=r"names\['sex'\] = \['f'\] does not list the value\(s\) \['m'\]"):
+        register_arrays("bad_names", X, Y, attributes={"sex": SEX}, names={"sex": ["f"]})
+    with pytest.raises(ValueError, match=r"names: \['sx'\] name no column; allowed: class, sex"):
+        register_arrays("bad_names", X, Y, attributes={"sex": SEX}, names={"sx": ["f", "m"]})
+
+
+def test_names_of_string_values_give_their_order():
+    register_arrays("ordered_strings", X, np.where(Y == 1, "yes", "no"), names={"class": ["yes", "no"]})
+    s = load_dataset("ordered_strings")
+    assert s.train.class_names == ("yes", "no")
+    every = torch.cat([s.split(k).y for k in ("train", "val", "test")])
+    assert int((every == 0).sum()) == int((Y == 1).sum())  # "yes" is code 0
+
+
+def test_test_set_needs_the_same_attributes():
+    with pytest.raises(ValueError, match=r"attributes has keys \['sex'\] but attributes_test has \[\]"):
+        register_arrays("bad_test", X, Y, attributes={"sex": SEX}, x_test=X, y_test=Y)
+    with pytest.raises(ValueError, match=r"attributes has keys \['sex'\] but attributes_test has \['site'\]"):
+        register_arrays("bad_test", X, Y, attributes={"sex": SEX}, x_test=X, y_test=Y,
+                        attributes_test={"site": SEX})
+    with pytest.raises(ValueError, match="attributes_test given without x_test"):
+        register_arrays("bad_test", X, Y, attributes_test={"sex": SEX})
+    with pytest.raises(ValueError, match=r"x_test has samples of shape \(4,\).*x \(5,\)"):
+        register_arrays("bad_test", X, Y, x_test=X[:, :4], y_test=Y)
+
+
+def test_built_in_names_are_refused_unless_overwritten():
+    digits = dataset_info("digits")
+    with pytest.raises(ValueError, match="'digits' is a built-in dataset.*overwrite=True"):
+        register_arrays("digits", X, Y)
+    try:
+        register_arrays("digits", X, Y, overwrite=True)
+        assert dataset_info("digits").in_memory
+    finally:
+        from prunefair.data import register_dataset
+
+        register_dataset(digits)
+    register_arrays("mine_again", X, Y)
+    register_arrays("mine_again", X[:40], Y[:40])  # a name of one's own is simply replaced
+    assert sum(len(load_dataset("mine_again").split(k)) for k in ("train", "val", "test")) == 40
+
+
+def test_class_is_not_an_attribute_name():
+    with pytest.raises(ValueError, match=r"attributes\['Class'\]: 'class' is y's name"):
+        register_arrays("bad_attr", X, Y, attributes={"Class": SEX})
+
+
+def test_integer_labels_not_0_to_c_minus_1_are_coded_in_sorted_order():
+    register_arrays("one_based", X, Y + 1, attributes={"site": (np.arange(N) % 3) * 10 - 5})
+    s = load_dataset("one_based", group="site")
+    assert s.train.class_names == ("1", "2") and s.train.num_classes == 2  # no empty class "0"
+    assert s.train.group_names == ("-5", "5", "15")
+    every_y = torch.cat([s.split(k).y for k in ("train", "val", "test")])
+    assert sorted(every_y.unique().tolist()) == [0, 1]
+    assert np.bincount(every_y.numpy()).tolist() == np.bincount(Y).tolist()
+    g = grouped_from_arrays(X, np.array([3, 7] * 30), group="class")
+    assert g.class_names == ("3", "7") and g.y[:2].tolist() == [0, 1]
+
+
+def test_train_and_test_share_one_coding():
+    register_arrays("shared_coding", X, Y + 1, attributes={"site": np.arange(N) % 3}, x_test=X[:10],
+                    y_test=np.full(10, 2), attributes_test={"site": np.full(10, 7)})
+    s = load_dataset("shared_coding", group="class*site")
+    assert s.train.class_names == s.test.class_names == ("1", "2")
+    assert s.train.group_names == s.test.group_names
+    assert set(s.test.g.tolist()) == {s.test.group_names.index("2/7")}
+
+
+def test_zero_to_c_minus_1_data_keeps_its_fingerprint():
+    """Data already coded 0..C-1 is coded as before this change: a study's stored results stay valid (these
+    fingerprints were computed by the code before it)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (90, 3, 4, 4), dtype=np.uint8)
+    site = rng.integers(0, 4, 90)
+    sex = np.where(rng.random(90) < 0.5, "f", "m")
+    register_arrays("compat_arrays", x, np.arange(90) % 3, attributes={"sex": sex, "site": site})
+    assert load_dataset("compat_arrays", group="sex*site").fingerprint() == "fb7a5815f3fe820c"
+    xf = rng.normal(size=(80, 5)).astype("float32")
+    register_arrays("compat_tab", xf, np.arange(80) % 2, attributes={"site": np.arange(80) % 3},
+                    x_test=xf[:40], y_test=np.arange(40) % 2, attributes_test={"site": np.arange(40) % 3})
+    assert load_dataset("compat_tab", group="class*site").fingerprint() == "55293022446e260a"
+
+
+def test_single_class_is_refused():
+    with pytest.raises(ValueError, match=r"y: 1 class\(es\) \(\['0'\]\)"):
+        register_arrays("one_class", X, np.zeros(N, int))
+
+
+def test_the_rules_are_in_the_docstring():
+    doc = register_arrays.__doc__
+    for words in ("(N, C, H, W)", "channels-last", "NaN", "1..C", "names", "attributes_test", "overwrite=True"):
+        assert words in doc, words

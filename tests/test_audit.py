@@ -1,0 +1,82 @@
+"""audit_pair / diagnose_model from Python: the forms of the study file, and what a wrong checkpoint is told."""
+
+import copy
+
+import pytest
+import torch
+
+from prunefair.audit import audit_pair, diagnose_model, load_model
+from prunefair.config import ConfigError, load_config, resolve_config
+from prunefair.models import build_model
+from prunefair.prune import ArchitectureMismatch, global_magnitude_masks
+from prunefair.study.runner import load_study_data
+from prunefair.study.store import save_checkpoint
+
+CFG = {"data": {"dataset": "digits"}, "model": {"name": "mlp", "width": 0.5},
+       "diagnostics": {"max_samples": 32, "trace_samples": 0, "hvp": "double_backward", "iterations": 5}}
+TOML = """[data]
+dataset = "digits"
+[model]
+name = "mlp"
+width = 0.5
+[diagnostics]
+max_samples = 32
+trace_samples = 0
+hvp = "double_backward"
+iterations = 5
+"""
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("audit_pair")
+    torch.manual_seed(0)
+    dense = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=0.5)
+    pruned = copy.deepcopy(dense)
+    global_magnitude_masks(pruned, 0.8).bind(pruned).apply()
+    save_checkpoint(tmp / "dense.safetensors", dense.state_dict())
+    torch.save({"state_dict": pruned.state_dict(), "epoch": 3}, tmp / "pruned.pth")  # plain PyTorch
+    (tmp / "study.toml").write_text(TOML)
+    return tmp
+
+
+@pytest.mark.parametrize("form", ["dict", "toml", "StudyConfig"])
+def test_audit_pair_takes_a_dict_a_toml_path_or_a_study_config(pair, form):
+    cfg = {"dict": CFG, "toml": pair / "study.toml", "StudyConfig": load_config(pair / "study.toml")}[form]
+    r = audit_pair(cfg, pair / "dense.safetensors", pair / "pruned.pth", splits=["test"])
+    assert r.sparsity == pytest.approx(0.8, abs=1e-3) and set(r.impacts) == {"test"}
+
+
+def test_diagnose_model_takes_a_dict_and_a_wrong_type_is_named(pair):
+    r = diagnose_model(CFG, pair / "dense.safetensors", rates=[0.5])
+    assert list(r.rankings) == [0.5]
+    with pytest.raises(ConfigError, match="config: a int; give a StudyConfig, a dict"):
+        audit_pair(123, pair / "dense.safetensors", pair / "pruned.pth")
+
+
+def test_a_dense_model_that_looks_pruned_is_warned_about(pair, caplog):
+    cfg = resolve_config(CFG)
+    data = load_study_data(cfg)
+    with caplog.at_level("WARNING", logger="prunefair.audit"):
+        load_model(cfg, data, pair / "pruned.pth", torch.device("cpu"))  # what audit and diagnose load as dense
+    assert "pruned.pth: 80.0% of the prunable weights are exactly zero: this 'dense' model looks pruned" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="prunefair.audit"):
+        load_model(cfg, data, pair / "dense.safetensors", torch.device("cpu"))
+    assert "looks pruned" not in caplog.text
+
+
+def test_a_checkpoint_of_another_width_says_which_width_fits(pair):
+    cfg = {**CFG, "model": {"name": "mlp", "width": 1.0}}
+    with pytest.raises(ArchitectureMismatch) as err:
+        diagnose_model(cfg, pair / "dense.safetensors", rates=[0.5])
+    msg = str(err.value)
+    assert "net.1.weight: checkpoint (64, 64), model (128, 64)" in msg
+    assert "the shapes fit model.width = 0.5 (this study file has 1): --set model.width=0.5" in msg
+
+
+def test_a_checkpoint_of_another_model_points_at_register_model(pair, tmp_path):
+    own = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    save_checkpoint(tmp_path / "own.safetensors", own.state_dict())
+    with pytest.raises(ArchitectureMismatch, match=r"is model.name right\?.*register_model"):
+        diagnose_model(CFG, tmp_path / "own.safetensors", rates=[0.5])
