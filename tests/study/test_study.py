@@ -62,7 +62,10 @@ def test_rerun_resumes_and_changed_field_reruns_only_its_cells(tmp_path):
 
 
 def test_nonfinite_loss_fails_cell_and_keeps_others(tmp_path):
-    r = run_study(tiny_study(tmp_path, finetune={"lr": 1e6, "epochs": 1}, prune={"rates": [0.5]}))
+    from prunefair.api import CellsFailed
+
+    with pytest.warns(CellsFailed, match="s0_p0.5_nft"):
+        r = run_study(tiny_study(tmp_path, finetune={"lr": 1e6, "epochs": 1}, prune={"rates": [0.5]}))
     assert [c["name"] for c in r.failed] == ["s0_p0.5_nft"]
     assert "non-finite" in r.failed[0]["error"]
     assert (r.by_group.stage == "dense").any()
