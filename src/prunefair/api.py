@@ -45,6 +45,8 @@ def _resolve(config, overrides) -> StudyConfig:
     if config is not None and not isinstance(config, (StudyConfig, dict, str, Path)):
         raise TypeError("config must be a StudyConfig, a dict in the study-file shape or the path of a TOML study "
                         f"file, got {type(config).__name__}")
+    if isinstance(config, StudyConfig) and not overrides:
+        return config  # validated already (validating it again would repeat its warnings)
     if isinstance(config, (StudyConfig, dict)) or config is None:
         raw = config.to_dict() if isinstance(config, StudyConfig) else dict(config or {})
         return validate_config(apply_overrides(raw, overrides), source="config")

@@ -64,6 +64,9 @@ def study(
     from prunefair.config import ConfigError, load_config
     from prunefair.study.lock import StudyLocked
 
+    # failed cells are listed below with their errors; set before any warning is shown (changing the filters later
+    # makes Python forget which warnings it has shown, and the config's would show twice)
+    warnings.filterwarnings("ignore", category=CellsFailed)
     overrides = list(set_)
     overrides += _csv_override("seeds", seeds) + _csv_override("prune.rates", rates)
     overrides += _flag_overrides(output_dir=out, device=device, run__executor=executor, run__address=address,
@@ -75,9 +78,7 @@ def study(
     except ConfigError as exc:
         _fail(str(exc))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CellsFailed)  # listed below, with their errors
-            results = run_study(cfg, quiet=quiet)
+        results = run_study(cfg, quiet=quiet)
     except StudyLocked as exc:  # another run has the folder: nothing of it was touched
         _fail(str(exc), 1)
     except (OSError, ValueError, RuntimeError) as exc:  # a missing data folder, a full disk, a lost worker
@@ -188,7 +189,8 @@ def report(
 @app.command()
 def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> None:
     """Show which cells of a study are done, running, stale (their process is gone), failed, corrupt (a damaged
-    result.json, recomputed by the next run), damaged (done, but its checkpoint is truncated or damaged) or pending.
+    result.json, recomputed by the next run), damaged (done, but its checkpoint is truncated or damaged), outdated
+    (done on data that has changed since: recomputed by the next run) or pending.
 
     Exits with 1 when some cell failed, is corrupt or damaged.
     """
@@ -213,8 +215,9 @@ def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> Non
     for col in ("cell", "state", "detail"):
         table.add_column(col)
     counts: dict[str, int] = {}
+    data = store.data_fingerprint()
     for c in [*dense, *prune]:
-        state, detail = store.cell_state(c.name, c.key)
+        state, detail = store.cell_state(c.name, c.key, data)
         ckpt = store.cell_dir(c.name) / "model.safetensors"
         if state == "done" and ckpt.is_file() and (problem := checkpoint_problem(ckpt)):
             state, detail = "damaged", f"{ckpt}: {problem}; its result stands, but cells that need this model " \
@@ -222,9 +225,9 @@ def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> Non
         counts[state] = counts.get(state, 0) + 1
         table.add_row(c.name, state, escape(detail))
     console.print(table)
-    order = ["done", "running", "stale", "failed", "corrupt", "damaged", "pending"]
+    order = ["done", "outdated", "running", "stale", "failed", "corrupt", "damaged", "pending"]
     console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in order
-                            if counts.get(k) or k not in ("stale", "corrupt", "damaged")))
+                            if counts.get(k) or k not in ("outdated", "stale", "corrupt", "damaged")))
     if counts.get("failed") or counts.get("corrupt") or counts.get("damaged"):
         raise typer.Exit(1)
 

@@ -148,3 +148,11 @@ def test_the_rules_are_in_the_docstring():
     doc = register_arrays.__doc__
     for words in ("(N, C, H, W)", "channels-last", "NaN", "1..C", "names", "attributes_test", "overwrite=True"):
         assert words in doc, words
+
+
+def test_a_column_of_labels_and_a_mapping_of_names_get_the_right_advice():
+    x = np.zeros((6, 2), dtype="float32")
+    with pytest.raises(ValueError, match=r"y has shape \(6, 1\).*pass y.ravel\(\)"):
+        register_arrays("advice_column", x, np.array([0, 1, 0, 1, 0, 1])[:, None])
+    with pytest.raises(ValueError, match=r"in code order .* not a mapping"):
+        register_arrays("advice_mapping", x, np.array([0, 1, 0, 1, 0, 1]), names={"class": {"0": "no", "1": "yes"}})

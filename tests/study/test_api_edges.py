@@ -83,3 +83,12 @@ def test_a_wrong_data_folder_leaves_no_folder_and_no_resume_hint(tmp_path):
     (out / ".lock").write_text("{}")  # a study killed (kill -9) while its data loaded
     res = CliRunner().invoke(app, ["status", str(out)])
     assert res.exit_code == 2 and "no config.toml, so not a study folder" in " ".join(res.output.split())
+
+
+def test_the_cli_shows_a_config_warning_once(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "prunefair.cli", "study", "--preset", "digits", "--out",
+                           str(tmp_path / "s"), "--seeds", "0", "--rates", "0.5", "--set", "train.epochs=1",
+                           "--set", 'eval.splits=["test"]', "--quiet"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("is not among eval.splits") == 1

@@ -89,3 +89,29 @@ def test_an_edited_csv_is_recomputed_by_worker_processes_too(tmp_path):
     assert described["fingerprint"] != fp1 and "c" in described["group_names"]
     assert {r["data"] for r in _results(root).values()} == {described["fingerprint"]}
     assert "c" in set(results.by_group.group)
+
+
+def test_status_and_report_leave_out_results_of_other_data_until_the_rerun(tmp_path):
+    """A run on changed data stopped half-way: the cells it did not reach are outdated, not done, and the report
+    does not put them beside the new ones."""
+    from typer.testing import CliRunner
+
+    from prunefair.cli import app
+    from prunefair.study import StudyResults
+
+    _register(300, 0)
+    cfg = tiny_study(tmp_path, data={"dataset": "changing_arrays", "group": "grp"}, prune={"rates": [0.5, 0.9]},
+                     diagnostics={"enabled": False})
+    root = Path(cfg["output_dir"])
+    run_study(cfg)
+    old, config = (root / "cells" / "s0_p0.9_nft" / "result.json").read_text(), (root / "config.toml").read_text()
+    _register(250, 2)
+    run_study({**cfg, "prune": {"rates": [0.5]}})  # the new data, but not the 0.9 cell (as if stopped before it)
+    (root / "cells" / "s0_p0.9_nft" / "result.json").write_text(old)  # still the old data's
+    (root / "config.toml").write_text(config)  # the stopped run's config: both rates
+    res = CliRunner().invoke(app, ["status", str(root)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0 and "2 done, 1 outdated" in text and "computed on other" in text
+    results = StudyResults.from_store(root)
+    assert sorted(r["name"] for r in results.cells) == ["s0_dense", "s0_p0.5_nft"]
+    assert set(results.by_group.sparsity) == {0.0, 0.5}

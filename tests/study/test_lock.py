@@ -98,3 +98,52 @@ def test_taking_the_lock_sweeps_a_killed_writes_temporary(tmp_path):
     left.write_bytes(b"half a checkpoint")
     with study_lock(tmp_path):
         assert not left.exists()
+
+
+def test_another_thread_is_refused_and_the_holder_keeps_the_lock(tmp_path):
+    import threading
+
+    folder = tmp_path / "study"
+    outcome = {}
+
+    def second():
+        try:
+            with study_lock(folder):
+                outcome["entered"] = True
+        except StudyLocked as exc:
+            outcome["refused"] = str(exc)
+
+    with study_lock(folder):
+        t = threading.Thread(target=second)
+        t.start()
+        t.join()
+    assert "entered" not in outcome and f"pid {os.getpid()}" in outcome["refused"]
+    with study_lock(folder):  # released once the holder left
+        pass
+
+
+def test_without_flock_no_temporary_is_swept(tmp_path, monkeypatch):
+    """Unlocked (flock refused, as on some network filesystems), another run may be writing its temporaries."""
+    from prunefair.study import lock
+
+    def refused(fd, op):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(lock.fcntl, "flock", refused)
+    cell = tmp_path / "cells" / "s0_dense"
+    cell.mkdir(parents=True)
+    writing = cell / ".model.safetensors.ab12cd.tmp"
+    writing.write_bytes(b"being written")
+    with study_lock(tmp_path):
+        assert writing.exists()
+
+
+def test_folders_the_lock_created_are_removed_when_nothing_was_written(tmp_path):
+    with pytest.raises(RuntimeError):
+        with study_lock(tmp_path / "a" / "b" / "c"):
+            raise RuntimeError("the data folder is missing")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    with study_lock(tmp_path / "kept" / "study"):
+        (tmp_path / "kept" / "study" / "config.toml").write_text("")
+    assert (tmp_path / "kept" / "study" / "config.toml").is_file()

@@ -49,7 +49,8 @@ def as_values(v, *, arg: str, n: int) -> np.ndarray:
     """One value per sample, as a 1-d numpy array of length ``n``."""
     arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
     if arr.ndim != 1:
-        hint = " (class ids, not one-hot rows: pass y.argmax(1))" if arr.ndim == 2 else ""
+        hint = "" if arr.ndim != 2 else f" (a column: pass {arg}.ravel())" if arr.shape[1] == 1 else \
+            f" (class ids, not one-hot rows: pass {arg}.argmax(1))"
         raise ValueError(f"{arg} has shape {arr.shape}: need one value per sample (1-d){hint}")
     if len(arr) != n:
         raise ValueError(f"{arg} has {len(arr)} values for {n} samples")
@@ -58,8 +59,9 @@ def as_values(v, *, arg: str, n: int) -> np.ndarray:
 
 def check_names(arr: np.ndarray, names, *, arg: str) -> tuple[str, ...]:
     """``names`` checked against the values ``arr`` it must name (``arg`` names both in errors)."""
-    if isinstance(names, str) or not hasattr(names, "__len__"):
-        raise ValueError(f"names[{arg!r}] = {names!r}: give a list with one name per code")
+    if isinstance(names, (str, dict)) or not hasattr(names, "__len__"):
+        raise ValueError(f"names[{arg!r}] = {names!r}: give a list with one name per code, in code order "
+                         "(e.g. ['no', 'yes'] for codes 0 and 1), not a mapping")
     names = tuple(str(n) for n in names)
     if len(set(names)) != len(names):
         raise ValueError(f"names[{arg!r}] = {list(names)}: a name appears twice")

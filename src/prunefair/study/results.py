@@ -46,6 +46,7 @@ class StudyResults:
             config = load_config(cfg_path, stored=True)
         dense_cells, prune_cells = plan_cells(config)
         cells, failed = [], []
+        data = store.data_fingerprint()  # of the data the last run loaded
         for cell in [*dense_cells, *prune_cells]:
             try:
                 r = store.read_result(cell.name)
@@ -54,6 +55,8 @@ class StudyResults:
                 continue
             if r is None or r.get("key") != cell.key:
                 continue
+            if data is not None and r.get("status") == "done" and r.get("data", data) != data:
+                continue  # computed on other data: the next run recomputes it (status says "outdated")
             if isinstance(cell, DenseCell) and r.get("diagnostics") and \
                     (not config.diagnostics.enabled or not diagnostics_current(config, cell, r)):
                 r = {k: v for k, v in r.items() if k != "diagnostics"}  # turned off, or under another [diagnostics]

@@ -188,15 +188,28 @@ class Store:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def cell_state(self, name: str, key: str) -> tuple[str, str]:
-        """(state, detail): done, running (a live process has it, even over an earlier failure), failed, corrupt
-        (a damaged result.json), stale (its process is gone) or pending."""
+    def data_fingerprint(self) -> str | None:
+        """The fingerprint of the data the study's last run loaded (``data.json``), None if unknown."""
+        try:
+            fp = json.loads((self.root / "data.json").read_text()).get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return fp if isinstance(fp, str) else None
+
+    def cell_state(self, name: str, key: str, data: str | None = None) -> tuple[str, str]:
+        """(state, detail): done, outdated (done on other data than ``data``, the fingerprint of the data now),
+        running (a live process has it, even over an earlier failure), failed, corrupt (a damaged result.json),
+        stale (its process is gone) or pending."""
         try:
             r, corrupt = self.read_result(name), None
         except CorruptResult as exc:
             r, corrupt = None, exc
         mine = r is not None and r.get("key") == key
-        if mine and r.get("status") == "done":
+        if mine and r.get("status") == "done" and data is not None and r.get("data", data) != data:
+            if not self._running_now(name, key):
+                return "outdated", f"computed on other data (fingerprint {r['data']}; data.json now {data}): the " \
+                                   "next run recomputes it"
+        elif mine and r.get("status") == "done":
             return "done", ""
         m = self.read_running(name)
         if m is not None and m.get("key") == key:
@@ -211,6 +224,11 @@ class Store:
         if mine and r.get("status") == "failed":
             return "failed", r.get("error", "")
         return "pending", ""
+
+    def _running_now(self, name: str, key: str) -> bool:
+        m = self.read_running(name)
+        return m is not None and m.get("key") == key and \
+            (m.get("host") != socket.gethostname() or _pid_alive(int(m.get("pid", -1))))
 
     def results(self) -> list[dict]:
         """Every readable result record (damaged ones are left out; ``cell_state`` names them)."""
