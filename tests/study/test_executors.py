@@ -205,3 +205,14 @@ def test_ray_keeps_a_done_dense_cell_whose_diagnostics_task_is_lost(tmp_path, lo
     assert "Ray task failed after 0 retries" in dense["diagnostics"]["error"]
     assert store.read_result("s0_p0.5_nft") == before["s0_p0.5_nft"]
     assert not list(Path(cfg["output_dir"]).rglob("running.json"))
+
+
+def test_a_worker_without_the_registered_model_says_why(tmp_path):
+    """A spawned worker or Ray task that does not see a model registered in the main process (register_model)."""
+    from prunefair.config import ConfigError
+    from prunefair.study.executors import worker_runner
+
+    cfg = validate_config(tiny_study(tmp_path)).to_dict()
+    cfg["model"]["name"] = "registered_elsewhere"
+    with pytest.raises(ConfigError, match="exists only in the process that registered it"):
+        worker_runner(cfg, tmp_path / "study")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from prunefair.config import RunConfig, StudyConfig, config_hash, validate_config
+from prunefair.config import ConfigError, RunConfig, StudyConfig, config_hash, validate_config
 from prunefair.progress import NULL_PROGRESS, Progress
 from prunefair.study.cells import DenseCell, PruneCell, dense_failure, diagnostics_current, plan_cells
 from prunefair.study.store import Store, atomic_write_json, atomic_write_text
@@ -32,7 +32,16 @@ def worker_runner(cfg_dict: dict, store_root, *, threads: int | None = None, pro
 
     if threads is not None:
         torch.set_num_threads(threads)
-    cfg = validate_config(cfg_dict, source="worker config")
+    try:
+        cfg = validate_config(cfg_dict, source="worker config")
+    except ConfigError as exc:
+        from prunefair.models import model_names
+
+        if cfg_dict.get("model", {}).get("name") not in model_names():
+            raise ConfigError(f"{exc}\n(a model registered with register_model exists only in the process that "
+                              "registered it: register it when a module the workers import is imported, or run "
+                              "with run.workers = 1 and the local executor)") from None
+        raise
     key = config_hash(cfg.data.model_dump(mode="json"))
     if key not in _CACHE:
         _CACHE.clear()
