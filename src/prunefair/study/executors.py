@@ -56,7 +56,7 @@ def check_workers_see_the_data(cfg: StudyConfig, where: str) -> None:
     if dataset_info(cfg.data.dataset).in_memory:
         raise ValueError(f"data.dataset = {cfg.data.dataset!r} holds arrays registered in this process "
                          f"(register_arrays), which {where} cannot see: run it with run.workers = 1 and the local "
-                         f"executor, or save the arrays and use the 'folder' dataset")
+                         "executor (images can also be saved as files and read by the 'folder' dataset)")
 
 
 def find_cell(cfg: StudyConfig, name: str) -> DenseCell | PruneCell:
