@@ -138,3 +138,28 @@ def test_a_validation_split_is_required_up_front(tmp_path):
     for extra in ({"mitigate": {"selection": "val_accuracy"}}, {"finetune": {"methods": ["nft", "vkd"]}}):
         with pytest.raises(ConfigError, match="need.s. a validation split, but data.val_fraction = 0"):
             validate_config(tiny_study(tmp_path, data={"dataset": "digits", "val_fraction": 0.0}, **extra))
+
+
+@pytest.mark.parametrize("every, expected", [(0, [10]), (3, [3, 3, 3, 1]), (10, [10]), (4, [4, 4, 2])])
+def test_vkd_takes_its_extra_dual_steps_after_every_k_batches(every, expected, monkeypatch):
+    """300 samples in batches of 32 make 10 batches an epoch. Each dual step is recorded with the primal steps taken
+    since the last one: for k = 3, after 3, 6 and 9 batches and at the epoch's end (1 more); for k = 10 none extra
+    (the epoch's end is the tenth), where the step used to be taken twice, one batch apart."""
+    from prunefair.mitigate.vkd import ValidationDistillation
+
+    splits = load_dataset("digits")
+    splits.train = splits.train.subset(range(300))
+    dense = build_model("mlp", num_classes=10, input_shape=splits.train.input_shape, width=0.25)
+    model = build_model("mlp", num_classes=10, input_shape=splits.train.input_shape, width=0.25)
+    model.load_state_dict(dense.state_dict())
+    steps = []
+    original = ValidationDistillation.after_val
+
+    def counted(self, stats, impact):
+        steps.append(self._batches)
+        original(self, stats, impact)
+
+    monkeypatch.setattr(ValidationDistillation, "after_val", counted)
+    obj = objective_for("vkd", dense_model=dense, data=splits, options={"vkd_val_every": every})
+    fit(model, splits.train, TrainSettings(epochs=2, batch_size=32, lr=0.01), seed=0, objective=obj)
+    assert steps == expected * 2

@@ -17,7 +17,8 @@ on unseen data. Two changes address that:
    sample by 1 + lambda_{a_i} (normalised by the weights' sum). A group whose validation accuracy fell
    more than the average gains weight, which the training-set estimate cannot see once the group's
    training accuracy saturates. With ``val_every = k`` > 0 the dual step is also taken after every k
-   mini-batches (an extra validation pass each time). The test split is never used.
+   mini-batches since the last one (an extra validation pass each time; the epoch's end counts as one, so k equal
+   to the batches of an epoch adds none). The test split is never used.
 
 The dense teacher's logits are computed per batch from the inputs the model sees (captured by a forward
 pre-hook, removed in ``finish``), with the dense model in eval mode and no gradient.
@@ -78,14 +79,16 @@ class ValidationDistillation(MitigationObjective):
             teacher = self.teacher(self._inputs.detach()).float()
         self._inputs = None
         losses = distillation_losses(logits.float(), teacher, y, alpha=self.alpha, temperature=self.temperature)
-        self._batches += 1
-        if self.val_every and self._batches % self.val_every == 0:  # extra dual steps inside the epoch
+        if self.val_every and self._batches >= self.val_every:  # k primal steps since the last dual step
             stats = self.evaluate_val()
             self.after_val(stats, pruning_impact(self.dense_val, stats))
+        self._batches += 1
         w = 1.0 + self.duals.weights(losses.device, losses.dtype)[g]
         return (w * losses).sum() / w.sum()
 
     def after_val(self, stats, impact) -> None:
+        """The dual step from a validation pass (inside an epoch or at its end); counts k batches from here."""
+        self._batches = 0
         psi = impact.by_group["psi"].to_numpy(float)
         present = np.isfinite(psi)
         viol = np.where(present, psi - self.eps, 0.0)
