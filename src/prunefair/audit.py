@@ -117,7 +117,10 @@ class AuditResult:
         for c in ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "margin"):
             t[c] = d[c].to_numpy()
         b = self.bound.table.set_index("group_id").reindex(range(len(t)))  # unchecked groups (no data): NaN
-        t["bound"], t["bound_holds"] = b.bound.to_numpy(), b.holds.to_numpy()
+        if split == self.diagnostics.split:
+            t["bound"], t["bound_holds"] = b.bound.to_numpy(), b.holds.to_numpy()
+        else:  # Theorem 1 bounds R(a) on the diagnostics' split: beside this split's R(a) it holds nothing
+            t[f"bound_{self.diagnostics.split}"] = b.bound.to_numpy()
         return t
 
     def to_dict(self) -> dict:

@@ -80,7 +80,10 @@ def test_audit_command_on_a_users_pair(study, tmp_path):
     assert {"xi", "max_psi", "psi_pw", "accuracy_gap_pruned"} <= set(report["splits"]["test"]["measures"])
     groups = pd.read_csv(out / "audit_groups_test.csv")
     assert len(groups) == 10 and {"accuracy_drop", "excess_loss", "grad_norm", "hessian_top_eigenvalue", "gini",
-                                  "margin", "bound", "bound_holds"} <= set(groups.columns)
+                                  "margin", "bound_train"} <= set(groups.columns)
+    assert "bound_holds" not in groups.columns  # the bound is of the train loss: nothing to hold beside test's R(a)
+    train = pd.read_csv(out / "audit_groups_train.csv")
+    assert {"bound", "bound_holds"} <= set(train.columns)
     assert len(report["theorem1"]["table"]) == 10
 
 

@@ -18,9 +18,11 @@ def audit_table(result, split: str) -> Table:
     t = result.group_table(split)
     table = Table(box=box.SIMPLE_HEAD, title=f"audit ({split}): sparsity {result.sparsity * 100:.1f}%, "
                   f"||θ̄ − θ*|| = {result.distance:.4g}; diagnostics of the dense model on {result.diagnostics.split}")
+    dsplit = result.diagnostics.split
+    bound = ("bound", "bound") if split == dsplit else (f"bound ({dsplit})", f"bound_{dsplit}")  # ✗ only on dsplit
     cols = [("group", "group"), ("n", "n"), ("acc dense %", "acc_dense"), ("acc pruned %", "acc_pruned"),
             ("Δ_a %", "accuracy_drop"), ("ψ_a %", "psi"), ("R(a)", "excess_loss"), ("‖g_a‖", "grad_norm"),
-            ("λ(H_a)", "hessian_top_eigenvalue"), ("1−Σp²", "gini"), ("margin", "margin"), ("bound", "bound")]
+            ("λ(H_a)", "hessian_top_eigenvalue"), ("1−Σp²", "gini"), ("margin", "margin"), bound]
     for label, _ in cols:
         table.add_column(label, justify="left" if label == "group" else "right", no_wrap=True)
     pct = {"acc_dense", "acc_pruned", "accuracy_drop", "psi"}
@@ -29,7 +31,7 @@ def audit_table(result, split: str) -> Table:
         for _, c in cols:
             v = row[c]
             cells.append(str(v) if c in ("group", "n") else _f(float(v), 4 if c in pct else 3, 100 if c in pct else 1))
-        if not row.bound_holds:
+        if "bound_holds" in row and not row.bound_holds:
             cells[-1] += " ✗"
         table.add_row(*cells)
     m = result.impacts[split].measures
