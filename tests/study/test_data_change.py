@@ -47,6 +47,13 @@ def test_re_registered_arrays_are_recomputed_and_unchanged_ones_reused(tmp_path)
     assert _results(root) == first
 
     _register(200, 1)  # the same name, other samples: the study used to report the old table unchanged
+    from prunefair.config import validate_config
+    from prunefair.study import Store, plan_cells
+
+    dense, prune = plan_cells(validate_config(cfg))
+    said = []
+    Store(root).note_other_data([*dense, *prune], "another-fingerprint", said.append)
+    assert [line.split(":")[0] for line in said] == ["[yellow]s0_dense", "[yellow]s0_p0.5_nft"]
     second = run_study(cfg)
     described = json.loads((root / "data.json").read_text())
     assert described["fingerprint"] != fp1

@@ -197,15 +197,11 @@ class PruneConfig(_Section):
         return sorted(v)
 
 
-class FinetuneConfig(_Section):
+class FinetuneConfig(TrainConfig):
+    """[train]'s keys with fine-tuning's defaults, and the methods to fine-tune with."""
+
     epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=0.01, gt=0.0)
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(default=1e-4, ge=0.0)
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    crop_padding: int = Field(default=0, ge=0)
-    flip: bool = False
     methods: list[Literal["nft", "el", "el_rb", "ceag", "vkd"]] = Field(default_factory=lambda: ["nft"], min_length=1)
 
 

@@ -134,10 +134,7 @@ class LocalExecutor:
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=die_with_parent,
                                      initargs=(os.getpid(),)) as pool:
                 fp = pool.submit(data_fingerprint, cfg_dict, root, threads).result()
-                for c in [*dense_cells, *prune_cells]:
-                    if (old := store.other_data(c.name, c.key, fp)) is not None:
-                        progress.log(f"[yellow]{c.name}: computed on other data (fingerprint {old}, now {fp}): "
-                                     "recomputed")
+                store.note_other_data([*dense_cells, *prune_cells], fp, progress.log)
                 for d in dense_cells:
                     todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key, fp)]
                     if store.is_done(d.name, d.key, fp) and store.has_model(d.name, d.key) \

@@ -142,9 +142,7 @@ class RayExecutor:
         dense_cells, prune_cells = plan_cells(cfg)
         pending: dict = {}
         fp = ray.get(ray.remote(**opts)(self.fingerprint_task).remote(cfg_dict))
-        for c in [*dense_cells, *prune_cells]:
-            if (old := store.other_data(c.name, c.key, fp)) is not None:
-                progress.log(f"[yellow]{c.name}: computed on other data (fingerprint {old}, now {fp}): recomputed")
+        store.note_other_data([*dense_cells, *prune_cells], fp, progress.log)
 
         def submit_prunes(d: DenseCell, files_ref) -> None:
             for c in prune_cells:

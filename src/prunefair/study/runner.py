@@ -171,7 +171,7 @@ class StudyRunner:
     # -- entry points for executors (one cell, marked running, failures recorded) ---------------
     def run_seed(self, d: DenseCell, prune_cells: list[PruneCell]) -> None:
         """The dense cell of a seed (trained once, or reloaded) and its unfinished pruning cells."""
-        self.note_other_data([d, *prune_cells])
+        self.store.note_other_data([d, *prune_cells], self.fingerprint, self.progress.log)
         todo = [c for c in prune_cells if not self.store.is_done(c.name, c.key, self.fingerprint)]
         if not todo and self.store.is_done(d.name, d.key, self.fingerprint) and not self.diagnostics_missing(d):
             return
@@ -202,14 +202,6 @@ class StudyRunner:
                 return None, error
             self._fail(d.name, d.key, exc, cell_fields(d))
             return None, f"{type(exc).__name__}: {exc}"
-
-    def note_other_data(self, cells) -> None:
-        """Say which stored results were computed on other data (they are recomputed, not reused)."""
-        for c in cells:
-            old = self.store.other_data(c.name, c.key, self.fingerprint)
-            if old is not None:
-                self.progress.log(f"[yellow]{c.name}: computed on other data (fingerprint {old}, now "
-                                  f"{self.fingerprint}): recomputed")
 
     # -- diagnostics of the dense model (Sections 4-5), stored in its result under "diagnostics" -----
     def diagnostics_missing(self, d: DenseCell) -> bool:

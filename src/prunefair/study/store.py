@@ -152,15 +152,16 @@ class Store:
         return bool(r) and r.get("status") == "done" and r.get("key") == key and \
             (data is None or r.get("data", data) == data)
 
-    def other_data(self, name: str, key: str, data: str) -> str | None:
-        """The fingerprint a done result of this key recorded, where it differs from ``data``; else None."""
-        try:
-            r = self.read_result(name)
-        except CorruptResult:
-            return None
-        if r and r.get("status") == "done" and r.get("key") == key and r.get("data", data) != data:
-            return str(r["data"])
-        return None
+    def note_other_data(self, cells, data: str, log) -> None:
+        """``log`` which of ``cells`` (objects with a name and a key) are done on other data than ``data``, the
+        fingerprint of the data at hand: they are recomputed, not reused."""
+        for c in cells:
+            try:
+                r = self.read_result(c.name)
+            except CorruptResult:
+                continue
+            if r and r.get("status") == "done" and r.get("key") == c.key and r.get("data", data) != data:
+                log(f"[yellow]{c.name}: computed on other data (fingerprint {r['data']}, now {data}): recomputed")
 
     def write_result(self, name: str, result: dict) -> None:
         atomic_write_json(self.result_path(name), result)
