@@ -17,7 +17,7 @@ import pandas as pd
 from prunefair.config import StudyConfig, load_config
 from prunefair.measure import GroupStats, pruning_impact
 from prunefair.study.cells import DenseCell, diagnostics_current, failure_record, plan_cells
-from prunefair.study.store import CorruptResult, Store, atomic_write_text
+from prunefair.study.store import CorruptResult, Store, atomic_write_text, on_other_data
 
 KEYS = ["seed", "method", "sparsity", "stage", "split"]
 
@@ -55,7 +55,7 @@ class StudyResults:
                 continue
             if r is None or r.get("key") != cell.key:
                 continue
-            if data is not None and r.get("status") == "done" and r.get("data", data) != data:
+            if on_other_data(r, data):
                 continue  # computed on other data: the next run recomputes it (status says "outdated")
             if isinstance(cell, DenseCell) and r.get("diagnostics") and \
                     (not config.diagnostics.enabled or not diagnostics_current(config, cell, r)):

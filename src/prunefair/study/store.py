@@ -106,6 +106,12 @@ def load_model_state(model: torch.nn.Module, path: str | Path) -> None:
                        source=f"{path}: checkpoint")
 
 
+def on_other_data(r: dict, data: str | None) -> bool:
+    """A done result that recorded a data fingerprint other than ``data`` (the data at hand; None: unknown). Results
+    written before fingerprints were recorded count as on the same data."""
+    return data is not None and r.get("status") == "done" and r.get("data", data) != data
+
+
 class Store:
     """A study folder on disk."""
 
@@ -149,8 +155,7 @@ class Store:
             r = self.read_result(name)
         except CorruptResult:
             return False
-        return bool(r) and r.get("status") == "done" and r.get("key") == key and \
-            (data is None or r.get("data", data) == data)
+        return bool(r) and r.get("status") == "done" and r.get("key") == key and not on_other_data(r, data)
 
     def note_other_data(self, cells, data: str, log) -> None:
         """``log`` which of ``cells`` (objects with a name and a key) are done on other data than ``data``, the
@@ -160,7 +165,7 @@ class Store:
                 r = self.read_result(c.name)
             except CorruptResult:
                 continue
-            if r and r.get("status") == "done" and r.get("key") == c.key and r.get("data", data) != data:
+            if r and r.get("key") == c.key and on_other_data(r, data):
                 log(f"[yellow]{c.name}: computed on other data (fingerprint {r['data']}, now {data}): recomputed")
 
     def write_result(self, name: str, result: dict) -> None:
@@ -206,7 +211,7 @@ class Store:
         except CorruptResult as exc:
             r, corrupt = None, exc
         mine = r is not None and r.get("key") == key
-        if mine and r.get("status") == "done" and data is not None and r.get("data", data) != data:
+        if mine and on_other_data(r, data):
             if not self._running_now(name, key):
                 return "outdated", f"computed on other data (fingerprint {r['data']}; data.json now {data}): the " \
                                    "next run recomputes it"
