@@ -127,32 +127,54 @@ def write_outputs(results: StudyResults, root: str | Path, *,
     from prunefair.report.html import write_report
     from prunefair.report.mitigation import write_mitigation_outputs
 
+    from prunefair.report.diagnostics_figures import write_diagnostics_outputs
+
     paths = results.write_tables(root)
     figures = write_figures(results, root) if not results.by_group.empty else {}
     paths.update(figures)
-    mitigation = write_mitigation_outputs(results, root)
+    kept: list[str] = []  # output families whose stored data could not be read: their earlier files stay
+    mitigation = _optional_outputs(write_mitigation_outputs, results, root, kept, "mitigation",
+                                   ("mitigation.csv", "mitigation_paired.csv", "figures/mitigation_duals_p*.png"))
     paths.update(mitigation)
-    from prunefair.report.diagnostics_figures import write_diagnostics_outputs
-
-    diagnostics = write_diagnostics_outputs(results, root)  # Figures 12-13, diagnostics/theorem1/correlations.csv
+    diagnostics = _optional_outputs(write_diagnostics_outputs, results, root, kept, "diagnostics",  # Figures 12-13
+                                    ("diagnostics.csv", "theorem1.csv", "correlations.csv", "figures/fig12_*.png",
+                                     "figures/fig13_*.png"))
     paths.update(diagnostics)
     embedded = {**figures, **{k: p for k, p in {**mitigation, **diagnostics}.items() if Path(p).suffix == ".png"}}
-    paths["report"] = write_report(results, root, figures=embedded, group_size_dirs=group_size_dirs)
-    _remove_stale_outputs(Path(root), paths)
+    drawn: dict[str, Path] = {}
+    paths["report"] = write_report(results, root, figures=embedded, group_size_dirs=group_size_dirs, drawn=drawn)
+    paths.update(drawn)  # figures the report drew itself are outputs too (not stale)
+    _remove_stale_outputs(Path(root), paths, kept)
     return paths
+
+
+def _optional_outputs(write, results: StudyResults, root, kept: list[str], what: str, patterns: tuple) -> dict:
+    """The tables and figures of an optional section; when its stored data has a shape they cannot read (a
+    hand-edited or damaged result.json), a warning instead, the files an earlier run wrote are kept, and the
+    report still comes (its section shows the error)."""
+    try:
+        return write(results, root)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        warnings.warn(f"{root}: {what} tables and figures not rewritten, their stored data could not be read "
+                      f"({type(exc).__name__}: {exc}); earlier files kept", stacklevel=3)
+        kept.extend(patterns)
+        return {}
 
 
 # what write_outputs may write, besides the tables and the report it always writes (figures of Figures 14-15 are
 # left alone: they come from other folders)
-_GENERATED = ("layer_sparsity.csv", "mitigation.csv", "diagnostics.csv", "theorem1.csv", "correlations.csv", "figures/fig1_*.png",
-              "figures/fig12_*.png", "figures/fig13_*.png", "figures/mitigation_duals_p*.png")
+_GENERATED = ("layer_sparsity.csv", "mitigation.csv", "mitigation_paired.csv", "diagnostics.csv", "theorem1.csv",
+              "correlations.csv", "figures/fig1_*.png", "figures/fig12_*.png", "figures/fig13_*.png",
+              "figures/mitigation_duals_p*.png")
 
 
-def _remove_stale_outputs(root: Path, written: dict) -> None:
+def _remove_stale_outputs(root: Path, written: dict, kept: list[str] = ()) -> None:
     """Outputs of an earlier run that this one did not write (e.g. mitigation.csv after the mitigation methods
-    were taken out of the config) would contradict the report: removed."""
+    were taken out of the config) would contradict the report: removed, except the ``kept`` patterns."""
     keep = {Path(p).resolve() for p in written.values()}
     for pattern in _GENERATED:
+        if pattern in kept:
+            continue
         for p in root.glob(pattern):
             if p.resolve() not in keep:
                 p.unlink()

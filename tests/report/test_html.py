@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -232,6 +233,36 @@ def test_mitigation_section_compares_methods(tmp_path):
     assert html.count("class=best") == 1  # one outlined method per rate (one rate here), in the test table only
     # report/mitigation.py's outputs are embedded too: the dual figure and the constraint shares
     assert "mitigation_duals_p0.9.png</figcaption>" in html and "constraints met (share of seeds)" in html
+    # the paired comparison, recomputed from the cells' raw counts
+    assert "each method minus nft on the same seeds" in html
+    paired = pd.read_csv(tmp_path / "study" / "mitigation_paired.csv")
+    row = paired[(paired.split == "test") & (paired.method == "ceag")].iloc[0]
+    cells = {c["name"]: c for c in results.cells}
+
+    def accs(cell):
+        t = cell["metrics"]["test"]
+        return np.array(t["correct"]) / np.array(t["count"]), sum(t["correct"]) / sum(t["count"])
+
+    diffs = {"acc": [], "psi": []}
+    for seed in (0, 1):
+        per = {}
+        for method in ("nft", "ceag"):
+            cell = cells[f"s{seed}_p0.9_{method}"]
+            (ga, oa), (gd, od) = accs(cell), accs(cells[cell["dense"]])
+            per[method] = (oa, ((gd - ga) - (od - oa)).max())
+        diffs["acc"].append(per["ceag"][0] - per["nft"][0])
+        diffs["psi"].append(per["ceag"][1] - per["nft"][1])
+    assert row.acc_pruned_diff == pytest.approx(np.mean(diffs["acc"]), abs=1e-9)
+    assert row.max_psi_diff == pytest.approx(np.mean(diffs["psi"]), abs=1e-9)
+    # a failed nft cell of seed 1: the sentence compares both methods on seed 0 alone, not nft's 1 seed with ceag's 2
+    failed = tmp_path / "study" / "cells" / "s1_p0.9_nft" / "result.json"
+    failed.write_text(json.dumps({**json.loads(failed.read_text()), "status": "failed", "error": "gone"}))
+    from prunefair.api import write_outputs
+
+    write_outputs(StudyResults.from_store(tmp_path / "study"), tmp_path / "study")
+    html = _html(tmp_path / "study")
+    psi0 = {k: m[sel & (m.method == k) & (m.seed == 0)].max_psi.item() * 100 for k in ("nft", "ceag")}
+    assert f"ceag moved max ψ from {psi0['nft']:.1f} (nft) to {psi0['ceag']:.1f} points" in html
 
 
 def test_cli_report_writes_and_prints_the_report(study, tmp_path):

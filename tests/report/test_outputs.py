@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -87,3 +88,82 @@ def test_theorem1_csv_is_not_written_empty(folder):
     results.by_group = results.by_group[results.by_group.split != "train"]  # the diagnostics' split not evaluated
     paths = write_outputs(results, folder)
     assert "theorem1" not in paths and not (folder / "theorem1.csv").exists()
+
+
+def _measures(rows):
+    cols = ["seed", "method", "sparsity", "stage", "split", "acc_pruned", "max_psi", "psi_pw"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_mitigation_paired_table_pairs_seeds_and_matches_a_loop():
+    from types import SimpleNamespace
+
+    from scipy import stats
+
+    from prunefair.report.mitigation import mitigation_paired_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(4):
+        for method in ("nft", "ceag"):
+            if method == "ceag" and seed == 3:
+                continue  # a failed cell: seed 3 has no ceag, so it is left out of the pairs
+            rows.append([seed, method, 0.9, "finetuned", "test", *rng.uniform(0, 1, 3)])
+            rows.append([seed, method, 0.9, "oneshot", "test", 0.5, 0.5, 0.5])  # not compared
+    m = _measures(rows)
+    out = mitigation_paired_table(SimpleNamespace(measures=m))
+    assert len(out) == 1 and out.loc[0, "method"] == "ceag" and out.loc[0, "seeds"] == 3
+    for c in ("acc_pruned", "max_psi", "psi_pw"):
+        d = []
+        for seed in range(3):  # brute force
+            pick = lambda meth: m[(m.seed == seed) & (m.method == meth) & (m.stage == "finetuned")][c].item()  # noqa: E731
+            d.append(pick("ceag") - pick("nft"))
+        half = stats.t.ppf(0.975, 2) * np.std(d, ddof=1) / np.sqrt(3)
+        assert out.loc[0, f"{c}_diff"] == pytest.approx(np.mean(d), abs=1e-12)
+        assert out.loc[0, f"{c}_lo"] == pytest.approx(np.mean(d) - half, abs=1e-12)
+        assert out.loc[0, f"{c}_hi"] == pytest.approx(np.mean(d) + half, abs=1e-12)
+        assert json.loads(out.loc[0, f"{c}_per_seed"]) == pytest.approx(d, abs=1e-12)
+        assert out.loc[0, f"{c}_beyond_noise"] == bool(abs(np.mean(d)) > half)
+
+
+def test_mitigation_paired_table_one_seed_and_no_reference():
+    from types import SimpleNamespace
+
+    from prunefair.report.mitigation import mitigation_paired_table
+
+    one = _measures([[0, "nft", 0.9, "finetuned", "test", 0.8, 0.1, 0.2],
+                     [0, "el", 0.9, "finetuned", "test", 0.7, 0.05, 0.1]])
+    out = mitigation_paired_table(SimpleNamespace(measures=one))
+    assert out.loc[0, "acc_pruned_diff"] == pytest.approx(-0.1)
+    assert np.isnan(out.loc[0, "acc_pruned_lo"]) and not out.loc[0, "acc_pruned_beyond_noise"]  # no interval
+    assert mitigation_paired_table(SimpleNamespace(measures=one[one.method == "el"])).empty
+
+
+def test_without_test_split_the_correlations_use_val_and_every_embedded_figure_stays_on_disk(tmp_path):
+    from prunefair import run_study
+    from tests.conftest import tiny_study
+
+    with pytest.warns(UserWarning, match="the Theorem 1 check needs"):  # the config's own warning
+        run_study(tiny_study(tmp_path, seeds=[0, 1], prune={"rates": [0.9]}, eval={"splits": ["val"]}), quiet=True)
+    root = tmp_path / "study"
+    corr = pd.read_csv(root / "correlations.csv")
+    assert set(corr.split) == {"val"}  # the report's main split (test is not evaluated), not train (not evaluated)
+    html = (root / "report.html").read_text()
+    assert 'id="correlations"' in html
+    for name in re.findall(r'alt="[^"]*?([\w.-]+\.png)', html):
+        assert (root / "figures" / name).is_file(), name  # shown in the report, so kept under figures/
+
+
+def test_unreadable_diagnostics_keep_their_old_files_and_the_report_is_written(folder):
+    path = folder / "cells" / "s0_dense" / "result.json"
+    cell = json.loads(path.read_text())
+    if "diagnostics" not in cell:
+        pytest.skip("the shared study has no diagnostics")
+    write_outputs(StudyResults.from_store(folder), folder)
+    before = (folder / "diagnostics.csv").read_bytes()
+    cell["diagnostics"]["grad_norm"] = cell["diagnostics"]["grad_norm"][:-1]  # a hand-edited, damaged record
+    path.write_text(json.dumps(cell))
+    (folder / "report.html").unlink()
+    with pytest.warns(UserWarning, match="diagnostics tables and figures not rewritten"):
+        write_outputs(StudyResults.from_store(folder), folder)
+    assert (folder / "report.html").is_file() and (folder / "diagnostics.csv").read_bytes() == before

@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 from prunefair.diagnostics import GroupDiagnostics, spearman_across_groups, theorem1_check  # noqa: E402
 from prunefair.study import StudyResults  # noqa: E402
 from prunefair.study.store import atomic_write_text  # noqa: E402
-from prunefair.report.figures import method_order  # noqa: E402
+from prunefair.report.figures import main_split, method_order  # noqa: E402
 from prunefair.report.plotting import save_figure  # noqa: E402
 
 DIAGNOSTIC_LABELS = {
@@ -94,7 +94,7 @@ def correlation_frame(results: StudyResults, *, split: str | None = None) -> pd.
     bg = results.by_group
     if not diags or bg.empty:
         return pd.DataFrame()
-    split = split or ("test" if "test" in set(bg.split) else next(iter(diags.values())).split)
+    split = split or main_split(results)  # as the report reads it: test, else val, else train
     pruned = bg[(bg.stage != "dense") & (bg.split == split)]
     seeds = sorted(diags)
     rows = []
@@ -180,7 +180,7 @@ def write_diagnostics_outputs(results: StudyResults, root: str | Path, *, rate: 
             atomic_write_text(paths[name], frame.to_csv(index=False))
     if results.by_group.empty:
         return paths
-    split = "test" if "test" in set(results.by_group.split) else str(diag.split.iloc[0])
+    split = main_split(results)
     if not corr.empty and split not in set(corr.split):
         corr = correlation_frame(results, split=split)
     figs = {

@@ -147,13 +147,13 @@ def correlation_table(results, diag: pd.DataFrame, *, outcome_split: str | None 
 
     A row per (method, sparsity, stage, diagnostic, outcome): rho averaged over seeds with a 95% t interval over
     seeds (none with one seed) and a permutation p-value, from diagnostics.spearman_across_groups. The outcome is measured
-    on ``outcome_split`` (test if evaluated, else the diagnostics' split).
+    on ``outcome_split`` (by default the report's main split: test if evaluated, else val, else train).
     """
     if diag.empty or results.by_group.empty:
         return pd.DataFrame()
     splits = set(results.by_group.split)
     dsplit = "train" if "train" in set(diag.split) else sorted(diag.split)[0]
-    outcome_split = outcome_split or ("test" if "test" in splits else dsplit)
+    outcome_split = outcome_split or next((s for s in ("test", "val", "train") if s in splits), dsplit)
     wide = diag[diag.split == dsplit].pivot_table(index=["seed", "group_id"], columns="diagnostic", values="value")
     out = _outcomes(results, outcome_split).merge(wide.reset_index(), on=["seed", "group_id"], how="inner")
     rows = []

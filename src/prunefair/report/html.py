@@ -171,13 +171,15 @@ def read_group_size(root: Path):
 
 
 def write_report(results, root: str | Path, figures: dict[str, Path] | None = None, *,
-                 group_size_dirs: list[str | Path] | None = None) -> Path:
+                 group_size_dirs: list[str | Path] | None = None, drawn: dict[str, Path] | None = None) -> Path:
     """Write ``root/report.html`` (plus the figure PNGs under ``root/figures``) and return its path.
 
     ``figures`` (name -> PNG) are embedded; when None, the study's figures are (re)drawn first. Names starting
     with fig1_, fig12/fig13/diag, mitigation, fig14/fig15/group_size go to their sections, others at the end.
     ``group_size_dirs``: the studies of a group-size experiment (one per upsampling factor); their gradient
     norms are collected into ``root/group_size.csv``, which later reports read again.
+    ``drawn``: a dict that receives the figures this call drew itself (name -> PNG), e.g. Figures 12-13 on a split
+    the diagnostics outputs did not draw.
     """
     from prunefair.report import sections
     from prunefair.report.explain_figures import figure_diagnostics
@@ -199,6 +201,9 @@ def write_report(results, root: str | Path, figures: dict[str, Path] | None = No
                                split=ctx.main_split)
         if p is not None:
             ctx.figures["fig12_13_diagnostics"] = p
+    if drawn is not None:
+        drawn.update({k: Path(p) for k, p in ctx.figures.items()
+                      if p is not None and (figures is None or k not in figures)})
     path = root / "report.html"
     atomic_write_text(path, build_report(results, root, ctx=ctx))
     return path

@@ -3,11 +3,14 @@
 ``mitigation_table``: per (sparsity, method, split), mean and std over seeds of accuracy, max psi,
 Psi_PW, accuracy gap, xi and max_a |J_a - J| (the EL violation), and the share of seeds on which each
 constraint holds: CEAG's ``max_psi <= eps`` and EL's ``max_a |J_a - J| <= el_tolerance``.
+``mitigation_paired_table``: each method against plain fine-tuning (NFT) on the same seeds (they share the dense
+model and the mask): the mean difference of accuracy, max psi and Psi_PW with its 95% t interval over seeds.
 ``figure_duals``: multipliers and violations per epoch (mean over seeds), one panel row per method.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +23,7 @@ import pandas as pd  # noqa: E402
 from prunefair.study import StudyResults  # noqa: E402
 from prunefair.study.store import atomic_write_text  # noqa: E402
 from prunefair.report.plotting import save_figure  # noqa: E402
+from prunefair.report.stats import t_interval  # noqa: E402
 
 MEASURES = ["acc_pruned", "max_psi", "psi_pw", "accuracy_gap_pruned", "xi", "loss_gap"]
 ORDER = {"nft": 0, "el": 1, "el_rb": 2, "ceag": 3, "vkd": 4}
@@ -44,6 +48,42 @@ def mitigation_table(results: StudyResults) -> pd.DataFrame:
     out["_o"] = out.method.map(ORDER).fillna(99)
     split_order = {"train": 0, "val": 1, "test": 2}
     out["_s"] = out.split.map(split_order).fillna(9)
+    return out.sort_values(["sparsity", "_s", "_o", "method"]).drop(columns=["_o", "_s"]).reset_index(drop=True)
+
+
+PAIRED = ["acc_pruned", "max_psi", "psi_pw"]
+
+
+def mitigation_paired_table(results: StudyResults, *, reference: str = "nft",
+                            confidence: float = 0.95) -> pd.DataFrame:
+    """One row per (sparsity, split, method other than ``reference``): for each of accuracy, max psi and Psi_PW
+    (fractions, after fine-tuning), the per-seed differences method - reference on the seeds both have
+    (``<m>_per_seed``, a JSON list), their mean, the t interval over seeds (``<m>_lo``, ``<m>_hi``; NaN with one
+    seed) and ``<m>_beyond_noise`` (the interval excludes 0). Empty without the reference method."""
+    m = results.measures
+    fin = m[m.stage == "finetuned"] if not m.empty else m
+    if fin.empty or reference not in set(fin.method) or fin.method.nunique() < 2:
+        return pd.DataFrame()
+    ref = fin[fin.method == reference].set_index(["sparsity", "split", "seed"])
+    rows = []
+    for (sparsity, split, method), sub in fin[fin.method != reference].groupby(["sparsity", "split", "method"]):
+        s = sub.set_index(["sparsity", "split", "seed"])
+        common = s.index.intersection(ref.index)
+        if common.empty:
+            continue
+        row = {"sparsity": sparsity, "split": split, "method": method, "reference": reference,
+               "seeds": len(common)}
+        for c in PAIRED:
+            d = (s.loc[common, c] - ref.loc[common, c]).to_numpy(dtype=float)
+            iv = t_interval(d, confidence=confidence)
+            row.update({f"{c}_diff": iv.mean, f"{c}_lo": iv.lo, f"{c}_hi": iv.hi,
+                        f"{c}_beyond_noise": iv.excludes_zero(), f"{c}_per_seed": json.dumps(d.tolist())})
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows)
+    out["_o"] = out.method.map(ORDER).fillna(99)
+    out["_s"] = out.split.map({"train": 0, "val": 1, "test": 2}).fillna(9)
     return out.sort_values(["sparsity", "_s", "_o", "method"]).drop(columns=["_o", "_s"]).reset_index(drop=True)
 
 
@@ -110,7 +150,8 @@ def figure_duals(results: StudyResults, path: str | Path, *, sparsity: float) ->
 
 
 def write_mitigation_outputs(results: StudyResults, root: str | Path) -> dict[str, Path]:
-    """mitigation.csv and figures/mitigation_duals_p<rate>.png when the study fine-tuned with a mitigation."""
+    """mitigation.csv, mitigation_paired.csv (with NFT in the study) and figures/mitigation_duals_p<rate>.png when
+    the study fine-tuned with a mitigation."""
     methods = set(results.measures.method.unique()) if not results.measures.empty else set()
     if not methods - {"dense", "nft"}:
         return {}
@@ -118,6 +159,10 @@ def write_mitigation_outputs(results: StudyResults, root: str | Path) -> dict[st
     table = mitigation_table(results)
     paths = {"mitigation": root / "mitigation.csv"}
     atomic_write_text(paths["mitigation"], table.to_csv(index=False))
+    paired = mitigation_paired_table(results)
+    if not paired.empty:
+        paths["mitigation_paired"] = root / "mitigation_paired.csv"
+        atomic_write_text(paths["mitigation_paired"], paired.to_csv(index=False))
     for rate in sorted(table.sparsity.unique()):
         p = figure_duals(results, root / "figures" / f"mitigation_duals_p{rate:g}.png", sparsity=rate)
         if p is not None:

@@ -113,7 +113,8 @@ def reading(results, ctx: Context) -> list[str]:
     else:
         out.append(f"At {rate_label(top)} sparsity ({method}, after fine-tuning), {split} accuracy fell by "
                    f"{_pts(overall)} overall but by {_pts(gd[worst])} for {gname[worst]}, while {gname[least]} "
-                   f"{'lost' if gd[least].mean >= 0 else 'gained'} {abs(gd[least].mean) * 100:.1f} points.")
+                   f"{'gained' if round(gd[least].mean * 100, 1) < 0 else 'lost'} {abs(gd[least].mean) * 100:.1f} "
+                   "points.")  # a mean of -1e-17 (two seeds +-x) "lost 0.0", not "gained 0.0"
 
     gap_d, gap_p = _on_common_seeds(
         ms, {"method": "dense", "sparsity": 0.0, "stage": "dense", "split": split},
@@ -212,8 +213,7 @@ def _mitigation_sentences(ctx: Context, ms: pd.DataFrame, top: float, split: str
     ref = {"method": base, "sparsity": top, "stage": "finetuned", "split": split}
     for m in ctx.methods[1:]:
         other = {**ref, "method": m}
-        a = ctx.m(base, top, "finetuned", split, "max_psi")
-        b = ctx.m(m, top, "finetuned", split, "max_psi")
+        a, b = _on_common_seeds(ms, ref, other, "max_psi")  # a failed cell in one method: the seeds both have
         d_psi = _paired(ms, ref, other, "max_psi")
         d_acc = _paired(ms, ref, other, "acc_pruned")
         if not np.isfinite(b.mean):

@@ -181,6 +181,7 @@ def mitigation_section(ctx: Context, results) -> Html | None:
                     attrs[(len(rows) - 1, jpsi)] = " class=best"
         parts.append(table(["rate", "method", *[lab for _, lab, _, _ in cols]], rows, row_classes=classes,
                            cell_attrs=attrs, caption=f"{split} split: mean ± std over seeds, 95% CI below"))
+    parts += _paired_table(results, ctx.main_split)
     parts += _constraint_table(results, splits)
     mult = ctx.multipliers
     if not mult.empty:
@@ -203,6 +204,27 @@ def _rate_of(name: str) -> float:
     """The rate in a figure name such as mitigation_duals_p0.95 (0 when there is none)."""
     m = re.search(r"p(\d+(?:\.\d+)?)$", name)
     return float(m.group(1)) if m else 0.0
+
+
+def _paired_table(results, split: str) -> list[Html]:
+    """Each method minus NFT on the same seeds (mitigation_paired.csv), on the main split, in points."""
+    from prunefair.report.mitigation import mitigation_paired_table
+
+    pt = mitigation_paired_table(results)
+    if pt.empty or not (pt.split == split).any():
+        return []
+
+    def cell(r, c) -> Html:
+        mean, lo, hi = r[f"{c}_diff"] * 100, r[f"{c}_lo"] * 100, r[f"{c}_hi"] * 100
+        text = f"{mean:+.2f}" + (f"<span class=ci>[{lo:+.2f}, {hi:+.2f}]</span>" if lo == lo else "")
+        return Html(f"<b>{text}</b>" if r[f"{c}_beyond_noise"] else text)
+
+    rows = [[rate_label(r["sparsity"]), r["method"], int(r["seeds"]), *[cell(r, c) for c in
+                                                                      ("acc_pruned", "max_psi", "psi_pw")]]
+            for _, r in pt[pt.split == split].iterrows()]
+    return [table(["rate", "method", "seeds", "Δ accuracy", "Δ max ψ", "Δ Ψ_PW"], rows,
+                  caption=f"{split} split: each method minus nft on the same seeds (same dense model and mask), "
+                          "points, mean and 95% t interval over seeds; bold where the interval excludes 0")]
 
 
 def _constraint_table(results, splits: list[str]) -> list[Html]:
