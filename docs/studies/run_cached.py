@@ -10,7 +10,6 @@ import numpy as np, torch
 from prunefair.data import DatasetSplits, GroupedData
 import prunefair.study.runner as runner
 from prunefair.api import run_study
-from prunefair.config import load_config
 
 here = Path(os.environ.get("PRUNEFAIR_CACHE", Path(__file__).parent))  # folder of utk32.npz.xz(.json)
 args = sys.argv[1:]

@@ -14,7 +14,6 @@ from prunefair import run_study
 from prunefair.api import CellsFailed
 from prunefair.cli import app
 from prunefair.data import register_arrays
-from prunefair.study import StudyResults
 from tests.conftest import tiny_study
 
 ROOT = Path(__file__).resolve().parents[2]
