@@ -80,3 +80,47 @@ def test_a_checkpoint_of_another_model_points_at_register_model(pair, tmp_path):
     save_checkpoint(tmp_path / "own.safetensors", own.state_dict())
     with pytest.raises(ArchitectureMismatch, match=r"is model.name right\?.*register_model"):
         diagnose_model(CFG, tmp_path / "own.safetensors", rates=[0.5])
+
+
+def test_audit_and_diagnose_refuse_arguments_of_the_wrong_kind_naming_them(pair):
+    dense = pair / "dense.safetensors"
+    with pytest.raises(TypeError, match=r"splits: a list of split names such as \['test'\], got 'test'"):
+        audit_pair(CFG, dense, pair / "pruned.pth", splits="test")  # not ['t', 'e', 's', 't']
+    with pytest.raises(ValueError, match="splits is empty"):
+        audit_pair(CFG, dense, pair / "pruned.pth", splits=[])
+    with pytest.raises(ValueError, match="rates is empty"):
+        diagnose_model(CFG, dense, rates=[])  # not the config's rates
+    with pytest.raises(TypeError, match="model_path: the path of a checkpoint file, got a MLP.*diagnose_groups"):
+        diagnose_model(CFG, build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=0.5), rates=[0.5])
+
+
+def test_the_api_refuses_wrong_types_with_the_argument_named():
+    import numpy as np
+
+    from prunefair.data import load_dataset
+    from prunefair.data.tensors import register_arrays
+    from prunefair.diagnostics import diagnose_groups
+    from prunefair.measure import GroupStats, pruning_impact
+    from prunefair.mitigate import objective_for
+    from prunefair.prune import make_masks
+
+    model = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=0.5)
+    with pytest.raises(TypeError, match=r"pruning rate: a number in \[0, 1\), got '0.9'"):
+        make_masks(model, "0.9")
+    with pytest.raises(TypeError, match="register_arrays: attributes is a dict"):
+        register_arrays("typed", np.zeros((4, 3)), np.array([0, 1, 0, 1]), attributes=[np.zeros(4)])
+    splits = load_dataset("digits")
+    with pytest.raises(TypeError, match="data: one split's GroupedData"):
+        diagnose_groups(model, splits)
+    with pytest.raises(ValueError, match="max_samples = 0"):
+        diagnose_groups(model, splits.train, max_samples=0)
+    with pytest.raises(TypeError, match="data: a DatasetSplits"):
+        objective_for("nft", dense_model=model, data=splits.train)
+    a = GroupStats(("a", "b"), np.array([2, 2]), np.array([1, 2]), np.array([1.0, 2.0]))
+    b = GroupStats(("b", "a"), np.array([2, 2]), np.array([1, 2]), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"different groups \(dense \['a', 'b'\], pruned \['b', 'a'\]\)"):
+        pruning_impact(a, b)  # same length, other order: was paired silently
+    with pytest.raises(ValueError, match="count different samples"):
+        pruning_impact(a, GroupStats(("a", "b"), np.array([2, 3]), np.array([1, 2]), np.array([1.0, 2.0])))
+    with pytest.raises(KeyError, match="no numeric by_group column 'acc'; allowed: n, acc_dense"):
+        pruning_impact(a, a).difference("acc")

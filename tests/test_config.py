@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from prunefair.config import ConfigError, StudyConfig, apply_overrides, load_config, validate_config
@@ -74,3 +76,26 @@ def test_dataset_specific_key_on_another_dataset_is_refused():
     msg = _err({"data": {"dataset": "digits", "age_bins": [0, 10, 20]}})
     assert "data.age_bins" in msg and "utkface" in msg
     assert "data.svhn_extra" in _err({"data": {"dataset": "digits", "svhn_extra": True}})
+
+
+@pytest.mark.parametrize("over, key", [
+    ({"train": {"epochs": True}}, "train.epochs = True"),
+    ({"train": {"epochs": "3"}}, "train.epochs = '3'"),
+    ({"train": {"flip": 1}}, "train.flip = 1"),
+    ({"seeds": [True, 1]}, "seeds.0 = True"),
+    ({"prune": {"rates": [True]}}, "prune.rates.0 = True"),
+    ({"model": {"width": True}}, "model.width = True"),
+    ({"diagnostics": {"enabled": "no"}}, "diagnostics.enabled = 'no'"),
+])
+def test_config_types_are_strict_and_the_error_names_the_key(over, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        validate_config(over, source="x")
+
+
+def test_config_takes_paths_tuples_and_numpy_scalars_from_python(tmp_path):
+    import numpy as np
+
+    cfg = validate_config({"output_dir": tmp_path / "out", "seeds": (np.int64(0), 1),
+                           "prune": {"rates": (np.float32(0.5), 0.9)}, "train": {"lr": 1}}, source="x")
+    assert cfg.output_dir == str(tmp_path / "out") and cfg.seeds == [0, 1] and cfg.train.lr == 1.0
+    assert cfg.prune.rates == [0.5, 0.9]

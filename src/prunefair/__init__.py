@@ -14,7 +14,8 @@ from prunefair.api import run_study  # noqa: E402
 
 __all__ = ["StudyConfig", "load_config", "run_study", "__version__"]
 
-_STAGES = ("audit", "data", "diagnostics", "measure", "mitigate", "models", "prune", "report", "study", "train")
+_STAGES = ("audit", "cli", "data", "diagnostics", "measure", "mitigate", "models", "prune", "report", "study",
+           "train")
 
 
 def __getattr__(name: str):

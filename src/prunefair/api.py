@@ -73,6 +73,9 @@ def run_group_size(
     from prunefair.study.group_size import plan_group_size
     from prunefair.study.runner import load_study_data
 
+    if isinstance(factors, (str, bytes)) or not hasattr(factors, "__iter__"):
+        raise TypeError(f"factors: a list of upsampling factors such as [1, 5, 10, 20], got {factors!r}")
+    group = str(group)  # a class given as the integer 8 is the group named "8"
     cfg = _resolve(config, overrides)
     train = load_study_data(cfg).train
     if group not in train.group_names:

@@ -142,16 +142,29 @@ class AuditResult:
         return paths
 
 
+def _check_path(name: str, value) -> None:
+    if not isinstance(value, (str, Path)):
+        raise TypeError(f"{name}: the path of a checkpoint file, got a {type(value).__name__}; for a model in memory, "
+                        "save it first (prunefair.prune.save_pruned or torch.save of its state_dict) or call "
+                        "prunefair.diagnostics.diagnose_groups(model, data) directly")
+
+
 def audit_pair(cfg: StudyConfig | dict | str | Path, dense_path: str | Path, pruned_path: str | Path, *,
                splits: list[str] | None = None) -> AuditResult:
     """Compare a dense and a pruned checkpoint of the same architecture on the configured data. ``cfg`` is a
     StudyConfig, a dict in the study-file shape (as ``run_study`` takes) or the path of a TOML study file."""
+    _check_path("dense_path", dense_path)
+    _check_path("pruned_path", pruned_path)
+    if isinstance(splits, str) or splits is not None and not isinstance(splits, (list, tuple)):
+        raise TypeError(f"splits: a list of split names such as ['test'], got {splits!r}")
+    if splits is not None and not splits:
+        raise ValueError("splits is empty; give split names such as ['test'], or None for the config's eval.splits")
     cfg = cfg if isinstance(cfg, StudyConfig) else resolve_config(cfg)
     device = resolve_device(cfg.device)
     data = load_study_data(cfg)
     dense = load_model(cfg, data, dense_path, device)
     pruned, masks = load_model_and_masks(cfg, data, pruned_path, device)
-    splits = splits or list(cfg.eval.splits)
+    splits = list(cfg.eval.splits) if splits is None else list(splits)
     impacts = {}
     for s in splits:
         kw = dict(batch_size=cfg.eval.batch_size, device=device)
@@ -209,6 +222,9 @@ def diagnose_model(cfg: StudyConfig | dict | str | Path, model_path: str | Path,
     The distance at a rate is that of one-shot pruning with the configured criterion and scope (the norm of the
     weights it would remove), so it is known before pruning.
     """
+    _check_path("model_path", model_path)
+    if rates is not None and not list(rates):
+        raise ValueError("rates is empty; give pruning rates such as [0.9], or None for the config's prune.rates")
     cfg = cfg if isinstance(cfg, StudyConfig) else resolve_config(cfg)
     device = resolve_device(cfg.device)
     data = load_study_data(cfg)
@@ -218,7 +234,7 @@ def diagnose_model(cfg: StudyConfig | dict | str | Path, model_path: str | Path,
     prune = pruning_function(scope=p.scope, criterion=p.criterion, keep_first_last=p.keep_first_last,
                              allow_layer_removal=p.allow_layer_removal, seed=cfg.diagnostics.seed)
     distances, rankings = {}, {}
-    for rate in rates or list(cfg.prune.rates):
+    for rate in list(cfg.prune.rates) if rates is None else list(rates):
         pruned = copy.deepcopy(model)
         prune(pruned, rate).bind(pruned).apply()
         distances[rate] = parameter_distance(pruned, model)

@@ -91,3 +91,13 @@ def test_the_cli_shows_a_config_warning_once(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("is not among eval.splits") == 1
+
+
+def test_run_group_size_checks_its_arguments(tmp_path):
+    from prunefair.api import run_group_size
+
+    cfg = tiny_study(tmp_path)
+    with pytest.raises(TypeError, match=r"factors: a list of upsampling factors such as \[1, 5, 10, 20\], got '1,5'"):
+        run_group_size(cfg, group="8", factors="1,5")
+    with pytest.raises(ValueError, match=r"group '99': not a group of digits"):  # an integer is a group's name
+        run_group_size(cfg, group=99, factors=[1])

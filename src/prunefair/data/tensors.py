@@ -116,6 +116,10 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
                          "(or pass overwrite=True to replace it in this process)")
     if (x_test is None) != (y_test is None):
         raise ValueError("register_arrays: give both x_test and y_test, or neither")
+    for arg, value in (("attributes", attributes), ("names", names), ("attributes_test", attributes_test)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"register_arrays: {arg} is a dict (attribute name -> one value per sample), got a "
+                            f"{type(value).__name__}")
     if x_test is None and attributes_test is not None:
         raise ValueError("register_arrays: attributes_test given without x_test and y_test")
     xt = as_input_tensor(x, arg="x")

@@ -149,6 +149,10 @@ def diagnose_groups(
     groups; same values). Off by default: measured slower than group by group (CPU 0.55x on UTKFace, H200 0.96x
     on a small CNN; see docs/benchmarks.md)."""
     check_start(start)
+    if not isinstance(data, GroupedData):
+        raise TypeError(f"data: one split's GroupedData (e.g. splits.train), got a {type(data).__name__}")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples = {max_samples}: at least 1 sample per group for the Hessian, or None for all")
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()

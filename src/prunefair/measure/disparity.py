@@ -63,11 +63,22 @@ class PruningImpact:
 
     def difference(self, column: str = "acc_pruned") -> float:
         """max - min of a by_group column across groups."""
+        numeric = [c for c in self.by_group.columns if c != "group"]
+        if column not in numeric:
+            raise KeyError(f"difference: no numeric by_group column {column!r}; allowed: {', '.join(numeric)}")
         return float(self.by_group[column].max() - self.by_group[column].min())
 
 
 def pruning_impact(dense: GroupStats, pruned: GroupStats) -> PruningImpact:
-    """Compare per-group stats of a dense and a pruned model on the same data."""
+    """Compare per-group stats of a dense and a pruned model on the same data (the same groups, in the same
+    order, with the same sample counts; anything else is an error, not a silent pairing)."""
+    if tuple(dense.group_names) != tuple(pruned.group_names):
+        raise ValueError(f"pruning_impact: dense and pruned stats cover different groups (dense "
+                         f"{list(dense.group_names)}, pruned {list(pruned.group_names)}); evaluate both on the same data")
+    if not np.array_equal(np.asarray(dense.count), np.asarray(pruned.count)):
+        raise ValueError(f"pruning_impact: dense and pruned stats count different samples per group (dense "
+                         f"{np.asarray(dense.count).tolist()}, pruned {np.asarray(pruned.count).tolist()}); "
+                         "evaluate both on the same data")
     acc_d, acc_p = dense.accuracy, pruned.accuracy
     r = excess_loss(dense.loss, pruned.loss)
     delta_a = accuracy_drop(acc_d, acc_p)

@@ -73,6 +73,9 @@ def objective_for(method: str, *, dense_model, data: DatasetSplits, options=None
     """The objective that fine-tunes a pruned copy of ``dense_model`` with ``method``."""
     if method not in METHODS:
         raise ValueError(f"unknown mitigation method {method!r}; allowed: {', '.join(METHODS)}")
+    if not hasattr(data, "train") or not hasattr(data, "val"):
+        raise TypeError(f"data: a DatasetSplits (train, val and test splits; fine-tuning reads train, selection and "
+                        f"VKD read val), got a {type(data).__name__}")
     o = _options(options)
     ev = dict(batch_size=eval_batch_size, device=device, channels_last=channels_last)
     has_val = data.val is not None and len(data.val) > 0

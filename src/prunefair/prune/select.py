@@ -14,6 +14,8 @@ One place for the counting rules shared by every criterion:
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from prunefair.prune.masks import MaskSet
@@ -24,7 +26,9 @@ class LayerRemovalError(ValueError):
 
 
 def check_rate(rate: float) -> None:
-    if not 0.0 <= rate < 1.0:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"pruning rate: a number in [0, 1), got {rate!r} ({type(rate).__name__})")
+    if not 0.0 <= float(rate) < 1.0:
         raise ValueError(f"pruning rate must be in [0, 1), got {rate}")
 
 
