@@ -90,6 +90,7 @@ def test_audit_and_diagnose_refuse_arguments_of_the_wrong_kind_naming_them(pair)
         audit_pair(CFG, dense, pair / "pruned.pth", splits=[])
     with pytest.raises(ValueError, match="rates is empty"):
         diagnose_model(CFG, dense, rates=[])  # not the config's rates
+    assert list(diagnose_model(CFG, dense, rates=(r for r in [0.5, 0.8])).distances) == [0.5, 0.8]  # read once
     with pytest.raises(TypeError, match="model_path: the path of a checkpoint file, got a MLP.*diagnose_groups"):
         diagnose_model(CFG, build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=0.5), rates=[0.5])
 

@@ -99,3 +99,16 @@ def test_config_takes_paths_tuples_and_numpy_scalars_from_python(tmp_path):
                            "prune": {"rates": (np.float32(0.5), 0.9)}, "train": {"lr": 1}}, source="x")
     assert cfg.output_dir == str(tmp_path / "out") and cfg.seeds == [0, 1] and cfg.train.lr == 1.0
     assert cfg.prune.rates == [0.5, 0.9]
+
+
+def test_config_takes_numpy_arrays_ranges_and_python_types_on_assignment_too():
+    import numpy as np
+
+    cfg = validate_config({"prune": {"rates": np.linspace(0.5, 0.9, 3)}, "seeds": np.arange(2)}, source="x")
+    assert cfg.prune.rates == pytest.approx([0.5, 0.7, 0.9]) and cfg.seeds == [0, 1]
+    cfg.seeds = range(3)
+    cfg.train.epochs = np.int64(4)
+    assert cfg.seeds == [0, 1, 2] and cfg.train.epochs == 4 and type(cfg.train.epochs) is int
+    assert StudyConfig(seeds=(5,)).seeds == [5]
+    with pytest.raises(ValueError, match="epochs"):
+        cfg.train.epochs = True

@@ -26,7 +26,8 @@ def cells(folder: Path) -> dict[str, dict]:
     out = {}
     for f in sorted(folder.glob("cells/*/result.json")):
         r = json.loads(f.read_text())
-        out[r["name"]] = r
+        if r.get("status", "done") == "done" and "metrics" in r:  # failed cells have no metrics
+            out[r["name"]] = r
     if not out:
         raise SystemExit(f"{folder}: no cells/*/result.json")
     return out
@@ -35,10 +36,10 @@ def cells(folder: Path) -> dict[str, dict]:
 def measures(cell: dict, dense: dict, split: str) -> dict[str, float]:
     """Overall accuracy, max psi and Psi_PW (percent) of a pruned cell against its dense model."""
     d, p = dense["metrics"][split], cell["metrics"][split]
-    acc_d = [c / n for c, n in zip(d["correct"], d["count"])]
-    acc_p = [c / n for c, n in zip(p["correct"], p["count"])]
+    acc_d = [c / n if n else math.nan for c, n in zip(d["correct"], d["count"])]
+    acc_p = [c / n if n else math.nan for c, n in zip(p["correct"], p["count"])]
     overall_d, overall_p = sum(d["correct"]) / sum(d["count"]), sum(p["correct"]) / sum(p["count"])
-    psi = [(a - b) - (overall_d - overall_p) for a, b in zip(acc_d, acc_p)]
+    psi = [(a - b) - (overall_d - overall_p) for a, b in zip(acc_d, acc_p) if a == a and b == b]  # groups seen
     return {"accuracy": 100 * overall_p, "max psi": 100 * max(psi), "Psi_PW": 100 * (max(psi) - min(psi))}
 
 

@@ -223,7 +223,8 @@ def diagnose_model(cfg: StudyConfig | dict | str | Path, model_path: str | Path,
     weights it would remove), so it is known before pruning.
     """
     _check_path("model_path", model_path)
-    if rates is not None and not list(rates):
+    rates = None if rates is None else list(rates)  # a generator is read once
+    if rates is not None and not rates:
         raise ValueError("rates is empty; give pruning rates such as [0.9], or None for the config's prune.rates")
     cfg = cfg if isinstance(cfg, StudyConfig) else resolve_config(cfg)
     device = resolve_device(cfg.device)
@@ -234,7 +235,7 @@ def diagnose_model(cfg: StudyConfig | dict | str | Path, model_path: str | Path,
     prune = pruning_function(scope=p.scope, criterion=p.criterion, keep_first_last=p.keep_first_last,
                              allow_layer_removal=p.allow_layer_removal, seed=cfg.diagnostics.seed)
     distances, rankings = {}, {}
-    for rate in list(cfg.prune.rates) if rates is None else list(rates):
+    for rate in list(cfg.prune.rates) if rates is None else rates:
         pruned = copy.deepcopy(model)
         prune(pruned, rate).bind(pruned).apply()
         distances[rate] = parameter_distance(pruned, model)

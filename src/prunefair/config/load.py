@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from pathlib import Path, PurePath
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -31,26 +31,10 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 
 
-def _plain(value):
-    """The study-file types of values a Python caller may hand over: paths as strings, tuples as lists, numpy
-    scalars as Python numbers. Nothing else is converted: the sections validate strictly, so ``epochs = true``,
-    ``seeds = ["1"]`` or ``flip = 1`` are errors naming the key, not 1, [1] and True."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, PurePath):
-        return str(value)
-    item = getattr(value, "item", None)  # numpy (or torch) scalars
-    if callable(item) and getattr(value, "shape", None) == ():
-        return item()
-    return value
-
-
 def validate_config(raw: dict, *, source: str = "config", stored: bool = False) -> StudyConfig:
     """``stored=True`` for the config.toml of a study folder: see ``sections.stored``."""
     try:
-        return StudyConfig.model_validate(_plain(raw), context={"stored": stored})
+        return StudyConfig.model_validate(raw, context={"stored": stored})
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
 

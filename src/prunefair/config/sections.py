@@ -3,6 +3,7 @@ refused, every range checked where the key is read."""
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import (
@@ -14,8 +15,29 @@ class ConfigError(ValueError):
     """A study file or override is invalid; the message names the source, key and allowed values."""
 
 
+def plain(value):
+    """The study-file types of values a Python caller may hand over: paths as strings, tuples, ranges and 1-d
+    arrays as lists, numpy (or torch) scalars as Python numbers. Nothing else is converted: the sections validate
+    strictly, so ``epochs = true``, ``seeds = ["1"]`` or ``flip = 1`` are errors naming the key, not 1, [1], True."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, range)):
+        return [plain(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None and callable(getattr(value, "tolist", None)):  # numpy / torch scalars and 1-d arrays
+        return plain(value.tolist()) if len(shape) == 1 else value.item() if len(shape) == 0 else value
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_types(cls, v):  # on construction, validation and assignment alike
+        return plain(v)
 
 
 def stored(info: ValidationInfo) -> bool:

@@ -13,6 +13,8 @@ the study splits the data, stratified by target and group. Everything is checked
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
@@ -117,7 +119,7 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
     if (x_test is None) != (y_test is None):
         raise ValueError("register_arrays: give both x_test and y_test, or neither")
     for arg, value in (("attributes", attributes), ("names", names), ("attributes_test", attributes_test)):
-        if value is not None and not isinstance(value, dict):
+        if value is not None and not isinstance(value, Mapping):
             raise TypeError(f"register_arrays: {arg} is a dict (attribute name -> one value per sample), got a "
                             f"{type(value).__name__}")
     if x_test is None and attributes_test is not None:
