@@ -79,13 +79,13 @@ def test_dataset_specific_key_on_another_dataset_is_refused():
 
 
 @pytest.mark.parametrize("over, key", [
-    ({"train": {"epochs": True}}, "train.epochs = True"),
-    ({"train": {"epochs": "3"}}, "train.epochs = '3'"),
+    ({"train": {"epochs": True}}, "train.epochs = true"),
+    ({"train": {"epochs": "3"}}, 'train.epochs = "3"'),
     ({"train": {"flip": 1}}, "train.flip = 1"),
-    ({"seeds": [True, 1]}, "seeds.0 = True"),
-    ({"prune": {"rates": [True]}}, "prune.rates.0 = True"),
-    ({"model": {"width": True}}, "model.width = True"),
-    ({"diagnostics": {"enabled": "no"}}, "diagnostics.enabled = 'no'"),
+    ({"seeds": [True, 1]}, "seeds[0] = true"),
+    ({"prune": {"rates": [True]}}, "prune.rates[0] = true"),
+    ({"model": {"width": True}}, "model.width = true"),
+    ({"diagnostics": {"enabled": "no"}}, 'diagnostics.enabled = "no"'),
 ])
 def test_config_types_are_strict_and_the_error_names_the_key(over, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
@@ -112,3 +112,12 @@ def test_config_takes_numpy_arrays_ranges_and_python_types_on_assignment_too():
     assert StudyConfig(seeds=(5,)).seeds == [5]
     with pytest.raises(ValueError, match="epochs"):
         cfg.train.epochs = True
+
+
+def test_config_errors_spell_values_and_places_as_the_study_file_does():
+    with pytest.raises(ConfigError) as err:
+        validate_config({"model": 1, "seeds": [2**40], "finetune": {"methods": ["nft", "bogus"]}}, source="x")
+    text = str(err.value)
+    assert "model = 1: expected a table ([model] in the study file" in text and "ModelConfig" not in text
+    assert "seed 1099511627776 is outside 0 .. 4294967295" in text
+    assert 'finetune.methods[1] = "bogus"' in text

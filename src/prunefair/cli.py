@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import List, Optional
@@ -15,8 +16,20 @@ app = typer.Typer(
     help="prunefair: measure, explain and mitigate the disparate impact of pruning on groups "
          "(Tran et al., NeurIPS 2022).",
 )
-console = Console() if Console().is_terminal else Console(width=120)
+# a terminal's own width; piped, $COLUMNS or 120 (rich's 80 would fold the tables of a log file)
+console = Console() if Console().is_terminal else Console(width=int(os.environ.get("COLUMNS") or 120))
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _setup() -> None:
+    """Warnings (e.g. a config setting that leaves a check out) as one line on stderr, not Python's file:line."""
+    from rich.markup import escape
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+
+    warnings.showwarning = show
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -58,7 +71,8 @@ def study(
 ) -> None:
     """Train (or reuse) dense models, prune at every rate, fine-tune, measure every group, write the study folder.
 
-    Rerunning the same command resumes: finished cells are kept, failed or missing ones are run.
+    Without --config or --preset it runs the digits preset. Rerunning the same command resumes: finished cells are
+    kept, failed or missing ones are run. Exits with 1 when a cell failed (the others are kept), 2 on a bad setting.
     """
     from prunefair.api import CellsFailed, run_study
     from prunefair.config import ConfigError, load_config
@@ -104,7 +118,8 @@ def study(
         raise typer.Exit(1)
 
 
-@app.command("group-size")
+@app.command("group-size", short_help="E3 (Figures 14-15): one study per upsampling factor of a group, then every "
+                                       "group's gradient norm against the factor. Rerunning resumes.")
 def group_size(
     group: str = typer.Option(..., "--group", "-g", help="The group to upsample, by name (e.g. female, 0-2)."),
     factors: str = typer.Option("1,5,10,20", help="Comma-separated upsampling factors; 1 is the plain study."),
@@ -118,7 +133,8 @@ def group_size(
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any field (repeatable)."),
     match_steps: bool = typer.Option(True, "--match-steps/--same-epochs", help="Scale the dense epochs so every "
                                      "factor trains about as many steps as factor 1 (default), or keep train.epochs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables: print only the output "
+                               "paths (as report --quiet)."),
 ) -> None:
     """E3 (Figures 14-15, Proposition 1): one study per upsampling factor of one group, then every group's dense
     gradient norm against the factor. Rerunning resumes."""
@@ -133,11 +149,16 @@ def group_size(
         _fail(f"--factors {factors!r}: expected comma-separated numbers, e.g. 1,5,10,20")
     try:
         cfg = load_config(config, overrides=overrides, preset=preset or ("digits" if config is None else None))
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
         table = run_group_size(cfg, group=group, factors=values, match_steps=match_steps, quiet=quiet)
     except ConfigError as exc:
         _fail(str(exc))
     except (OSError, ValueError, RuntimeError) as exc:
-        _fail(f"{exc}\n(finished studies are kept; rerun the same command to resume)", 1)
+        started = any(Path(cfg.output_dir).glob("f*/cells"))  # else nothing to resume: the setting is wrong
+        _fail(f"{exc}\n(finished studies are kept; rerun the same command to resume)" if started else str(exc),
+              1 if started else 2)
     except KeyboardInterrupt:
         _fail(_INTERRUPTED, 130)
     means = table.groupby(["factor", "group"]).grad_norm.mean().unstack()
@@ -147,10 +168,11 @@ def group_size(
                   f"{cfg.output_dir}/figures/fig14_group_size.png", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Rebuild the tables, figures and self-contained report.html of a study folder from its "
+                        "stored results.")
 def report(
     study_dir: Path = typer.Argument(..., help="A study folder written by `prunefair study`."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the report's path."),
     group_size: List[Path] = typer.Option([], "--group-size", help="Study folders of a group-size experiment "
                                           "(one per data.resample.factor; repeatable): adds Figures 14-15."),
 ) -> None:
@@ -186,7 +208,8 @@ def report(
     console.print(f"report: {paths['report']}", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Show which cells of a study are done, running, stale, failed, corrupt, damaged, outdated "
+                        "or pending.")
 def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> None:
     """Show which cells of a study are done, running, stale (their process is gone), failed, corrupt (a damaged
     result.json, recomputed by the next run), damaged (done, but its checkpoint is truncated or damaged), outdated
@@ -202,6 +225,8 @@ def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> Non
     from prunefair.study.store import checkpoint_problem
 
     cfg_path = study_dir / "config.toml"
+    if not study_dir.exists():
+        _fail(f"{study_dir}: no such folder")
     if not cfg_path.is_file():
         _fail(f"{study_dir}: no config.toml, so not a study folder, or a study stopped before it wrote one (it is "
               "written once the data has loaded): run the study command to start it")
@@ -266,9 +291,10 @@ def audit(
 ) -> None:
     """Audit your own dense/pruned pair: per-group deltas, every disparity measure, every diagnostic, Theorem 1."""
     from prunefair.audit import audit_pair
-    from prunefair.report.audit_tables import audit_table, correlation_table
+    from prunefair.report.audit_tables import audit_diagnostics_table, audit_table, correlation_table
 
     cfg = _model_config(config, preset, model_name, data, set_, device)
+    _writable(out)
     try:
         result = audit_pair(cfg, dense, pruned, splits=list(split) or None)
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -277,9 +303,9 @@ def audit(
         _fail(f"{cfg.model.name} on {cfg.data.dataset}: {exc}")
     for s in result.impacts:
         console.print(audit_table(result, s))
+    console.print(audit_diagnostics_table(result))
     console.print(correlation_table(result))
-    for p in result.write(out).values():
-        console.print(f"wrote {p}")
+    _write(result, out)
 
 
 @app.command()
@@ -299,6 +325,7 @@ def diagnose(
     from prunefair.report.audit_tables import diagnose_table
 
     cfg = _model_config(config, preset, model_name, data, set_, device)
+    _writable(out)
     bad = [r for r in rate if not 0.0 <= r < 1.0]
     if bad:
         _fail(f"--rate {bad[0]}: a pruning rate must be in [0, 1)")
@@ -310,7 +337,27 @@ def diagnose(
         _fail(f"{cfg.model.name} on {cfg.data.dataset}: {exc}")
     for r in result.rankings:
         console.print(diagnose_table(result, r))
-    for p in result.write(out).values():
+    _write(result, out)
+
+
+def _writable(out: Path) -> None:
+    """Check the output folder before any computing (without creating it): one that cannot be made or written
+    fails now, not after the work."""
+    base = out.absolute()
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        _fail(f"--out {out}: cannot create the folder ({base} is a file)")
+    if not os.access(base, os.W_OK):
+        _fail(f"--out {out}: {base} is not writable")
+
+
+def _write(result, out: Path) -> None:
+    try:
+        paths = result.write(out)
+    except OSError as exc:  # e.g. the disk filled up while computing: the tables above are the result
+        _fail(f"--out {out}: could not write the results ({exc}); the tables above are what was computed", 1)
+    for p in paths.values():
         console.print(f"wrote {p}")
 
 

@@ -15,12 +15,13 @@ class Progress:
 
     def __enter__(self) -> "Progress":
         if not self.quiet:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn
             from rich.progress import TimeElapsedColumn
 
-            self._rich = RichProgress(
+            self._rich = RichProgress(  # on stderr, so stdout holds only results (tables, paths)
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                transient=True,
+                transient=True, console=Console(stderr=True, log_path=False),
             )
             self._rich.__enter__()
         return self

@@ -77,7 +77,7 @@ def test_mitigate_section_errors_name_the_key():
         validate_config({"mitigate": {"eps": -1}})
     with pytest.raises(ConfigError, match=r"unknown key 'mitigate\.lambda'"):
         validate_config({"mitigate": {"lambda": 1}})
-    with pytest.raises(ConfigError, match=r"finetune\.methods\.0"):
+    with pytest.raises(ConfigError, match=r"finetune\.methods\[0\]"):
         validate_config({"finetune": {"methods": ["fairprune"]}})
     cfg = validate_config({"finetune": {"methods": list(METHODS)}, "mitigate": {"selection": "val_accuracy"}})
     assert cfg.mitigate.selection == "val_accuracy"

@@ -101,3 +101,54 @@ def test_run_group_size_checks_its_arguments(tmp_path):
         run_group_size(cfg, group="8", factors="1,5")
     with pytest.raises(ValueError, match=r"group '99': not a group of digits"):  # an integer is a group's name
         run_group_size(cfg, group=99, factors=[1])
+
+
+def test_cli_refuses_an_unwritable_out_before_computing_and_names_a_missing_folder(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    runner = CliRunner()
+    for cmd in (["diagnose", "--model", str(tmp_path / "m.safetensors")],
+                ["audit", "--dense", str(tmp_path / "d.pt"), "--pruned", str(tmp_path / "p.pt")]):
+        res = runner.invoke(app, [*cmd, "--out", str(tmp_path / "afile" / "x")])
+        text = " ".join(res.output.split())  # the error is wrapped at the console's width
+        assert res.exit_code == 2 and "cannot create the folder" in text and "Traceback" not in text
+    res = runner.invoke(app, ["status", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "no such folder" in res.output
+
+
+def test_cli_prints_a_config_warning_as_one_line_and_says_what_a_rerun_keeps(tmp_path):
+    out = str(tmp_path / "s")
+    args = ["study", "--seeds", "0", "--rates", "0.5", "--set", "train.epochs=1", "--set", "finetune.epochs=1",
+            "--set", "diagnostics.enabled=false", "--out", out]
+    res = CliRunner().invoke(app, [*args, "--set", 'eval.splits=["test"]', "-q"])
+    assert res.exit_code == 0, res.output
+    assert "warning: diagnostics.split" not in res.output  # diagnostics off: nothing to warn about
+    res = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "t"), "--set", "diagnostics.enabled=true",
+                                   "--set", 'eval.splits=["test"]', "-q"])
+    assert "warning: diagnostics.split = 'train' is not among eval.splits" in res.output
+    assert "pydantic" not in res.output and "UserWarning" not in res.output
+
+    from prunefair.config import load_config
+    from prunefair.study.runner import resume_notes
+
+    overrides = ["seeds=[0, 1]", "prune.rates=[0.5]", "train.epochs=1", "finetune.epochs=1",
+                 "diagnostics.enabled=false", f"output_dir={json.dumps(out)}", 'eval.splits=["test"]']
+    notes = resume_notes(load_config(overrides=overrides, preset="digits"))  # the CLI's default preset
+    assert any("2 of 4 cells are done and kept, 2 to run" in n for n in notes)
+    assert any("differs from this run's settings" in n for n in notes)  # seeds [0] -> [0, 1]
+    notes = resume_notes(load_config(overrides=[o for o in overrides if not o.startswith("seeds")] + ["seeds=[1]"],
+                                     preset="digits"))
+    assert any("2 stored cell(s) belong to other seeds" in n for n in notes)
+
+
+def test_group_table_drops_the_std_when_the_terminal_is_narrow(tmp_path):
+    from rich.console import Console
+
+    from prunefair.report.terminal import print_group_table
+
+    results = run_study(tiny_study(tmp_path, seeds=[0, 1], prune={"rates": [0.5, 0.9]},
+                                   diagnostics={"enabled": False}), quiet=True)
+    wide, narrow = Console(width=200, record=True), Console(width=40, record=True)
+    print_group_table(results, console=wide)
+    print_group_table(results, console=narrow)
+    assert "±" in wide.export_text() and "±" not in narrow.export_text()
+    assert "…" not in narrow.export_text()  # values are never cut

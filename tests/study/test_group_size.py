@@ -91,4 +91,4 @@ def test_cli_group_size(tmp_path):
     bad = CliRunner().invoke(app, ["group-size", "--group", "3", "--factors", "1,x", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "--factors" in bad.output
     wrong = CliRunner().invoke(app, ["group-size", "--group", "ten", "--factors", "1,2", "--out", str(tmp_path / "c")])
-    assert wrong.exit_code == 1 and "allowed" in wrong.output
+    assert wrong.exit_code == 2 and "allowed" in wrong.output and "resume" not in wrong.output  # nothing started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import tomllib
 from pathlib import Path
 
@@ -13,20 +14,41 @@ from prunefair.config.sections import ConfigError
 from prunefair.config.study import StudyConfig
 
 
+def _toml(value) -> str:
+    """A value as the study file spells it: true, "text", [1, 2] (not Python's True, 'text')."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def _location(loc) -> str:
+    """seeds[0], finetune.methods[1], train.epochs."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid study configuration"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = _location(e["loc"])
         if e["type"] == "extra_forbidden":
             section = _section_for(e["loc"][:-1])
             allowed = ", ".join(section.model_fields) if section else "?"
             lines.append(f"  unknown key '{loc}'; allowed keys here: {allowed}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "model_type":  # pydantic's "a valid dictionary or instance of ModelConfig"
+                msg = f"expected a table ([{loc}] in the study file, or {loc}.key=value overrides)"
             if isinstance(e.get("input"), dict):  # a check across the keys of a section: the message names them
                 lines.append(f"  {loc or 'study'}: {msg}")
             else:
-                lines.append(f"  {loc} = {e.get('input')!r}: {msg}")
+                lines.append(f"  {loc} = {_toml(e.get('input'))}: {msg}")
     return "\n".join(lines)
 
 

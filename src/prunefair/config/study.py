@@ -35,6 +35,9 @@ class StudyConfig(_Section):
     def _unique_seeds(cls, v: list[int]) -> list[int]:
         if len(set(v)) != len(v):
             raise ValueError(f"seeds contain duplicates: {v}")
+        bad = [s for s in v if not 0 <= s < 2**32]
+        if bad:  # torch and numpy generators take 0 .. 2**32 - 1 portably
+            raise ValueError(f"seed {bad[0]} is outside 0 .. 4294967295 (2**32 - 1)")
         return v
 
     @model_validator(mode="after")

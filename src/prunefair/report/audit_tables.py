@@ -15,16 +15,17 @@ def _f(v, digits: int = 3, scale: float = 1.0) -> str:
 
 
 def audit_table(result, split: str) -> Table:
+    """Per group on ``split``: accuracy dense and pruned, Δ_a, ψ_a, R(a) and the Theorem 1 bound (8 columns, so it
+    reads at 80 columns; the dense model's diagnostics are one table of their own, ``audit_diagnostics_table``)."""
     t = result.group_table(split)
     table = Table(box=box.SIMPLE_HEAD, title=f"audit ({split}): sparsity {result.sparsity * 100:.1f}%, "
-                  f"||θ̄ − θ*|| = {result.distance:.4g}; diagnostics of the dense model on {result.diagnostics.split}")
+                  f"||θ̄ − θ*|| = {result.distance:.4g}")
     dsplit = result.diagnostics.split
     bound = ("bound", "bound") if split == dsplit else (f"bound ({dsplit})", f"bound_{dsplit}")  # ✗ only on dsplit
     cols = [("group", "group"), ("n", "n"), ("acc dense %", "acc_dense"), ("acc pruned %", "acc_pruned"),
-            ("Δ_a %", "accuracy_drop"), ("ψ_a %", "psi"), ("R(a)", "excess_loss"), ("‖g_a‖", "grad_norm"),
-            ("λ(H_a)", "hessian_top_eigenvalue"), ("1−Σp²", "gini"), ("margin", "margin"), bound]
+            ("Δ_a %", "accuracy_drop"), ("ψ_a %", "psi"), ("R(a)", "excess_loss"), bound]
     for label, _ in cols:
-        table.add_column(label, justify="left" if label == "group" else "right", no_wrap=True)
+        table.add_column(label, justify="left" if label == "group" else "right", overflow="fold")
     pct = {"acc_dense", "acc_pruned", "accuracy_drop", "psi"}
     for _, row in t.iterrows():
         cells = []
@@ -42,6 +43,18 @@ def audit_table(result, split: str) -> Table:
     return table
 
 
+def audit_diagnostics_table(result) -> Table:
+    """The dense model's diagnostics per group (they do not depend on the split the pair is compared on)."""
+    d = result.diagnostics
+    table = Table(box=box.SIMPLE_HEAD, title=f"diagnostics of the dense model on {d.split}")
+    for c in ("group", "‖g_a‖", "λ(H_a)", "1−Σp²", "margin"):
+        table.add_column(c, justify="left" if c == "group" else "right", overflow="fold")
+    for a, name in enumerate(d.group_names):
+        table.add_row(str(name), _f(float(d.grad_norm[a])), _f(float(d.hessian_top_eigenvalue[a])),
+                      _f(float(d.gini[a])), _f(float(d.margin[a])))
+    return table
+
+
 def correlation_table(result) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title="Spearman ρ across groups (p: permutation test of no association)")
     for c in ("split", "diagnostic", "outcome", "ρ", "p"):
@@ -56,7 +69,7 @@ def diagnose_table(result, rate: float) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title=f"predicted harm at pruning rate {rate:g} (one-shot ||θ̄ − θ*|| = "
                   f"{result.distances[rate]:.4g}): groups ranked by the Theorem 1 bound")
     for c in ("rank", "group", "n", "‖g_a‖", "λ(H_a)", "‖g_a‖ d", "½ λ d²", "bound", "1−Σp²", "margin"):
-        table.add_column(c, justify="left" if c == "group" else "right")
+        table.add_column(c, justify="left" if c == "group" else "right", overflow="fold")
     for _, r in t.iterrows():
         table.add_row(str(r["rank"]), str(r.group), str(r.n), _f(r.grad_norm), _f(r.hessian_top_eigenvalue),
                       _f(r.gradient_term), _f(r.curvature_term), _f(r.bound), _f(r.gini), _f(r.margin))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from prunefair.report.figures import main_split, method_order
@@ -13,14 +14,15 @@ from prunefair.study import StudyResults
 def _fmt(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
     if mean != mean:  # NaN
         return "-"
-    if std != std:  # one seed: no spread to show
+    if std != std:  # one seed (or a narrow terminal): no spread to show
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f}±{std * scale:.{digits}f}"
 
 
-def group_table(results: StudyResults, *, split: str | None = None, method: str | None = None) -> Table:
+def group_table(results: StudyResults, *, split: str | None = None, method: str | None = None,
+                spread: bool = True) -> Table:
     """Groups x sparsity: accuracy (%) mean±std over seeds, then the disparity measures, on ``split`` (default:
-    test if evaluated, else val, else train)."""
+    test if evaluated, else val, else train). ``spread=False``: means only (for a narrow terminal)."""
     split = split or main_split(results)
     gs = results.group_summary()
     gs = gs[(gs.split == split)]
@@ -30,18 +32,20 @@ def group_table(results: StudyResults, *, split: str | None = None, method: str 
     pruned = gs[(gs.stage == "finetuned") & (gs.method == method)]
     rates = sorted(pruned.sparsity.unique())
     n_seeds = results.measures.seed.nunique()
-    spread = "one seed" if n_seeds == 1 else f"mean±std over {n_seeds} seeds"
+    fmt = _fmt if spread else (lambda mean, std, *a: _fmt(mean, float("nan"), *a))
+    spread = "one seed" if n_seeds == 1 else f"mean±std over {n_seeds} seeds" if spread else \
+        f"mean over {n_seeds} seeds (std in summary.csv)"
     table = Table(box=box.SIMPLE_HEAD,
                   title=f"{results.config.name}: {split} accuracy per {results.config.data.group} (%), {method}, {spread}")
-    table.add_column(results.config.data.group, no_wrap=True)
-    table.add_column("dense", justify="right")
+    table.add_column(results.config.data.group, overflow="fold")
+    table.add_column("dense", justify="right", overflow="fold")
     for r in rates:
-        table.add_column(f"{r * 100:g}%", justify="right")
+        table.add_column(f"{r * 100:g}%", justify="right", overflow="fold")
     for _, row in dense.iterrows():
-        cells = [_fmt(row.acc_dense_mean, row.acc_dense_std)]
+        cells = [fmt(row.acc_dense_mean, row.acc_dense_std)]
         for r in rates:
             p = pruned[(pruned.sparsity == r) & (pruned.group == row.group)]
-            cells.append(_fmt(p.acc_pruned_mean.iloc[0], p.acc_pruned_std.iloc[0]) if len(p) else "-")
+            cells.append(fmt(p.acc_pruned_mean.iloc[0], p.acc_pruned_std.iloc[0]) if len(p) else "-")
         table.add_row(str(row.group), *cells)
     summ = results.summary()
     summ = summ[(summ.split == split)]
@@ -52,15 +56,20 @@ def group_table(results: StudyResults, *, split: str | None = None, method: str 
                               ("max psi", "max_psi", 100), ("Psi_PW", "psi_pw", 100), ("xi (loss gap)", "xi", 1)]:
         dense_cell = "-"
         if len(sd) and col in ("acc_pruned", "accuracy_gap_pruned"):
-            dense_cell = _fmt(sd[f"{col}_mean"].iloc[0], sd[f"{col}_std"].iloc[0], scale, 1 if scale == 100 else 2)
+            dense_cell = fmt(sd[f"{col}_mean"].iloc[0], sd[f"{col}_std"].iloc[0], scale, 1 if scale == 100 else 2)
         cells = [dense_cell]
         for r in rates:
             s = sp[sp.sparsity == r]
-            cells.append(_fmt(s[f"{col}_mean"].iloc[0], s[f"{col}_std"].iloc[0], scale, 1 if scale == 100 else 2)
+            cells.append(fmt(s[f"{col}_mean"].iloc[0], s[f"{col}_std"].iloc[0], scale, 1 if scale == 100 else 2)
                          if len(s) else "-")
         table.add_row(label, *cells, style="bold")
     return table
 
 
 def print_group_table(results: StudyResults, *, split: str | None = None, console: Console | None = None) -> None:
-    (console or Console()).print(group_table(results, split=split))
+    console = console or Console()
+    table = group_table(results, split=split)
+    wide = console.options.update_width(10**4)  # the table's natural width, not clamped to the console's
+    if Measurement.get(console, wide, table).maximum > console.width:  # mean±std would be cut: the means alone
+        table = group_table(results, split=split, spread=False)
+    console.print(table)

@@ -9,6 +9,7 @@ import copy
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -254,4 +255,34 @@ def execute_study(cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> li
     from prunefair.study.lock import study_lock
 
     with study_lock(cfg.output_dir):  # one study process per folder (StudyLocked names the other one)
+        for line in resume_notes(cfg):
+            progress.log(line)
         return make_executor(cfg.run).run(cfg, progress=progress)
+
+
+def resume_notes(cfg: StudyConfig) -> list[str]:
+    """What a rerun into an existing folder keeps: done cells, a changed config.toml, cells of other settings."""
+    store = Store(cfg.output_dir)
+    if not store.cells_dir.is_dir():
+        return []
+    dense, prune = plan_cells(cfg)
+    cells = [*dense, *prune]
+    data = store.data_fingerprint()
+    done = sum(store.cell_state(c.name, c.key, data)[0] == "done" for c in cells)
+    notes = []
+    stored = Path(cfg.output_dir) / "config.toml"
+    def settings(text: str) -> list[str]:  # the folder's own path may be spelt another way
+        return [line for line in text.splitlines() if not line.startswith("output_dir")]
+
+    if stored.is_file() and settings(stored.read_text()) != settings(cfg.to_toml()):
+        notes.append(f"{stored} differs from this run's settings: cells whose settings changed are recomputed, "
+                     "the others kept; config.toml is rewritten")
+    if done:
+        notes.append(f"resuming {cfg.output_dir}: {done} of {len(cells)} cells are done and kept, "
+                     f"{len(cells) - done} to run")
+    planned = {c.name for c in cells}
+    other = sorted(p.name for p in store.cells_dir.iterdir() if p.is_dir() and p.name not in planned)
+    if other:
+        notes.append(f"{len(other)} stored cell(s) belong to other seeds, rates or methods and are left as they are "
+                     f"(not in this run's tables): {', '.join(other[:4])}{' ...' if len(other) > 4 else ''}")
+    return notes
