@@ -115,7 +115,11 @@ class RayExecutor:
             raise RuntimeError("executor = 'ray' needs Ray: pip install 'prunefair[ray]'") from None
         own = not ray.is_initialized()
         if own:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            import logging
+
+            # Ray's own INFO lines ("Started a local Ray instance") never; its warnings unless the run is quiet
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR if progress.quiet else logging.WARNING)
         try:
             return self._run(ray, cfg, progress)
         finally:
