@@ -9,6 +9,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+# Group names in scripts DejaVu Sans lacks (Chinese, Japanese, Korean): drawn with the first of these fonts that
+# is installed (matplotlib falls back glyph by glyph); with none, such glyphs show as boxes in the figures only
+# (the HTML report and the CSVs keep the names exactly).
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans", "WenQuanYi Zen Hei", "Arial Unicode MS")
+
+
+def _use_fallback_fonts() -> list[str]:
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    found = [name for name in FALLBACK_FONTS if name in installed]
+    if found:
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans", *found]
+    return found
+
+
+_use_fallback_fonts()
+
 
 def save_figure(fig, path: str | Path, *, dpi: int = 120) -> Path:
     """Lay out ``fig``, write it as PNG to ``path`` (creating its folder), close it, return the path. Every text is
