@@ -96,3 +96,27 @@ def test_resample_applies_to_train_only():
     assert np.array_equal(s.test.group_counts(), base.test.group_counts())
     assert s.describe()["resample"] == {"group": "3", "factor": 5.0, "before": int(base.train.group_counts()[3]),
                                         "after": int(5 * base.train.group_counts()[3])}
+
+
+def test_folder_with_every_image_unreadable_is_an_error_not_an_empty_study(tmp_path, caplog):
+    root = _folder(tmp_path, n=6)
+    for i in range(6):
+        (root / "a" / f"{i}.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"dataset 'folder' in .*: no samples left in the train and test split"):
+        load_dataset("folder", root=str(root), target="label", group="sex", options={"skip_unreadable": True})
+
+
+def test_skipped_images_are_logged_when_read_from_the_disk_cache_too(tmp_path, caplog):
+    import logging
+
+    from prunefair.data.images import clear_memory_cache
+
+    root = _folder(tmp_path)
+    (root / "a" / "3.png").write_bytes(b"\x89PNG broken")
+    opts = {"skip_unreadable": True, "cache_dir": str(tmp_path / "cache")}
+    for _ in range(2):  # decoded, then read from the disk cache
+        clear_memory_cache()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            load_dataset("folder", root=str(root), target="label", group="sex", options=opts)
+        assert "skipped 1 unreadable image(s)" in caplog.text

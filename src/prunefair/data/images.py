@@ -158,6 +158,8 @@ def _read_disk_cache(cache_dir, key: str, paths: list[str]) -> DecodedImages | N
         return None
     missing = sorted(set(range(n_requested)) - set(kept.tolist()))
     log.info("read image cache %s", xp)
+    if missing:  # said on every run, as when they were decoded
+        log.warning("skipped %d unreadable image(s), first: %s", len(missing), paths[missing[0]])
     return DecodedImages(torch.from_numpy(x), kept, digests, [paths[i] for i in missing])
 
 

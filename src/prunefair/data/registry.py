@@ -133,6 +133,12 @@ def load_dataset(
 
         train = resample_group(train, group=resample["group"], factor=float(resample["factor"]), seed=split_seed)
     splits = DatasetSplits(train=train, val=val, test=test, name=name, target=target, group=group)
+    empty = [s for s, d in (("train", train), ("test", test)) if len(d) == 0]
+    if empty:
+        where = f" in {root}" if root else ""
+        raise ValueError(f"dataset {name!r}{where}: no samples left in the {' and '.join(empty)} split(s) (sizes: "
+                         f"train {len(train)}, val {len(val)}, test {len(test)}); every file was skipped or "
+                         "filtered out: see the skipped/unreadable counts logged above")
     for split, groups in splits.empty_groups().items():
         log.warning("%s: %d group(s) have no %s samples (%s%s); their %s numbers will be missing",
                     name, len(groups), split, ", ".join(groups[:5]), ", ..." if len(groups) > 5 else "", split)
