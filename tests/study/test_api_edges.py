@@ -135,6 +135,8 @@ def test_cli_prints_a_config_warning_as_one_line_and_says_what_a_rerun_keeps(tmp
     notes = resume_notes(load_config(overrides=overrides, preset="digits"))  # the CLI's default preset
     assert any("2 of 4 cells are done and kept, 2 to run" in n for n in notes)
     assert any("differs from this run's settings" in n for n in notes)  # seeds [0] -> [0, 1]
+    same = [o for o in overrides if not o.startswith("seeds")] + ["seeds=[0]", "run.workers=2"]
+    assert not any("differs" in n for n in resume_notes(load_config(overrides=same, preset="digits")))  # [run]
     notes = resume_notes(load_config(overrides=[o for o in overrides if not o.startswith("seeds")] + ["seeds=[1]"],
                                      preset="digits"))
     assert any("2 stored cell(s) belong to other seeds" in n for n in notes)

@@ -141,3 +141,32 @@ def test_run_section_is_not_part_of_cell_keys(tmp_path):
         validate_config(tiny_study(tmp_path, run={"executor": "slurm"}))
     with pytest.raises(ConfigError, match="run.gpus_per_cell"):
         validate_config(tiny_study(tmp_path, run={"gpus_per_cell": -0.5}))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_workers_run_at_once(tmp_path):
+    """SIGINT with --workers 2 stops at once: the queued cells are cancelled and the workers ended, not run first.
+    (Sent to the main process alone: Ctrl-C also reaches the workers, but a worker catches its interrupt per cell
+    and goes on, or ignores SIGINT when started in the background.)"""
+    out = tmp_path / "int"
+    args = [sys.executable, "-m", "prunefair.cli", "study", "--out", str(out), "--workers", "2", "--preset", "digits",
+            "--seeds", "0", "--rates", "0.3,0.5,0.7,0.8,0.9,0.95", "--set", "model.width=0.5", "--set",
+            "train.epochs=2", "--set", "finetune.epochs=150", "--quiet"]
+
+    def own_group():
+        _die_with_parent()
+        os.setpgid(0, 0)
+
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=own_group)
+    dense = out / "cells" / "s0_dense" / "result.json"
+    deadline = time.time() + 240
+    while not dense.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # two pruning cells running, four queued
+    assert proc.poll() is None, "the study finished before it could be interrupted"
+    before = len(list((out / "cells").glob("s0_p*/result.json")))
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, proc.stderr.read()
+    after = len(list((out / "cells").glob("s0_p*/result.json")))
+    assert after - before <= 2, f"{after - before} cells finished after Ctrl-C: the queued ones were run first"

@@ -130,36 +130,48 @@ class LocalExecutor:
         cfg_dict, root, threads = cfg.to_dict(), str(store.root), torch.get_num_threads()
         ctx = multiprocessing.get_context("spawn")
         running: dict[Future, DenseCell | PruneCell] = {}
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=die_with_parent,
+                                   initargs=(os.getpid(),))
         try:
-            with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=die_with_parent,
-                                     initargs=(os.getpid(),)) as pool:
-                fp = pool.submit(data_fingerprint, cfg_dict, root, threads).result()
-                store.note_other_data([*dense_cells, *prune_cells], fp, progress.log)
-                for d in dense_cells:
-                    todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key, fp)]
-                    if store.is_done(d.name, d.key, fp) and store.has_model(d.name, d.key) \
-                            and diagnostics_current(cfg, d, store.read_result(d.name)):
+            fp = pool.submit(data_fingerprint, cfg_dict, root, threads).result()
+            store.note_other_data([*dense_cells, *prune_cells], fp, progress.log)
+            for d in dense_cells:
+                todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key, fp)]
+                if store.is_done(d.name, d.key, fp) and store.has_model(d.name, d.key) \
+                        and diagnostics_current(cfg, d, store.read_result(d.name)):
+                    for c in todo:
+                        running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
+                else:
+                    running[pool.submit(_local_dense, cfg_dict, root, d.seed, threads)] = d
+            while running:
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    outcome = fut.result()  # BrokenProcessPool here: the cell stays listed as running
+                    cell = running.pop(fut)
+                    progress.log(f"cell {cell.name}: {outcome or 'done'}")
+                    if isinstance(cell, DenseCell):
+                        todo = [c for c in prune_cells if c.dense == cell and not store.is_done(c.name, c.key, fp)]
                         for c in todo:
-                            running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
-                    else:
-                        running[pool.submit(_local_dense, cfg_dict, root, d.seed, threads)] = d
-                while running:
-                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        outcome = fut.result()  # BrokenProcessPool here: the cell stays listed as running
-                        cell = running.pop(fut)
-                        progress.log(f"cell {cell.name}: {outcome or 'done'}")
-                        if isinstance(cell, DenseCell):
-                            todo = [c for c in prune_cells if c.dense == cell and not store.is_done(c.name, c.key, fp)]
-                            for c in todo:
-                                if outcome:  # the dense model failed: so do its pruning cells
-                                    store.write_result(c.name, dense_failure(c, outcome))
-                                else:
-                                    running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
+                            if outcome:  # the dense model failed: so do its pruning cells
+                                store.write_result(c.name, dense_failure(c, outcome))
+                            else:
+                                running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
         except BrokenProcessPool as exc:
             raise RuntimeError(f"a worker process died while running {sorted(c.name for c in running.values())}; "
                                f"rerun the same command to resume (finished cells are kept)") from exc
+        except KeyboardInterrupt:  # Ctrl-C: stop now; a worker would catch its own and go on with queued cells
+            _stop_workers(pool)
+            raise
+        finally:
+            pool.shutdown(wait=True)
         return store.results()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued cells and end the workers (their running cells stay marked running: stale, rerun them)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def make_executor(run: RunConfig):

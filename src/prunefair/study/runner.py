@@ -271,8 +271,15 @@ def resume_notes(cfg: StudyConfig) -> list[str]:
     done = sum(store.cell_state(c.name, c.key, data)[0] == "done" for c in cells)
     notes = []
     stored = Path(cfg.output_dir) / "config.toml"
-    def settings(text: str) -> list[str]:  # the folder's own path may be spelt another way
-        return [line for line in text.splitlines() if not line.startswith("output_dir")]
+    def settings(text: str) -> list[str]:
+        """The lines that decide results: not the folder's path (spelt other ways) nor [run] (how cells run)."""
+        out, in_run = [], False
+        for line in text.splitlines():
+            if line.startswith("["):
+                in_run = line.strip() == "[run]"
+            if not in_run and not line.startswith("output_dir"):
+                out.append(line)
+        return out
 
     if stored.is_file() and settings(stored.read_text()) != settings(cfg.to_toml()):
         notes.append(f"{stored} differs from this run's settings: cells whose settings changed are recomputed, "
