@@ -127,21 +127,17 @@ def write_outputs(results: StudyResults, root: str | Path, *,
                   group_size_dirs: list[str | Path] | None = None) -> dict[str, Path]:
     """Tables (CSV), figures (PNG) and the self-contained report (report.html) of a study, from its results."""
     from prunefair.report import write_figures
+    from prunefair.report.diagnostics_figures import write_diagnostics_outputs
     from prunefair.report.html import write_report
     from prunefair.report.mitigation import write_mitigation_outputs
-
-    from prunefair.report.diagnostics_figures import write_diagnostics_outputs
 
     paths = results.write_tables(root)
     figures = write_figures(results, root) if not results.by_group.empty else {}
     paths.update(figures)
     kept: list[str] = []  # output families whose stored data could not be read: their earlier files stay
-    mitigation = _optional_outputs(write_mitigation_outputs, results, root, kept, "mitigation",
-                                   ("mitigation.csv", "mitigation_paired.csv", "figures/mitigation_duals_p*.png"))
+    mitigation = _optional_outputs(write_mitigation_outputs, results, root, kept, "mitigation")
     paths.update(mitigation)
-    diagnostics = _optional_outputs(write_diagnostics_outputs, results, root, kept, "diagnostics",  # Figures 12-13
-                                    ("diagnostics.csv", "theorem1.csv", "correlations.csv", "figures/fig12_*.png",
-                                     "figures/fig13_*.png"))
+    diagnostics = _optional_outputs(write_diagnostics_outputs, results, root, kept, "diagnostics")  # Figures 12-13
     paths.update(diagnostics)
     embedded = {**figures, **{k: p for k, p in {**mitigation, **diagnostics}.items() if Path(p).suffix == ".png"}}
     drawn: dict[str, Path] = {}
@@ -151,7 +147,7 @@ def write_outputs(results: StudyResults, root: str | Path, *,
     return paths
 
 
-def _optional_outputs(write, results: StudyResults, root, kept: list[str], what: str, patterns: tuple) -> dict:
+def _optional_outputs(write, results: StudyResults, root, kept: list[str], what: str) -> dict:
     """The tables and figures of an optional section; when its stored data has a shape they cannot read (a
     hand-edited or damaged result.json), a warning instead, the files an earlier run wrote are kept, and the
     report still comes (its section shows the error)."""
@@ -160,15 +156,16 @@ def _optional_outputs(write, results: StudyResults, root, kept: list[str], what:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         warnings.warn(f"{root}: {what} tables and figures not rewritten, their stored data could not be read "
                       f"({type(exc).__name__}: {exc}); earlier files kept", stacklevel=3)
-        kept.extend(patterns)
+        kept.extend(_OPTIONAL[what])
         return {}
 
 
 # what write_outputs may write, besides the tables and the report it always writes (figures of Figures 14-15 are
 # left alone: they come from other folders)
-_GENERATED = ("layer_sparsity.csv", "mitigation.csv", "mitigation_paired.csv", "diagnostics.csv", "theorem1.csv",
-              "correlations.csv", "figures/fig1_*.png", "figures/fig12_*.png", "figures/fig13_*.png",
-              "figures/mitigation_duals_p*.png")
+_OPTIONAL = {"mitigation": ("mitigation.csv", "mitigation_paired.csv", "figures/mitigation_duals_p*.png"),
+             "diagnostics": ("diagnostics.csv", "theorem1.csv", "correlations.csv", "figures/fig12_*.png",
+                             "figures/fig13_*.png")}
+_GENERATED = ("layer_sparsity.csv", "figures/fig1_*.png", *_OPTIONAL["mitigation"], *_OPTIONAL["diagnostics"])
 
 
 def _remove_stale_outputs(root: Path, written: dict, kept: list[str] = ()) -> None:
