@@ -167,3 +167,9 @@ def test_unreadable_diagnostics_keep_their_old_files_and_the_report_is_written(f
     with pytest.warns(UserWarning, match="diagnostics tables and figures not rewritten"):
         write_outputs(StudyResults.from_store(folder), folder)
     assert (folder / "report.html").is_file() and (folder / "diagnostics.csv").read_bytes() == before
+
+
+def test_group_names_take_the_possessive_of_their_spelling():
+    from prunefair.report.narrative import possessive
+
+    assert possessive("Others") == "Others'" and possessive("class 3") == "class 3's" and possessive("0-2") == "0-2's"

@@ -47,6 +47,11 @@ def _by_seed(ms: pd.DataFrame, sel: dict, col: str) -> pd.Series:
     return m.set_index("seed")[col]
 
 
+def possessive(name: str) -> str:
+    """Others' (a name ending in s), class 3's."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
 def _paired(ms: pd.DataFrame, a: dict, b: dict, col: str) -> Interval:
     """t interval over seeds of (b - a) for a measure, pairing the two settings by seed."""
     x, y = _by_seed(ms, a, col), _by_seed(ms, b, col)
@@ -131,7 +136,7 @@ def reading(results, ctx: Context) -> list[str]:
     if psi.has_ci:
         verdict = ("larger than the overall drop beyond seed-to-seed noise" if psi.lo > 0 else
                    "not distinguishable from the overall drop at this number of seeds")
-        out.append(f"{gname[worst]}'s excess drop ψ = {_pts(psi)} is {verdict}.")
+        out.append(f"{possessive(gname[worst])} excess drop ψ = {_pts(psi)} is {verdict}.")
     elif seeds <= 1:
         out.append("With a single seed there are no confidence intervals: rerun with more seeds (e.g. --seeds "
                    "0,1,2) to tell real differences from noise.")
