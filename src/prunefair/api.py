@@ -117,10 +117,19 @@ def write_group_size_outputs(root: str | Path):
     dirs = [root / s.name if (root / s.name / "config.toml").is_file() else s for s in studies]
     table = group_size_table(dirs)
     atomic_write_text(root / "group_size.csv", table.to_csv(index=False))
+    dataset = plan.get("dataset") or _dataset_of(dirs)  # plans written before the key was added lack it
     figure_group_size(table, root / "figures" / "fig14_group_size.png",
-                      title=f"{plan.get('dataset', 'data')}: {plan.get('group')} upsampled; every group's gradient "
-                            "norm (Figures 14-15)")
+                      title=f"{dataset}: {plan.get('group')} upsampled; every group's gradient norm (Figures 14-15)")
     return table
+
+
+def _dataset_of(dirs: list[Path]) -> str:
+    for d in dirs:
+        try:
+            return load_config(Path(d) / "config.toml", stored=True).data.dataset
+        except (OSError, ValueError):
+            continue
+    return "data"
 
 
 def write_outputs(results: StudyResults, root: str | Path, *,

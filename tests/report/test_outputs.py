@@ -173,3 +173,33 @@ def test_group_names_take_the_possessive_of_their_spelling():
     from prunefair.report.narrative import possessive
 
     assert possessive("Others") == "Others'" and possessive("class 3") == "class 3's" and possessive("0-2") == "0-2's"
+
+
+def test_group_size_figure_says_when_it_has_one_seed(monkeypatch, tmp_path):
+    import prunefair.report.group_size as gs
+
+    shown = {}
+    monkeypatch.setattr(gs, "save_figure", lambda fig, path, **kw: shown.setdefault("title", fig.axes[0].get_title()))
+    rows = [{"factor": f, "seed": 0, "group_id": a, "group": g, "grad_norm": 1.0 / f + a, "upsampled": "f"}
+            for f in (1, 5) for a, g in enumerate(("f", "m"))]
+    gs.figure_group_size(pd.DataFrame(rows), tmp_path / "x.png", title="t")
+    assert shown["title"] == "t\n(one seed: no error bars)"
+
+
+def test_dual_figure_names_groups_without_the_train_split(folder, monkeypatch):
+    import prunefair.report.mitigation as mit
+
+    results = StudyResults.from_store(folder)
+    results.by_group = results.by_group.assign(group="digit " + results.by_group.group.astype(str))  # not "0".."9"
+    names = list(results.by_group.drop_duplicates("group_id").sort_values("group_id").group)
+    history = pd.DataFrame([{"seed": 0, "method": "el", "sparsity": 0.9, "epoch": e, "group_id": a, "multiplier": 0.1,
+                             "violation": 0.0, "val_max_psi": None} for e in (1, 2) for a in range(len(names))])
+    monkeypatch.setattr(mit, "dual_history", lambda r: history)
+    results.by_group = results.by_group[results.by_group.split != "train"]  # as with eval.splits = ["val", "test"]
+    for cell in results.cells:
+        cell.get("metrics", {}).pop("train", None)
+    shown = {}
+    monkeypatch.setattr(mit, "save_figure", lambda fig, path, **kw: shown.setdefault(
+        "legend", [t.get_text() for t in fig.axes[0].get_legend().get_texts()]))
+    mit.figure_duals(results, folder / "d.png", sparsity=0.9)
+    assert shown["legend"] == names

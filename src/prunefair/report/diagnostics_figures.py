@@ -186,11 +186,11 @@ def write_diagnostics_outputs(results: StudyResults, root: str | Path, *, rate: 
     figs = {
         "fig12_gradient_hessian": _figure(results, diag, ["grad_norm", "hessian_top_eigenvalue"],
                                           root / "figures" / "fig12_gradient_hessian.png",
-                                          "gradient norm and Hessian top eigenvalue per group (Fig. 12)",
+                                          "gradient norm and Hessian top eigenvalue per group (as in Figs. 12-13)",
                                           rate=rate, split=split, stage=stage, corr=corr),
         "fig13_boundary": _figure(results, diag, ["f_one_minus_f", "gini", "margin"],
                                   root / "figures" / "fig13_boundary.png",
-                                  "distance to the decision boundary per group (Fig. 13)",
+                                  "distance to the decision boundary per group (as in Figs. 12-13)",
                                   rate=rate, split=split, stage=stage, corr=corr),
     }
     paths.update({k: p for k, p in figs.items() if p is not None})

@@ -64,6 +64,8 @@ def figure_group_size(df: pd.DataFrame, path: str | Path, *, title: str = "") ->
     df = df.assign(group=df.group.astype(str), upsampled=df.upsampled.astype(str))
     up = {g for g in df.upsampled if g}
     s = df.groupby(["group_id", "group", "factor"]).grad_norm.agg(["mean", "std"]).fillna(0.0).reset_index()
+    seeds = df.seed.nunique() if "seed" in df else 0
+    spread = "one seed: no error bars" if seeds == 1 else f"mean ± std over {seeds} seeds"
     factors = sorted(s.factor.unique())
     pos = {f: i for i, f in enumerate(factors)}
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -75,7 +77,7 @@ def figure_group_size(df: pd.DataFrame, path: str | Path, *, title: str = "") ->
     ax.set_xticks(range(len(factors)), [f"{f:g}×" for f in factors])
     ax.set_xlabel("upsampling factor of " + (", ".join(sorted(up)) or "no group"))
     ax.set_ylabel("gradient norm ‖g_a‖ (dense, end of training)")
-    ax.set_title(title or "group size vs gradient norm (Figures 14-15)", fontsize=10)
+    ax.set_title(f"{title or 'group size vs gradient norm (Figures 14-15)'}\n({spread})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2 if s.group.nunique() > 5 else 1)
     return save_figure(fig, path, dpi=120)

@@ -123,22 +123,28 @@ def dual_history(results: StudyResults) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# what each method's logged violation is (report/mitigation.py's dual_history; docs/mitigation.md)
+VIOLATION = {"el": "\n|J_a − J| (train batches)", "el_rb": "\n|J_a − J| (buffers)", "ceag": "\nψ_a − ε (buffers)",
+             "vkd": "\nψ_a − ε (val)"}
+
+
 def figure_duals(results: StudyResults, path: str | Path, *, sparsity: float) -> Path | None:
     h = dual_history(results)
     if h.empty or not (h.sparsity == sparsity).any():
         return None
     h = h[h.sparsity == sparsity]
     methods = sorted(h.method.unique(), key=lambda m: ORDER.get(m, 99))
-    names = list(results.cells[0].get("metrics", {}).get("train", {}).get("group_names", [])) if results.cells else []
+    bg = results.by_group  # the group names of whichever splits were evaluated
+    names = dict(zip(bg.group_id, bg.group.astype(str))) if not bg.empty else {}
     fig, axes = plt.subplots(len(methods), 2, figsize=(10, 2.6 * len(methods)), squeeze=False)
     for row, method in zip(axes, methods):
         sub = h[h.method == method].groupby(["epoch", "group_id"])[["multiplier", "violation"]].mean().reset_index()
         for a, s in sub.groupby("group_id"):
-            label = names[a] if a < len(names) else str(a)
+            label = names.get(a, str(a))
             row[0].plot(s.epoch, s.multiplier, marker="o", ms=3, label=label)
             row[1].plot(s.epoch, s.violation, marker="o", ms=3, label=label)
         row[0].set_ylabel(f"{method}\nmultiplier")
-        row[1].set_ylabel("violation")
+        row[1].set_ylabel("violation" + VIOLATION.get(method, ""))
         row[1].axhline(0.0, color="k", lw=0.6)
         for ax in row:
             ax.grid(alpha=0.3)
