@@ -260,6 +260,19 @@ def execute_study(cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> li
         return make_executor(cfg.run).run(cfg, progress=progress)
 
 
+def _result_settings(toml_text: str) -> dict:
+    """A config.toml's settings that decide results: not the folder's path (spelt other ways) nor [run]."""
+    import tomllib
+
+    try:
+        d = tomllib.loads(toml_text)
+    except tomllib.TOMLDecodeError:
+        return {}
+    d.pop("output_dir", None)
+    d.pop("run", None)
+    return d
+
+
 def resume_notes(cfg: StudyConfig) -> list[str]:
     """What a rerun into an existing folder keeps: done cells, a changed config.toml, cells of other settings."""
     store = Store(cfg.output_dir)
@@ -271,17 +284,7 @@ def resume_notes(cfg: StudyConfig) -> list[str]:
     done = sum(store.cell_state(c.name, c.key, data)[0] == "done" for c in cells)
     notes = []
     stored = Path(cfg.output_dir) / "config.toml"
-    def settings(text: str) -> list[str]:
-        """The lines that decide results: not the folder's path (spelt other ways) nor [run] (how cells run)."""
-        out, in_run = [], False
-        for line in text.splitlines():
-            if line.startswith("["):
-                in_run = line.strip() == "[run]"
-            if not in_run and not line.startswith("output_dir"):
-                out.append(line)
-        return out
-
-    if stored.is_file() and settings(stored.read_text()) != settings(cfg.to_toml()):
+    if stored.is_file() and _result_settings(stored.read_text()) != _result_settings(cfg.to_toml()):
         notes.append(f"{stored} differs from this run's settings: cells whose settings changed are recomputed, "
                      "the others kept; config.toml is rewritten")
     if done:
