@@ -118,3 +118,21 @@ def test_vectorised_spearman_rows_equal_scipy_one_by_one():
     assert np.isnan(got[0])
     want = np.array([sps.spearmanr(x[i], y[i]).statistic for i in range(1, 200)])
     np.testing.assert_allclose(got[1:], want, atol=1e-12)
+
+
+def test_spearman_treats_values_equal_up_to_rounding_as_ties():
+    drop = np.array([0.3, 0.29999999999999993, 0.30000000000000004, 0.3, 0.30000000000000004])
+    grad = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    r = spearman_across_groups(grad, drop)
+    assert math.isnan(r.rho) and math.isnan(r.p_value)
+    # partial ties: 0.3 (twice, once off by an ulp), 0.1, 0.5 -> average ranks 2.5, 2.5, 1, 4
+    part = spearman_across_groups(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.3, 0.29999999999999993, 0.1, 0.5]))
+    exact = float(np.corrcoef([1, 2, 3, 4], [2.5, 2.5, 1, 4])[0, 1])
+    assert part.rho == pytest.approx(exact, abs=1e-12) and exact == pytest.approx(0.3162, abs=1e-4)
+
+
+def test_theorem1_check_with_nothing_checked_does_not_claim_to_hold():
+    b = theorem1_check(group_names=["a"], grad_norm=[1.0], hessian_top=[2.0], distances={0.5: 0.1},
+                       excess_loss={0.5: np.array([np.nan])})
+    assert not b.holds and b.unchecked == 1
+    assert "not checked" in b.summary() and "holds" not in b.summary()

@@ -204,3 +204,40 @@ def test_gradient_start_is_the_gradient_and_converges(setup, method):
         assert abs(res.value - top) <= 1e-3 * top
     with pytest.raises(ValueError, match="allowed: gradient, random"):
         hessian_top_eigenvalue(model, x, y, start="ones")
+
+
+def _rotated(values, seed=0):
+    """A dense symmetric matrix with the given eigenvalues in a random orthonormal basis (float64)."""
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(len(values), len(values), generator=gen, dtype=torch.float64))
+    return q @ torch.diag(torch.as_tensor(values, dtype=torch.float64)) @ q.T
+
+
+def test_a_far_negative_eigenvalue_does_not_stop_the_default_rule_early():
+    """A large negative eigenvalue converges first as the second Ritz value; the gap to it (about 1000) says nothing
+    of the eigenvalues just below the top, and once made r^2 / gap small enough to stop at 1.71 for a top of 3."""
+    A = _rotated([-1000.0] + torch.linspace(0.5, 3.0, 39).tolist())
+    for seed in range(10):
+        res = lanczos_top_eigenvalue(lambda v: A @ v, 40, tol=1e-3, seed=seed, dtype=torch.float64)
+        assert res.converged and abs(res.value - 3.0) <= 3e-3, (seed, res.value, res.iterations)
+
+
+def test_a_breakdown_is_not_convergence_unless_the_residual_is_within_tol():
+    """beta <= 1e-10 ||H|| ends the run (no new direction); with ||H|| = 1e10 that happens while the top Ritz value
+    is still 14% off by its own residual: the run must say it did not converge."""
+    A = _rotated([-1e10] + torch.linspace(0.5, 3.0, 39).tolist())
+    res = lanczos_top_eigenvalue(lambda v: A @ v, 40, tol=1e-6, dtype=torch.float64, criterion="residual")
+    v = res.vector.double()
+    true_residual = float((A @ v - res.value * v).norm())
+    assert res.converged == (true_residual <= 1e-6 * abs(res.value))
+    zero = lanczos_top_eigenvalue(lambda v: 0 * v, 5, dtype=torch.float64)  # an exact breakdown at 0
+    assert zero.converged and zero.value == 0.0
+
+
+def test_power_iteration_out_of_iterations_returns_the_vector_its_residual_was_measured_at():
+    A = torch.diag(torch.linspace(0.0, 1.0, 100, dtype=torch.float64))
+    for max_iter in (1, 3, 10):
+        res = power_top_eigenvalue(lambda v: A @ v, 100, max_iter=max_iter, tol=1e-9, dtype=torch.float64)
+        v = res.vector.double()
+        assert not res.converged and res.iterations == max_iter
+        assert float((A @ v - res.value * v).norm()) == pytest.approx(res.residual, rel=1e-9)

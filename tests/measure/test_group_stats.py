@@ -82,3 +82,22 @@ def test_measures_ignore_empty_groups():
     assert accuracy_gap(np.array([0.5, np.nan, 0.9])) == pytest.approx(0.4)
     assert pairwise_excess_accuracy_gap(np.array([0.1, np.nan, -0.1])) == pytest.approx(0.2)
     np.testing.assert_allclose(excess_loss([1.0, 2.0], [1.5, 1.0]), [0.5, -1.0])
+
+
+def test_equal_drops_are_equal_floats_and_an_empty_split_is_not_zero():
+    # every group loses exactly 3 of 10: acc_dense - acc_pruned would give 0.3 +- 1 ulp (0.29999999999999993,
+    # 0.30000000000000004), which ranks a constant series and makes Psi_PW 1e-16 instead of 0
+    names = tuple("abcde")
+    n = np.full(5, 10)
+    dense = GroupStats(names, n, np.array([7, 9, 10, 5, 8]), np.ones(5))
+    pruned = GroupStats(names, n, np.array([4, 6, 7, 2, 5]), np.ones(5))
+    imp = pruning_impact(dense, pruned)
+    assert len(set(imp.by_group.accuracy_drop)) == 1 and imp.by_group.accuracy_drop[0] == 0.3
+    assert imp.measures["psi_pw"] == 0.0 and imp.measures["max_psi"] == 0.0
+    assert imp.measures["accuracy_drop"] == 0.3
+    empty = GroupStats(names, np.zeros(5, int), np.zeros(5, int), np.zeros(5))
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        none = pruning_impact(empty, empty)
+    for key in ("acc_dense", "acc_pruned", "loss_dense", "loss_pruned", "accuracy_drop"):
+        assert math.isnan(none.measures[key]), key
+    assert empty.to_dict()["overall_accuracy"] is None

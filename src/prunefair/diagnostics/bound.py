@@ -35,11 +35,14 @@ class BoundCheck:
 
     @property
     def holds(self) -> bool:
-        return bool(self.table.holds.all())
+        """True when the bound holds on every checked pair and at least one pair was checked."""
+        return bool(len(self.table)) and bool(self.table.holds.all())
 
     def summary(self) -> str:
         t, f = self.table, self.failures
         left = f" ({self.unchecked} pair(s) without data not checked)" if self.unchecked else ""
+        if t.empty:
+            return f"Theorem 1 bound not checked: no (rate, group) pair has data{left}"
         if f.empty:
             return f"Theorem 1 bound (cubic term dropped) holds for all {len(t)} (rate, group) pairs{left}"
         rates = ", ".join(f"{r:g}" for r in sorted(f.rate.unique()))

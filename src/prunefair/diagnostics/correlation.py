@@ -37,6 +37,19 @@ class RankCorrelation:
         return d
 
 
+def _snap(a: np.ndarray, digits: int = 12) -> np.ndarray:
+    """Each row rounded to ``digits`` significant digits of its largest magnitude, so that values equal up to
+    float rounding (0.3 and 0.30000000000000004) rank as ties and a series constant up to rounding is constant."""
+    out = np.array(a, float, copy=True)
+    for row in out:
+        ok = np.isfinite(row)
+        top = np.max(np.abs(row[ok]), initial=0.0)
+        if top > 0:
+            scale = 10.0 ** (math.floor(math.log10(top)) - digits + 1)
+            row[ok] = np.round(row[ok] / scale) * scale
+    return out
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
@@ -81,11 +94,14 @@ def _permutation_p(x: np.ndarray, y: np.ndarray, seeds: np.ndarray, observed: fl
 
 def spearman_across_groups(diagnostic, target, *, confidence: float = 0.95, n_perm: int = 2000,
                            seed: int = 0) -> RankCorrelation:
-    """Spearman rho across groups; arrays are (groups,) or (seeds, groups)."""
+    """Spearman rho across groups; arrays are (groups,) or (seeds, groups). Values equal to 12 significant
+    digits (of their seed's largest) are ties, so float rounding neither breaks a tie nor makes a constant
+    series look ranked."""
     x = np.atleast_2d(np.asarray(diagnostic, float))
     y = np.atleast_2d(np.asarray(target, float))
     if x.shape != y.shape:
         raise ValueError(f"diagnostic and target must have the same shape, got {x.shape} and {y.shape}")
+    x, y = _snap(x), _snap(y)
     S, G = x.shape
     per_seed = np.array([_spearman(x[s], y[s]) for s in range(S)])
     defined = np.flatnonzero(np.isfinite(per_seed))

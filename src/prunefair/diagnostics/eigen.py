@@ -63,8 +63,10 @@ class EigenResult:
 
 def _start(dim: int, seed: int, device, dtype, start: torch.Tensor | None = None,
            mix: float = START_MIX) -> torch.Tensor:
-    """The seeded random unit vector, or ``start`` (normalised) plus ``mix`` times that random vector, so a
-    start that happens to miss the top eigenvector (an invariant subspace) still reaches it."""
+    """The seeded random unit vector, or ``start`` (normalised) plus ``mix`` times that random vector, so that
+    a start orthogonal to the top eigenvector is not stuck in an invariant subspace. The random share is small
+    (about ``mix``/sqrt(dim) along any one direction): a start lying almost exactly in a lower eigenspace can
+    still stop at that eigenvalue under the default ``"eigenvalue"`` criterion; ``"residual"`` goes on longer."""
     g = torch.Generator().manual_seed(seed)
     v = torch.randn(dim, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
     v = v / v.norm()
@@ -126,10 +128,16 @@ class Lanczos:
         evals, evecs = np.linalg.eigh(T)
         previous, self.theta, self.s = self.theta, float(evals[-1]), evecs[:, -1]
         self.estimate = abs(beta * self.s[-1])
-        gap = self.theta - float(evals[-2]) if k > 1 else float("inf")
-        if _done(self.criterion, k, self.theta, previous, self.estimate, gap, self.tol) or \
-                beta <= 1e-10 * self.norm:  # an invariant subspace (relative: a Hessian may be tiny)
+        # the gap to the next Ritz value, at most |theta|: a large negative Ritz value (converged early at the far
+        # end of an indefinite spectrum) says nothing of the eigenvalues just below the top, and would shrink
+        # r^2 / gap enough to stop on a far-off top Ritz value
+        gap = min(self.theta - float(evals[-2]), abs(self.theta)) if k > 1 else float("inf")
+        if _done(self.criterion, k, self.theta, previous, self.estimate, gap, self.tol):
             self.converged = self.stopped = True
+        elif beta <= 1e-10 * self.norm:  # an invariant subspace (relative: a Hessian may be tiny): no new
+            # direction to go on with; converged only if the residual itself is within the tolerance
+            self.stopped = True
+            self.converged = self.estimate <= self.tol * abs(self.theta)
         elif k == self.max_iter:
             self.stopped = True
         else:
@@ -156,8 +164,9 @@ def lanczos_top_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor], dim: 
     """Largest eigenvalue of the symmetric operator ``matvec`` on R^dim by Lanczos with full reorthogonalisation.
 
     Stopping rules (``criterion``): ``"eigenvalue"`` (default) stops when the error estimate of the top Ritz value,
-    min(r, r^2 / gap) with r = |beta_k s_k| its residual and gap the distance to the next Ritz value, is below
-    tol |theta|; ``"residual"`` when r <= tol |theta| (stricter: the eigenvalue error is about r^2 / gap);
+    min(r, r^2 / gap) with r = |beta_k s_k| its residual and gap the distance to the next Ritz value (at most
+    |theta|), is below tol |theta|; ``"residual"`` when r <= tol |theta| (stricter: the eigenvalue error is about
+    r^2 / gap);
     ``"value"`` when the top Ritz value changes by less than tol relatively (PyHessian's rule for power iteration).
     The returned residual is r, which equals ||H v - theta v|| for the returned unit vector v in exact
     arithmetic; ``check_residual`` measures it with one more product instead. ``start`` (e.g. the gradient)
@@ -205,6 +214,8 @@ def power_top_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor], dim: in
         residual = float((w - lam * v).norm())
         if _done("value" if criterion == "value" else "residual", k, lam, previous, residual, 0.0, tol):
             converged = True
+            break
+        if k == max_iter:  # keep the vector the residual was measured at
             break
         v = w / w.norm()
     return EigenResult(lam, k, k, residual, converged, "power", seed, v, residual_measured=True)

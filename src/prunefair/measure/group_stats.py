@@ -47,11 +47,15 @@ class GroupStats:
 
     @property
     def overall_accuracy(self) -> float:
-        return float(self.correct.sum() / max(self.count.sum(), 1))
+        """Over all samples; NaN when there are none (not 0: nothing was measured)."""
+        n = int(self.count.sum())
+        return float(self.correct.sum() / n) if n else float("nan")
 
     @property
     def overall_loss(self) -> float:
-        return float(self.loss_sum.sum() / max(self.count.sum(), 1))
+        """Mean loss over all samples; NaN when there are none."""
+        n = int(self.count.sum())
+        return float(self.loss_sum.sum() / n) if n else float("nan")
 
     def __add__(self, other: "GroupStats") -> "GroupStats":
         if self.group_names != other.group_names:
@@ -67,8 +71,8 @@ class GroupStats:
             "loss_sum": self.loss_sum.tolist(),
             "accuracy": [None if np.isnan(v) else float(v) for v in self.accuracy],
             "loss": [None if np.isnan(v) else float(v) for v in self.loss],
-            "overall_accuracy": self.overall_accuracy,
-            "overall_loss": self.overall_loss,
+            "overall_accuracy": None if np.isnan(self.overall_accuracy) else self.overall_accuracy,
+            "overall_loss": None if np.isnan(self.overall_loss) else self.overall_loss,
         }
 
     @classmethod
