@@ -169,3 +169,84 @@ def test_the_max_pool_selection_picks_each_windows_argmax(layout, pool):
                     best, where = float(x[n, c, a, b]), (a, b)
         expected[n, c, i, j] = gg[n, c, where[0], where[1]]
     assert torch.equal(picked, expected)
+
+
+def _same_products(net, x, y, seed=3):
+    """The rewritten product equals plain autograd's on the same model (float64)."""
+    net = net.double()
+    n = sum(p.numel() for p in net.parameters())
+    v = torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    plain = GroupHessian(net, x.double(), y, method="double_backward", rules=False)(v)
+    ours = GroupHessian(net, x.double(), y, method="double_backward")(v)
+    torch.testing.assert_close(ours, plain, rtol=1e-10, atol=1e-12)
+
+
+class _LeNet(nn.Module):
+    """The PyTorch tutorial's shape: .view() after convolution and max-pool (no channels_last there)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool, self.fc = nn.Conv2d(2, 3, 3), nn.MaxPool2d(2), nn.Linear(3 * 2 * 2, 3)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv(x)))
+        return self.fc(x.view(-1, 3 * 2 * 2))
+
+
+class _ReuseAfterInplace(nn.Module):
+    """h is overwritten by the in-place ReLU, so a + h is 2 relu(h) in PyTorch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu = nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(inplace=True)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 3))
+
+    def forward(self, x):
+        h = self.conv(x)
+        a = self.relu(h)
+        return self.head(a + h)
+
+
+class _Unbatched(nn.Module):
+    """Convolution and max-pool called on (C, H, W) samples one at a time."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool, self.fc = nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2), nn.Linear(27, 3)
+
+    def forward(self, x):
+        return torch.stack([self.fc(self.pool(self.conv(s)).flatten()) for s in x])
+
+
+@pytest.mark.parametrize("make", [_LeNet, _ReuseAfterInplace, _Unbatched])
+def test_user_models_the_rules_once_broke_or_changed(make):
+    torch.manual_seed(0)
+    x, y = small_batch()
+    _same_products(make(), x, y)
+
+
+@pytest.mark.parametrize("where", ["conv_hook", "bn_pre_hook", "bn_hook"])
+def test_hooks_on_a_fusable_pair_see_what_they_see_without_the_rules(where):
+    net = conv_net()
+    conv, bn = net[0], net[1]
+    if where == "conv_hook":
+        conv.register_forward_hook(lambda m, i, o: o * torch.tensor([0.5, 2.0, 1.0, 1.0]).view(1, -1, 1, 1).to(o))
+    elif where == "bn_pre_hook":
+        bn.register_forward_pre_hook(lambda m, i: (2 * i[0],))
+    else:
+        bn.register_forward_hook(lambda m, i, o: o + i[0])
+    x, y = small_batch()
+    _same_products(net, x, y)
+
+
+def test_tracing_hides_hooks_and_follows_edits_of_the_model():
+    net = nn.Sequential(conv_net())  # a hook on a block that fx traces through (not a leaf module)
+    seen = []
+    net[0].register_forward_hook(lambda m, i, o: seen.append(type(o).__name__))
+    x, y = small_batch()
+    _same_products(net, x, y)
+    assert seen and set(seen) == {"Tensor"}  # never an fx Proxy
+    assert conv_bn_pairs(net) == [("0.0", "0.1"), ("0.4", "0.5")]
+    net[0].insert(1, nn.ReLU())  # conv -> ReLU -> batch norm: that pair is no longer fusable
+    assert conv_bn_pairs(net) == [("0.5", "0.6")]
+    _same_products(net, x, y)

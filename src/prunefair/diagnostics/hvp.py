@@ -36,6 +36,8 @@ HVP_METHODS = ("auto", "double_backward", "forward_over_reverse")
 
 # The choice made by "auto", remembered per model and data shape so the timing is paid once per model.
 _CHOICES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+# models whose rewritten graph cannot run channels_last on the CPU (they .view() a convolution's output)
+_CHANNELS_LAST: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
 
 
 class GroupHessian:
@@ -89,11 +91,23 @@ class GroupHessian:
 
     # -- reverse-over-reverse ------------------------------------------------------------------
     def _graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.rules and x.dim() == 4 and x.device.type == "cpu":  # as the rewritten convolutions (1.1x faster)
-            x = x.contiguous(memory_format=torch.channels_last)
-        with second_order_rules(self.model, self.rules):
-            loss = F.cross_entropy(self.model(x), y, reduction="sum")
-            return torch.autograd.grad(loss, self.params, create_graph=True)
+        # on the CPU the rules run convolutions channels_last (1.1x faster); a model that .view()s a convolution's
+        # output cannot take that layout, and is built again in its own (remembered per model)
+        layouts = [True, False] if self.rules and x.device.type == "cpu" and _CHANNELS_LAST.get(self.model, True) \
+            else [False]
+        for i, channels_last in enumerate(layouts):
+            xi = x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+            try:
+                with second_order_rules(self.model, self.rules, channels_last=channels_last):
+                    loss = F.cross_entropy(self.model(xi), y, reduction="sum")
+                    grads = torch.autograd.grad(loss, self.params, create_graph=True)
+            except RuntimeError:
+                if i + 1 == len(layouts):
+                    raise
+                continue
+            if i:
+                _CHANNELS_LAST[self.model] = False
+            return grads
 
     def _grad_graphs(self) -> list[tuple[torch.Tensor, ...]]:
         if self._graphs is not None:

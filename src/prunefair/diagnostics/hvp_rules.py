@@ -26,7 +26,11 @@ built, and restores them on exit; the graph keeps the rewritten nodes for the pr
 and batch-norm pairs are found by tracing the model with ``torch.fx`` (a pair: the convolution's output goes to
 the batch norm alone, each module called once); a model that does not trace gets the per-layer rules only.
 Layers not covered (training-mode batch norm, padding modes other than zeros, string padding, max-pools
-that return indices, functional ``F.relu`` calls) stay as they are.
+that return indices, functional ``F.relu`` calls) stay as they are. The function is the model's own in the cases
+that once differed (tests/diagnostics/test_hvp_rules.py): an in-place ReLU still overwrites its input, a pair
+whose hooks would see the fused tensors is not fused (and fx traces the model with its hooks set aside), unbatched
+(C, H, W) calls run as a batch of one, and a model that ``.view()``s a convolution's output has its graph built
+again without channels_last (``hvp.py``).
 """
 
 from __future__ import annotations
@@ -183,25 +187,49 @@ class _MaxPool2d(Function):
         return _MaxPoolBackward.apply(grad_out, x, idx, ctx.meta), None
 
 
+class _ReLUInplace(Function):
+    """``nn.ReLU(inplace=True)``: overwrites its input as PyTorch's does (a model that reads the input again sees
+    the rectified values), with the same lean derivative."""
+
+    @staticmethod
+    def forward(ctx, x):
+        torch.relu_(x)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (out,) = ctx.saved_tensors
+        return _ReLUBackward.apply(grad_out, out)
+
+
 def _relu_forward(self: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
-    return _ReLU.apply(x)
+    return (_ReLUInplace if self.inplace else _ReLU).apply(x)
 
 
 def _max_pool_forward(self: nn.MaxPool2d, x: torch.Tensor) -> torch.Tensor:
     def pair(v):
         return [v, v] if isinstance(v, int) else list(v)
 
+    if x.dim() == 3:  # unbatched (C, H, W): a batch of one
+        return _max_pool_forward(self, x.unsqueeze(0)).squeeze(0)
     meta = (pair(self.kernel_size), pair(self.stride or self.kernel_size), pair(self.padding), pair(self.dilation),
             self.ceil_mode)
     return _MaxPool2d.apply(x, meta)
 
 
+_LAYOUT = {"channels_last": True}  # set by second_order_rules while a graph is built
+
+
 def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, m: nn.Conv2d) -> torch.Tensor:
     """The rewritten convolution. On the CPU its weights go channels_last (the activations follow): products
     1.0-1.2x faster that way whatever the model's own layout (bench_hvp.py); on CUDA the model's layout stays,
-    as this was not measured there."""
+    as this was not measured there. Unbatched (C, H, W) inputs run as a batch of one."""
+    if x.dim() == 3:
+        return _conv(x.unsqueeze(0), w, b, m).squeeze(0)
     meta = (tuple(m.stride), tuple(m.padding), tuple(m.dilation), m.groups, b is not None)
-    if x.device.type == "cpu":
+    if x.device.type == "cpu" and _LAYOUT["channels_last"]:
         w = w.contiguous(memory_format=torch.channels_last)
     return _Conv2d.apply(x, w, b, meta)
 
@@ -241,18 +269,39 @@ def _identity(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-# conv -> batch-norm pairs per model, by module name (the structure a trace finds does not change)
-_PAIRS: "weakref.WeakKeyDictionary[nn.Module, list[tuple[str, str]]]" = weakref.WeakKeyDictionary()
+# conv -> batch-norm pairs per model, by module name, with the module structure they were traced on
+_PAIRS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, list[tuple[str, str]]]]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _hooks_set_aside(model: nn.Module):
+    """The model's forward hooks taken off while fx traces it (they would be called with fx's proxies)."""
+    saved = []
+    for m in model.modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks"):
+            hooks = getattr(m, attr)
+            if hooks:
+                saved.append((hooks, dict(hooks)))
+                hooks.clear()
+    try:
+        yield
+    finally:
+        for hooks, content in saved:
+            hooks.update(content)
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
-    """Names of (convolution, batch norm) pairs where the convolution's output goes to the batch norm alone."""
-    if model in _PAIRS:
-        return _PAIRS[model]
+    """Names of (convolution, batch norm) pairs where the convolution's output goes to the batch norm alone.
+    Traced once per model and module structure (retraced after modules are added, removed or replaced)."""
+    structure = tuple((name, type(m)) for name, m in model.named_modules())
+    cached = _PAIRS.get(model)
+    if cached is not None and cached[0] == structure:
+        return cached[1]
     modules = dict(model.named_modules())
     pairs = []
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        with _hooks_set_aside(model):
+            graph = torch.fx.symbolic_trace(model).graph
     except Exception:  # a model fx cannot trace: per-layer rules only
         graph = None
     if graph is not None:
@@ -264,8 +313,12 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
                     and type(modules.get(src.target)) is nn.Conv2d and type(modules.get(n.target)) in _BN \
                     and calls[src.target] == 1 and calls[n.target] == 1:
                 pairs.append((src.target, n.target))
-    _PAIRS[model] = pairs
+    _PAIRS[model] = (structure, pairs)
     return pairs
+
+
+def _hooked(m: nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks)
 
 
 def _rewritable(m: nn.Module) -> bool:
@@ -283,9 +336,13 @@ _LAYER_RULES = {nn.Conv2d: _conv_forward, nn.BatchNorm1d: _batch_norm_forward, n
 
 
 @contextlib.contextmanager
-def second_order_rules(model: nn.Module, enabled: bool = True):
+def second_order_rules(model: nn.Module, enabled: bool = True, channels_last: bool = True):
     """Within the block, the model's convolution + batch-norm pairs, other eval-mode batch norms, 2-d
-    convolutions, ReLUs and max-pools build the rewritten graph. Yields how many modules were rewritten."""
+    convolutions, ReLUs and max-pools build the rewritten graph. Yields how many modules were rewritten.
+    A pair is not fused when a hook would see the fused tensors: a forward hook on the convolution (its output
+    would be the batch norm's) or any forward hook on the batch norm (it would be an identity); each layer
+    still gets its own rule, under which its hooks see what they see without the rules. ``channels_last=False``
+    keeps the convolutions' layout on the CPU (for models that ``.view`` a convolution's output)."""
     patched = []
 
     def patch(m: nn.Module, fn) -> None:
@@ -296,14 +353,17 @@ def second_order_rules(model: nn.Module, enabled: bool = True):
         modules = dict(model.named_modules())
         for conv, bn in conv_bn_pairs(model):
             c, b = modules[conv], modules[bn]
-            if _rewritable(c) and _rewritable(b) and "forward" not in c.__dict__ and "forward" not in b.__dict__:
+            if _rewritable(c) and _rewritable(b) and "forward" not in c.__dict__ and "forward" not in b.__dict__ \
+                    and not c._forward_hooks and not _hooked(b):
                 patch(c, _fused_forward(b))
                 patch(b, _identity)
         for m in model.modules():
             if _rewritable(m) and "forward" not in m.__dict__:
                 patch(m, _LAYER_RULES[type(m)])
+    layout, _LAYOUT["channels_last"] = _LAYOUT["channels_last"], channels_last
     try:
         yield len(patched)
     finally:
+        _LAYOUT["channels_last"] = layout
         for m in patched:
             del m.forward
