@@ -163,3 +163,19 @@ def test_vkd_takes_its_extra_dual_steps_after_every_k_batches(every, expected, m
     obj = objective_for("vkd", dense_model=dense, data=splits, options={"vkd_val_every": every})
     fit(model, splits.train, TrainSettings(epochs=2, batch_size=32, lr=0.01), seed=0, objective=obj)
     assert steps == expected * 2
+
+
+def test_vkd_gives_the_dense_model_back_in_its_own_modes():
+    torch.manual_seed(0)
+    splits = load_dataset("digits")
+    splits.train = splits.train.subset(range(200))
+    dense = build_model("mlp", num_classes=10, input_shape=splits.train.input_shape, width=0.25)
+    dense.train()
+    modes = [m.training for m in dense.modules()]
+    model = build_model("mlp", num_classes=10, input_shape=splits.train.input_shape, width=0.25)
+    model.load_state_dict(dense.state_dict())
+    masks = make_masks(model, 0.5)
+    obj = objective_for("vkd", dense_model=dense, data=splits)
+    fit(model, splits.train, TrainSettings(epochs=1, batch_size=50, lr=0.01), seed=0, masks=masks, objective=obj)
+    obj.finish(model)
+    assert [m.training for m in dense.modules()] == modes

@@ -45,6 +45,12 @@ class GroupedData:
             raise ValueError(f"x, y and g must have the same length, got {len(self.x)}, {n}, {len(self.g)}")
         self.y = self.y.long()
         self.g = self.g.long()
+        for what, ids, names in (("y", self.y, self.class_names), ("g", self.g, self.group_names)):
+            if n and (int(ids.min()) < 0 or int(ids.max()) >= len(names)):
+                bad = ids[(ids < 0) | (ids >= len(names))]
+                raise ValueError(f"{what} holds id {int(bad[0])} ({len(bad)} sample(s) out of range): ids must be "
+                                 f"0..{len(names) - 1}, one per name in {'class' if what == 'y' else 'group'}_names "
+                                 f"({len(names)} given)")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -77,13 +83,15 @@ class GroupedData:
         return np.bincount(self.g.cpu().numpy(), minlength=self.num_groups)
 
     def to_float(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Turn a batch of stored inputs into the float tensor the model sees (``dtype``: the model's)."""
+        """Turn a batch of stored inputs into the float tensor the model sees (``dtype``: the model's). uint8
+        inputs are images (scaled by 1/255, then normalised); other integer inputs (token ids for an
+        ``nn.Embedding``) go to the model as they are; floats are cast to ``dtype``."""
         if x.dtype == torch.uint8:
             if self.mean is None:
                 return x.to(dtype).div_(255.0)
             scale, shift = _normaliser(tuple(self.mean), tuple(self.std), x.device, dtype)
             x = x.to(dtype).mul_(scale).sub_(shift)  # (x/255 - mean)/std, in place
-        elif x.dtype != dtype:
+        elif x.dtype != dtype and (x.is_floating_point() or x.dtype == torch.bool):
             x = x.to(dtype)
         return x
 

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from prunefair.data import GroupedData, iterate_batches
-from prunefair.models import input_dtype
+from prunefair.models import check_logits, eval_mode, input_dtype
 
 
 def boundary_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-sample f(1-f) (NaN unless two classes), 1 - sum p^2 and the logit margin."""
-    z = logits.double()
+    z = check_logits(logits, len(y)).double()
     p = torch.softmax(z, dim=1)
     gini = 1.0 - (p * p).sum(1)
     if z.shape[1] == 2:
@@ -48,18 +48,16 @@ class BoundaryStats:
 def group_boundary_distance(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
                             device: torch.device | str = "cpu", channels_last: bool = False) -> BoundaryStats:
     """Group means of f(1-f), 1 - sum p^2 and the logit margin of ``model`` (eval mode) on ``data``."""
-    was_training = model.training
-    model.eval()
     G = data.num_groups
     sums = torch.zeros(4, G, dtype=torch.float64, device=device)
-    for x, y, g in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
-                                   dtype=input_dtype(model)):
-        t = boundary_terms(model(x), y)
-        sums[0].index_add_(0, g, torch.ones_like(t["gini"]))
-        sums[1].index_add_(0, g, t["f_one_minus_f"])
-        sums[2].index_add_(0, g, t["gini"])
-        sums[3].index_add_(0, g, t["margin"])
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y, g in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
+                                       dtype=input_dtype(model)):
+            t = boundary_terms(model(x), y)
+            sums[0].index_add_(0, g, torch.ones_like(t["gini"]))
+            sums[1].index_add_(0, g, t["f_one_minus_f"])
+            sums[2].index_add_(0, g, t["gini"])
+            sums[3].index_add_(0, g, t["margin"])
     s = sums.cpu().numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         means = s[1:] / np.where(s[0] > 0, s[0], np.nan)

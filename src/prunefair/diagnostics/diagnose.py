@@ -21,7 +21,7 @@ from prunefair.diagnostics.gradients import group_gradient_norms
 from prunefair.diagnostics.hvp import GroupHessian
 from prunefair.diagnostics.trace import hutchinson_trace
 from prunefair.measure import evaluate_groups
-from prunefair.models import input_dtype
+from prunefair.models import eval_mode, input_dtype
 
 # stored at the top level (a list per diagnostic, one number per group) ...
 DIAGNOSTICS = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "margin", "f_one_minus_f")
@@ -153,49 +153,48 @@ def diagnose_groups(
         raise TypeError(f"data: one split's GroupedData (e.g. splits.train), got a {type(data).__name__}")
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples = {max_samples}: at least 1 sample per group for the Hessian, or None for all")
-    was_training = model.training
-    model.eval()
-    t0 = time.perf_counter()
-    stats = evaluate_groups(model, data, batch_size=batch_size, device=device, channels_last=channels_last)
-    grads = group_gradient_norms(model, data, batch_size=batch_size, device=device, channels_last=channels_last,
-                                 check_full=check_prop1)
-    t1 = time.perf_counter()
-    boundary = group_boundary_distance(model, data, batch_size=batch_size, device=device,
-                                       channels_last=channels_last)
-    t2 = time.perf_counter()
-    G = data.num_groups
-    lam, trace, trace_se = np.full(G, np.nan), np.full(G, np.nan), np.full(G, np.nan)
-    subsets = [_hessian_subset(data, a, max_samples, seed) for a in range(G)]
-    samples = np.array([len(idx) for idx in subsets], dtype=np.int64)
-    eigen = [None] * G
-    inputs = {a: _hessian_inputs(data, idx, device, channels_last, input_dtype(model)) for a, idx in enumerate(subsets) if len(idx)}
-    use_stacked = stacked and eigen_method == "lanczos" and bool(inputs)
-    if use_stacked:  # every group's product in one pass
-        op = StackedGroupHessian(model, [x for x, _ in inputs.values()], [y for _, y in inputs.values()],
-                                 chunk_size=batch_size)
-        results = lanczos_lockstep(op, op.dim, len(inputs), max_iter=max_iter, tol=tol, seed=seed,
-                                   device=op.device, dtype=op.dtype, criterion=criterion,
-                                   starts=start_vector(op, start))
-        op.release()
-        for a, res in zip(inputs, results):
-            lam[a], eigen[a] = res.value, res.to_dict()
-    per_group = inputs if not use_stacked or trace_samples else {}  # eigenvalues group by group, and traces
-    method, rules = hvp, True
-    for a, (x, y) in per_group.items():
-        op = GroupHessian(model, x, y, method=method, chunk_size=batch_size, rules=rules)
-        method, rules = op.method, op.rules  # "auto" is decided once (on the first group), then reused
-        if not use_stacked:
-            res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol,
-                                              seed=seed, device=op.device, dtype=op.dtype, criterion=criterion,
-                                              start=start_vector(op, start))
-            lam[a], eigen[a] = res.value, res.to_dict()
-        if trace_samples:
-            tr = hutchinson_trace(op, op.dim, samples=trace_samples, seed=seed, device=op.device, dtype=op.dtype)
-            trace[a], trace_se[a] = tr.value, tr.stderr
-        op.release()
-    hvp_used = "stacked" if use_stacked else (method if per_group else None)
-    t3 = time.perf_counter()
-    model.train(was_training)
+    with eval_mode(model):
+        t0 = time.perf_counter()
+        stats = evaluate_groups(model, data, batch_size=batch_size, device=device, channels_last=channels_last)
+        grads = group_gradient_norms(model, data, batch_size=batch_size, device=device, channels_last=channels_last,
+                                     check_full=check_prop1)
+        t1 = time.perf_counter()
+        boundary = group_boundary_distance(model, data, batch_size=batch_size, device=device,
+                                           channels_last=channels_last)
+        t2 = time.perf_counter()
+        G = data.num_groups
+        lam, trace, trace_se = np.full(G, np.nan), np.full(G, np.nan), np.full(G, np.nan)
+        subsets = [_hessian_subset(data, a, max_samples, seed) for a in range(G)]
+        samples = np.array([len(idx) for idx in subsets], dtype=np.int64)
+        eigen = [None] * G
+        inputs = {a: _hessian_inputs(data, idx, device, channels_last, input_dtype(model))
+                  for a, idx in enumerate(subsets) if len(idx)}
+        use_stacked = stacked and eigen_method == "lanczos" and bool(inputs)
+        if use_stacked:  # every group's product in one pass
+            op = StackedGroupHessian(model, [x for x, _ in inputs.values()], [y for _, y in inputs.values()],
+                                     chunk_size=batch_size)
+            results = lanczos_lockstep(op, op.dim, len(inputs), max_iter=max_iter, tol=tol, seed=seed,
+                                       device=op.device, dtype=op.dtype, criterion=criterion,
+                                       starts=start_vector(op, start))
+            op.release()
+            for a, res in zip(inputs, results):
+                lam[a], eigen[a] = res.value, res.to_dict()
+        per_group = inputs if not use_stacked or trace_samples else {}  # eigenvalues group by group, and traces
+        method, rules = hvp, True
+        for a, (x, y) in per_group.items():
+            op = GroupHessian(model, x, y, method=method, chunk_size=batch_size, rules=rules)
+            method, rules = op.method, op.rules  # "auto" is decided once (on the first group), then reused
+            if not use_stacked:
+                res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol,
+                                                  seed=seed, device=op.device, dtype=op.dtype, criterion=criterion,
+                                                  start=start_vector(op, start))
+                lam[a], eigen[a] = res.value, res.to_dict()
+            if trace_samples:
+                tr = hutchinson_trace(op, op.dim, samples=trace_samples, seed=seed, device=op.device, dtype=op.dtype)
+                trace[a], trace_se[a] = tr.value, tr.stderr
+            op.release()
+        hvp_used = "stacked" if use_stacked else (method if per_group else None)
+        t3 = time.perf_counter()
     settings = {"batch_size": batch_size, "max_samples": max_samples, "eigen_method": eigen_method,
                 "hvp": hvp, "hvp_used": hvp_used, "hvp_rules": rules if per_group else None, "max_iter": max_iter,
                 "tol": tol, "criterion": criterion, "start": start, "trace_samples": trace_samples, "seed": seed,

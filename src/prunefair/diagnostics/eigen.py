@@ -274,14 +274,14 @@ def hessian_top_eigenvalue(model, x: torch.Tensor, y: torch.Tensor, *, method: s
     ``start="gradient"`` (default) starts from the gradient on (x, y), which a trained model's Hessian mostly
     maps within its top eigenspace; ``"random"`` from a seeded Gaussian vector."""
     from prunefair.diagnostics.hvp import GroupHessian
+    from prunefair.models import kept_modes
 
     check_start(start)
-    was_training = model.training
-    op = GroupHessian(model, x, y, method=hvp, chunk_size=chunk_size)
-    try:
-        return top_eigenvalue(op, op.dim, method=method, max_iter=max_iter, tol=tol, seed=seed,
-                              device=op.device, dtype=op.dtype, criterion=criterion, check_residual=check_residual,
-                              start=start_vector(op, start))
-    finally:
-        op.release()
-        model.train(was_training)
+    with kept_modes(model):
+        op = GroupHessian(model, x, y, method=hvp, chunk_size=chunk_size)
+        try:
+            return top_eigenvalue(op, op.dim, method=method, max_iter=max_iter, tol=tol, seed=seed,
+                                  device=op.device, dtype=op.dtype, criterion=criterion,
+                                  check_residual=check_residual, start=start_vector(op, start))
+        finally:
+            op.release()

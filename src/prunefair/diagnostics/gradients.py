@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunefair.data import GroupedData
-from prunefair.models import input_dtype
+from prunefair.models import check_logits, eval_mode, input_dtype
 
 
 def _params(model: nn.Module) -> list[nn.Parameter]:
@@ -79,7 +79,7 @@ def full_gradient(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
     acc = [torch.zeros_like(p) for p in params]
     for x, y, _ in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
                                    dtype=input_dtype(model)):
-        loss = F.cross_entropy(model(x), y, reduction="sum")
+        loss = F.cross_entropy(check_logits(model(x), len(y)), y, reduction="sum")
         torch._foreach_add_(acc, torch.autograd.grad(loss, params))
     return _flat(acc, params).double()
 
@@ -99,18 +99,16 @@ def group_gradient_norms(
     ``check_full`` runs one more, plain pass over mixed batches and reports how far
     sum_a |D_a| g_a is from |D| g (Proposition 1, to float tolerance). ``p.grad`` is left untouched.
     """
-    was_training = model.training
-    model.eval()
-    params = _params(model)
-    G = data.num_groups
-    counts = data.group_counts()
-    norms = np.full(G, np.nan)
-    total = None
-    vectors = [None] * G if keep_vectors else None
-    acc: list[torch.Tensor] | None = None
-    current = -1
-    batches = group_batches(data, batch_size=batch_size)
-    try:
+    with eval_mode(model):
+        params = _params(model)
+        G = data.num_groups
+        counts = data.group_counts()
+        norms = np.full(G, np.nan)
+        total = None
+        vectors = [None] * G if keep_vectors else None
+        acc: list[torch.Tensor] | None = None
+        current = -1
+        batches = group_batches(data, batch_size=batch_size)
         for i, (a, idx) in enumerate(batches):
             if a != current:
                 acc = [torch.zeros_like(p) for p in params]
@@ -119,7 +117,7 @@ def group_gradient_norms(
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.y[idx].to(device)
-            loss = F.cross_entropy(model(x), y, reduction="sum")
+            loss = F.cross_entropy(check_logits(model(x), len(y)), y, reduction="sum")
             torch._foreach_add_(acc, torch.autograd.grad(loss, params))
             if i + 1 == len(batches) or batches[i + 1][0] != a:  # group a is complete
                 flat = _flat(acc, params).double()
@@ -135,8 +133,6 @@ def group_gradient_norms(
         if check_full and total is not None:
             plain = full_gradient(model, data, batch_size=batch_size, device=device, channels_last=channels_last)
             prop1 = float((total - plain).norm()) / scale if scale > 0 else 0.0
-    finally:
-        model.train(was_training)
     vec = None
     if keep_vectors:
         P = sum(p.numel() for p in params)

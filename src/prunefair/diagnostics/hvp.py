@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunefair.diagnostics.hvp_rules import second_order_rules
+from prunefair.models import check_logits, kept_modes
 
 HVP_METHODS = ("auto", "double_backward", "forward_over_reverse")
 
@@ -99,7 +100,7 @@ class GroupHessian:
             xi = x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
             try:
                 with second_order_rules(self.model, self.rules, channels_last=channels_last):
-                    loss = F.cross_entropy(self.model(xi), y, reduction="sum")
+                    loss = F.cross_entropy(check_logits(self.model(xi), len(y)), y, reduction="sum")
                     grads = torch.autograd.grad(loss, self.params, create_graph=True)
             except RuntimeError:
                 if i + 1 == len(layouts):
@@ -210,11 +211,8 @@ def _sync(device: torch.device) -> None:
 def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, *,
                            method: str = "double_backward") -> torch.Tensor:
     """H v for one flat vector v (a convenience for tests and one-off products); the model's mode is kept."""
-    was_training = model.training
-    try:
+    with kept_modes(model):
         return GroupHessian(model, x, y, method=method, cache_graph=False)(v)
-    finally:
-        model.train(was_training)
 
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]

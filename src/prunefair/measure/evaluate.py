@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from prunefair.data import GroupedData, iterate_batches
-from prunefair.models import input_dtype
+from prunefair.models import eval_mode, input_dtype
 from prunefair.measure.group_stats import GroupStats, batch_group_sums
 
 
@@ -20,11 +20,9 @@ def evaluate_groups(
     channels_last: bool = False,
 ) -> GroupStats:
     """Per-group accuracy and cross-entropy of ``model`` (in eval mode) on every sample of ``data``."""
-    was_training = model.training
-    model.eval()
     sums = torch.zeros(3, data.num_groups, dtype=torch.float64, device=device)
-    for x, y, g in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
-                                   dtype=input_dtype(model)):
-        sums += batch_group_sums(model(x), y, g, data.num_groups)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y, g in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
+                                       dtype=input_dtype(model)):
+            sums += batch_group_sums(model(x), y, g, data.num_groups)
     return GroupStats.from_sums(sums, data.group_names)

@@ -8,9 +8,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from prunefair.models import check_logits
+
 
 def batch_group_sums(logits: torch.Tensor, y: torch.Tensor, g: torch.Tensor, num_groups: int) -> torch.Tensor:
     """(3, G) float64 tensor of per-group [count, correct, summed cross-entropy] for one batch."""
+    check_logits(logits, len(y))
     # in float32 at least (bf16/fp16 logits promoted), float64 logits as they are
     loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y, reduction="none").double()
     correct = (logits.argmax(1) == y).double()

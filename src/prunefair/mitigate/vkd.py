@@ -59,11 +59,14 @@ class ValidationDistillation(MitigationObjective):
         self.duals = DualAscent(num_groups, dual_lr, nonnegative=True)
         self._inputs = None
         self._hook = None
+        self._teacher_modes = None
         self._violation = [None] * num_groups
         self.val_every, self._batches = val_every, 0
 
     def start(self, *, model, data, device) -> None:
         super().start(model=model, data=data, device=device)
+        if self._teacher_modes is None:  # restored in finish: the dense model is the caller's
+            self._teacher_modes = [(m, m.training) for m in self.teacher.modules()]
         self.teacher.eval()
         if self._hook is None:  # start runs once per fit: an iterative schedule calls fit once per round
             self._hook = model.register_forward_pre_hook(self._capture)
@@ -104,4 +107,7 @@ class ValidationDistillation(MitigationObjective):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+        for m, training in self._teacher_modes or []:
+            m.training = training
+        self._teacher_modes = None
         return super().finish(model)

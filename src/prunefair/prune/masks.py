@@ -15,10 +15,13 @@ PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Conv and linear weights by parameter name, in module order."""
+    """Conv and linear weights by parameter name, in module order; a weight shared by several layers (tied
+    weights) once, under its first name (the one ``named_parameters`` gives it)."""
     out: dict[str, nn.Parameter] = {}
+    seen: set[int] = set()
     for mod_name, module in model.named_modules():
-        if isinstance(module, PRUNABLE_TYPES):
+        if isinstance(module, PRUNABLE_TYPES) and id(module.weight) not in seen:
+            seen.add(id(module.weight))
             out[f"{mod_name}.weight" if mod_name else "weight"] = module.weight
     return out
 
@@ -54,10 +57,17 @@ class MaskSet:
     # -- holding the mask ----------------------------------------------------------------------
     def bind(self, model: nn.Module) -> "MaskSet":
         """Attach to a model's parameters (and device) so apply/mask_grads are cheap foreach ops."""
-        params = dict(model.named_parameters())
+        params = dict(model.named_parameters(remove_duplicate=False))  # a tied weight under any of its names
         missing = [k for k in self.masks if k not in params]
         if missing:
             raise KeyError(f"mask names parameters the model does not have: {missing[:5]}")
+        shared = {}
+        for k in self.masks:
+            shared.setdefault(id(params[k]), []).append(k)
+        tied = [names for names in shared.values() if len(names) > 1]
+        if tied:
+            raise ValueError(f"masks {tied[0]} name one weight shared by several layers (tied weights): keep one "
+                             "mask per weight")
         for k, m in self.masks.items():
             if params[k].shape != m.shape:
                 raise ValueError(f"mask for {k} has shape {tuple(m.shape)}, parameter {tuple(params[k].shape)}")

@@ -25,7 +25,7 @@ from torch import nn
 
 from prunefair.data import GroupedData
 from prunefair.measure.group_stats import GroupStats, batch_group_sums
-from prunefair.models import input_dtype
+from prunefair.models import eval_mode, input_dtype
 from prunefair.train import TrainSettings
 from prunefair.train.loop import NonFiniteLossError, TrainHistory, lr_factor, masked_step
 
@@ -79,13 +79,11 @@ def evaluate_groups_distributed(model: nn.Module, data: GroupedData, *, batch_si
     """Per-group accuracy and loss over all of ``data``, each rank evaluating its shard; same on every rank."""
     from prunefair.data import iterate_batches
 
-    was_training = model.training
-    model.eval()
     local = data.subset(shard_indices(len(data)))
     sums = torch.zeros(3, data.num_groups, dtype=torch.float64, device=device)
-    for x, y, g in iterate_batches(local, batch_size=batch_size, device=device, dtype=input_dtype(model)):
-        sums += batch_group_sums(model(x), y, g, data.num_groups)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y, g in iterate_batches(local, batch_size=batch_size, device=device, dtype=input_dtype(model)):
+            sums += batch_group_sums(model(x), y, g, data.num_groups)
     return GroupStats.from_sums(all_reduce_sum(sums), data.group_names)
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from prunefair.data import Augment, GroupedData, iterate_batches
-from prunefair.models import input_dtype
+from prunefair.models import check_logits, input_dtype
 from prunefair.progress import NULL_PROGRESS, Progress
 from prunefair.prune import MaskSet
 from prunefair.train.objective import ERM, Objective
@@ -92,7 +92,8 @@ def fit(
     description: str = "train",
     on_epoch_start: Callable[[int, nn.Module], MaskSet | None] | None = None,
 ) -> TrainHistory:
-    """Train ``model`` in place on ``data``; deterministic for a seed on CPU.
+    """Train ``model`` in place on ``data``; deterministic for a seed on CPU. The whole model is in train mode
+    for the epochs (``model.train()``, as a plain PyTorch loop) and is left in eval mode.
 
     ``on_epoch_start(epoch, model)`` (0-based epoch) may return a new MaskSet, held from then on (the
     gradual pruning schedule, prune.GradualPruner); None keeps the current masks.
@@ -135,7 +136,7 @@ def fit(
                 for group in opt.param_groups:
                     group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
                 with autocast:
-                    logits = forward(x)
+                    logits = check_logits(forward(x), len(x))
                 loss = objective.batch_loss(logits.float(), y, g)
                 masked_step(opt, loss, masks)
                 loss_sum.add_(loss.detach(), alpha=len(y))  # one kernel (promoted to float64)

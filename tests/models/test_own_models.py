@@ -1,0 +1,137 @@
+"""A user's own nn.Module through the per-group entry points: modes kept per module, clear errors for outputs
+prunefair cannot read, integer token ids passed through, tied weights pruned once."""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunefair.data import GroupedData
+from prunefair.diagnostics import diagnose_groups, group_boundary_distance, group_gradient_norms
+from prunefair.measure import evaluate_groups
+from prunefair.prune import make_masks
+from prunefair.train import TrainSettings, fit
+
+
+def _data(n=40, features=6, classes=3, groups=2, x=None, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=gen) if x is None else x
+    y = torch.randint(0, classes, (n,), generator=gen)
+    g = torch.arange(n) % groups
+    return GroupedData(x, y, g, tuple(map(str, range(classes))), tuple(f"g{i}" for i in range(groups)))
+
+
+def _frozen_bn_model():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    net.train()
+    net[1].eval()  # a frozen batch norm inside a model in training mode
+    return net
+
+
+ENTRY_POINTS = {
+    "evaluate_groups": lambda m, d: evaluate_groups(m, d),
+    "group_gradient_norms": lambda m, d: group_gradient_norms(m, d),
+    "group_boundary_distance": lambda m, d: group_boundary_distance(m, d),
+    "diagnose_groups": lambda m, d: diagnose_groups(m, d, trace_samples=0),
+}
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_each_modules_mode_comes_back_also_after_an_error(entry):
+    net, data = _frozen_bn_model(), _data()
+    modes = [m.training for m in net.modules()]
+    ENTRY_POINTS[entry](net, data)
+    assert [m.training for m in net.modules()] == modes  # the batch norm stays frozen, dropout stays on
+    wrong = _data(features=5)  # the first layer refuses these inputs: the call raises
+    with pytest.raises(RuntimeError):
+        ENTRY_POINTS[entry](net, wrong)
+    assert [m.training for m in net.modules()] == modes
+
+
+def test_batch_norm_without_running_statistics_is_named_in_a_warning():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8, track_running_stats=False), nn.Linear(8, 3))
+    with pytest.warns(UserWarning, match=r"batch norm without running statistics \(1\).*batch_size"):
+        evaluate_groups(net, _data())
+
+
+@pytest.mark.parametrize("out_shape, match", [((1,), r"shape \(\d+, 1\).*zeros_like"), ((), r"shape \(\d+,\)"),
+                                             (None, "returned a tuple")])
+def test_outputs_prunefair_cannot_read_get_a_clear_error(out_shape, match):
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 3)
+
+        def forward(self, x):
+            z = self.fc(x)
+            if out_shape is None:
+                return z, x
+            return z[:, :1] if out_shape == (1,) else z[:, 0]
+
+    data = _data()
+    for call in (lambda: evaluate_groups(Odd(), data), lambda: group_gradient_norms(Odd(), data),
+                 lambda: fit(Odd(), data, TrainSettings(epochs=1, batch_size=40), seed=0)):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_integer_token_ids_reach_an_embedding_model_as_they_are():
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.fc = nn.Embedding(20, 4), nn.Linear(4, 3)
+
+        def forward(self, tokens):
+            return self.fc(self.emb(tokens).mean(1))
+
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 20, (40, 5), generator=torch.Generator().manual_seed(1))
+    data, net = _data(x=tokens), Bag()
+    stats = evaluate_groups(net, data)
+    with torch.no_grad():
+        logits = net(tokens)
+    by_hand = [(logits.argmax(1) == data.y)[data.g == a].float().mean().item() for a in range(2)]
+    assert stats.accuracy.tolist() == pytest.approx(by_hand)
+    grads = group_gradient_norms(net, data)
+    for a in range(2):
+        rows = data.g == a
+        loss = F.cross_entropy(net(tokens[rows]), data.y[rows])
+        g = torch.cat([p.reshape(-1) for p in torch.autograd.grad(loss, list(net.parameters()))])
+        assert grads.norms[a] == pytest.approx(float(g.norm()), rel=1e-5)
+    assert diagnose_groups(net, data, trace_samples=0).hessian_top_eigenvalue.shape == (2,)
+    fit(net, data, TrainSettings(epochs=1, batch_size=8), seed=0)
+
+
+def test_tied_weights_get_one_mask_and_stay_tied_and_pruned_through_training():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.dec, self.head = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False), nn.Linear(6, 3)
+            self.dec.weight = self.enc.weight
+
+        def forward(self, x):
+            return self.head(torch.relu(self.dec(torch.relu(self.enc(x)))))
+
+    torch.manual_seed(0)
+    net = Tied()
+    masks = make_masks(net, 0.5)
+    assert sorted(masks.masks) == ["enc.weight", "head.weight"]  # the shared weight counted once
+    assert masks.total == 36 + 18
+    fit(net, _data(), TrainSettings(epochs=2, batch_size=8, lr=0.1, momentum=0.9, weight_decay=0.01), seed=0,
+        masks=masks)
+    assert net.dec.weight is net.enc.weight
+    assert torch.all(net.enc.weight[~masks.masks["enc.weight"]] == 0)
+
+
+def test_ids_out_of_range_are_named():
+    with pytest.raises(ValueError, match=r"g holds id 2 .*0\.\.1"):
+        GroupedData(torch.zeros(3, 2), torch.zeros(3), torch.tensor([0, 2, 1]), ("a",), ("g0", "g1"))
+    with pytest.raises(ValueError, match=r"y holds id -1"):
+        GroupedData(torch.zeros(3, 2), torch.tensor([0, -1, 0]), torch.zeros(3), ("a",), ("g0",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GroupedData(torch.zeros(0, 2), torch.zeros(0), torch.zeros(0), ("a",), ("g0",))  # empty is fine
