@@ -11,7 +11,8 @@ from torch import nn
 from prunefair.data import GroupedData
 from prunefair.diagnostics import diagnose_groups, group_boundary_distance, group_gradient_norms
 from prunefair.measure import evaluate_groups
-from prunefair.prune import make_masks
+from prunefair.prune import load_pruned, make_masks, save_pruned
+from prunefair.study.store import load_model_state, save_checkpoint
 from prunefair.train import TrainSettings, fit
 
 
@@ -106,7 +107,7 @@ def test_integer_token_ids_reach_an_embedding_model_as_they_are():
     fit(net, data, TrainSettings(epochs=1, batch_size=8), seed=0)
 
 
-def test_tied_weights_get_one_mask_and_stay_tied_and_pruned_through_training():
+def test_tied_weights_get_one_mask_and_stay_tied_and_pruned_through_training_and_saving(tmp_path):
     class Tied(nn.Module):
         def __init__(self):
             super().__init__()
@@ -125,6 +126,16 @@ def test_tied_weights_get_one_mask_and_stay_tied_and_pruned_through_training():
         masks=masks)
     assert net.dec.weight is net.enc.weight
     assert torch.all(net.enc.weight[~masks.masks["enc.weight"]] == 0)
+    # saved once (safetensors refuses a tensor under two names), loaded under both names
+    save_pruned(tmp_path / "tied.safetensors", net, masks)
+    back = Tied()
+    loaded = load_pruned(tmp_path / "tied.safetensors", back)
+    assert back.dec.weight is back.enc.weight and torch.equal(back.enc.weight, net.enc.weight)
+    assert all(torch.equal(loaded.masks[k], masks.masks[k]) for k in masks.masks)
+    save_checkpoint(tmp_path / "dense.safetensors", net.state_dict())
+    again = Tied()
+    load_model_state(again, tmp_path / "dense.safetensors")
+    assert again.dec.weight is again.enc.weight and torch.equal(again.head.bias, net.head.bias)
 
 
 def test_ids_out_of_range_are_named():

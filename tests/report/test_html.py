@@ -225,6 +225,14 @@ def test_mitigation_section_compares_methods(tmp_path):
                                    finetune={"epochs": 2, "methods": ["nft", "ceag"]}))
     html = _html(tmp_path / "study")
     assert '<section id="mitigation">' in html and "final dual multipliers" in html
+    # both methods prune the same dense model with the same mask: one-shot tables once, not once per method
+    shared = "every method (one dense model and mask per seed and rate)"
+    assert html.count(f"<summary>{shared}: one-shot (before fine-tuning), test</summary>") == 1
+    assert "<summary>ceag: one-shot" not in html and "-0.00" not in html
+    from PIL import Image
+
+    with Image.open(tmp_path / "study" / "figures" / "fig1_group_accuracy.png") as im:
+        assert im.size == (1536, 504)  # two methods side by side (6.4 in each at 120 dpi)
     m = results.measures
     sel = (m.sparsity == 0.9) & (m.stage == "finetuned") & (m.split == "test")
     a = m[sel & (m.method == "nft")].max_psi.mean() * 100
@@ -432,3 +440,16 @@ def test_reading_compares_the_gap_on_the_seeds_both_cells_have(tmp_path):
     assert f"{seed0 * 100:.1f} points (dense)" in text or f"about {seed0 * 100:.1f} points (dense" in text
     if f"{everyone * 100:.1f}" != f"{seed0 * 100:.1f}":
         assert f"{everyone * 100:.1f} points (dense)" not in text
+
+
+def test_group_styles_stay_distinct_beyond_ten_groups_and_numbers_never_read_minus_zero():
+    from prunefair.report.html import interval, num, signed
+    from prunefair.report.plotting import group_style
+    from prunefair.report.stats import Interval
+
+    for n in (3, 10, 12, 20, 45):
+        styles = {(group_style(i, n)["color"], group_style(i, n)["marker"], group_style(i, n)["linestyle"])
+                  for i in range(n)}
+        assert len(styles) == n, n
+    assert num(-0.0004, 2) == "0.00" and num(-0.006, 2) == "-0.01" and signed(-0.001) == "+0.00"
+    assert str(interval(Interval(-0.001, 0.19, -0.24, 0.23, 3), scale=1, digits=2)).startswith("0.00 ± 0.19")

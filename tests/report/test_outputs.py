@@ -200,6 +200,6 @@ def test_dual_figure_names_groups_without_the_train_split(folder, monkeypatch):
         cell.get("metrics", {}).pop("train", None)
     shown = {}
     monkeypatch.setattr(mit, "save_figure", lambda fig, path, **kw: shown.setdefault(
-        "legend", [t.get_text() for t in fig.axes[0].get_legend().get_texts()]))
+        "legend", [t.get_text() for t in fig.axes[1].get_legend().get_texts()]))
     mit.figure_duals(results, folder / "d.png", sparsity=0.9)
     assert shown["legend"] == names

@@ -9,6 +9,7 @@ all orders for one seed and up to 8 groups, else from ``n_perm`` seeded shuffles
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import asdict, dataclass
@@ -102,6 +103,16 @@ def spearman_across_groups(diagnostic, target, *, confidence: float = 0.95, n_pe
     if x.shape != y.shape:
         raise ValueError(f"diagnostic and target must have the same shape, got {x.shape} and {y.shape}")
     x, y = _snap(x), _snap(y)
+    return _across_groups(x.tobytes(), y.tobytes(), x.shape, float(confidence), int(n_perm), int(seed))
+
+
+@functools.lru_cache(maxsize=4096)
+def _across_groups(xb: bytes, yb: bytes, shape: tuple[int, int], confidence: float, n_perm: int,
+                   seed: int) -> RankCorrelation:
+    """The computation, memoised on the data: a report asks for the same correlation several times (its CSV, its
+    tables, and one-shot models that every method shares), each a 2,000-shuffle permutation test."""
+    x = np.frombuffer(xb, dtype=float).reshape(shape)
+    y = np.frombuffer(yb, dtype=float).reshape(shape)
     S, G = x.shape
     per_seed = np.array([_spearman(x[s], y[s]) for s in range(S)])
     defined = np.flatnonzero(np.isfinite(per_seed))

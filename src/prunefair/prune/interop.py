@@ -111,11 +111,43 @@ def strip_wrapper_prefix(state: dict[str, torch.Tensor], expected: set[str], *,
     return state
 
 
+def _same_tensor(t: torch.Tensor) -> tuple:
+    return t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride())
+
+
+def untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each tensor once: a weight shared by several modules (tied weights) appears in a state dict
+    under each name, which safetensors refuses to write; the first name is kept (``load_fitting_state`` gives
+    the others back from it)."""
+    seen, out = set(), {}
+    for k, v in state.items():
+        key = _same_tensor(v)
+        if key not in seen:
+            seen.add(key)
+            out[k] = v
+    return out
+
+
+def _retied(plain: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``plain`` with the names of the model's tied weights that it lacks, taken from the name it has."""
+    groups: dict[tuple, list[str]] = {}
+    for k, v in expected.items():
+        groups.setdefault(_same_tensor(v), []).append(k)
+    out = dict(plain)
+    for names in groups.values():
+        have = [k for k in names if k in plain]
+        for k in names:
+            if have and k not in out:
+                out[k] = plain[have[0]]
+    return out
+
+
 def load_fitting_state(model: nn.Module, plain: dict[str, torch.Tensor], *, source: str) -> None:
     """Load ``plain`` into ``model`` if it has exactly the model's keys and shapes; else an ArchitectureMismatch
-    naming ``source`` and listing what differs (shapes as checkpoint vs model)."""
+    naming ``source`` and listing what differs (shapes as checkpoint vs model). A tied weight may be stored under
+    one of its names."""
     expected = model.state_dict()
-    plain = strip_wrapper_prefix(plain, set(expected), source=source)
+    plain = _retied(strip_wrapper_prefix(plain, set(expected), source=source), expected)
     missing = sorted(set(expected) - set(plain))
     unexpected = sorted(set(plain) - set(expected))
     shapes = {k: (tuple(plain[k].shape), tuple(v.shape)) for k, v in expected.items()
@@ -162,7 +194,7 @@ def save_pruned(path: str | Path, model: nn.Module, masks: MaskSet, *, metadata:
     from safetensors.torch import save
 
     plain, _ = masks_from_state_dict(model.state_dict(), prunable=set())  # undo a torch prune reparametrisation
-    tensors = {k: v.detach().contiguous().cpu() for k, v in plain.items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in untied(plain).items()}
     tensors.update(masks.state_dict())
     data = save(tensors, metadata={"format": "prunefair-pruned", **(metadata or {})})
     atomic_write_bytes(path, data)

@@ -24,7 +24,7 @@ from prunefair.diagnostics import GroupDiagnostics, spearman_across_groups, theo
 from prunefair.study import StudyResults  # noqa: E402
 from prunefair.study.store import atomic_write_text  # noqa: E402
 from prunefair.report.figures import main_split, method_order  # noqa: E402
-from prunefair.report.plotting import save_figure  # noqa: E402
+from prunefair.report.plotting import legend_outside, save_figure  # noqa: E402
 
 DIAGNOSTIC_LABELS = {
     "grad_norm": "gradient norm ‖g_a‖",
@@ -99,13 +99,15 @@ def correlation_frame(results: StudyResults, *, split: str | None = None) -> pd.
     seeds = sorted(diags)
     rows = []
     for (method, rate, stage), sub in pruned.groupby(["method", "sparsity", "stage"]):
+        by_seed = {s: t.sort_values("group_id") for s, t in sub.groupby("seed")}
+        present = [s for s in seeds if s in by_seed]
+        ys = {outcome: np.array([by_seed[s][outcome].to_numpy(float) for s in present])
+              for outcome in ("accuracy_drop", "excess_loss")}
         for name in DIAGNOSTIC_LABELS:
-            x = np.array([getattr(diags[s], name) for s in seeds if (sub.seed == s).any()], float)
+            x = np.array([getattr(diags[s], name) for s in present], float)
             if x.size == 0 or not np.isfinite(x).any():
                 continue
-            for outcome in ("accuracy_drop", "excess_loss"):
-                y = np.array([sub[sub.seed == s].sort_values("group_id")[outcome].to_numpy(float)
-                              for s in seeds if (sub.seed == s).any()])
+            for outcome, y in ys.items():
                 if y.shape != x.shape:
                     continue
                 c = spearman_across_groups(x, y)
@@ -144,12 +146,15 @@ def _figure(results, diag: pd.DataFrame, columns: list[str], path: Path, title: 
     for i, r in enumerate(rates):
         drop = pruned[pruned.sparsity == r].groupby(["group_id", "group"])["accuracy_drop"].agg(["mean", "std"])
         drop = drop.reindex(stats.index)
-        ax.bar(pos + (i - (len(rates) - 1) / 2) * width, drop["mean"] * 100, width, yerr=drop["std"].fillna(0) * 100,
+        mean, std = drop["mean"].to_numpy(float) * 100, drop["std"].fillna(0).to_numpy(float) * 100
+        # a drop lies in [-100, 100] points: the bars' +-std is cut there
+        yerr = np.vstack([np.minimum(std, mean + 100), np.minimum(std, 100 - mean)]).clip(min=0)
+        ax.bar(pos + (i - (len(rates) - 1) / 2) * width, mean, width, yerr=yerr,
                capsize=1.5, color=plt.cm.Reds(0.35 + 0.6 * (i + 1) / len(rates)), label=f"{r * 100:g}%")
     ax.set_xticks(pos, names, rotation=45 if max(len(str(n)) for n in names) > 3 else 0, ha="right", fontsize=8)
     ax.set_title(f"accuracy drop Δ_a (%) ({method}, {stage})", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, title="sparsity", title_fontsize=7)
+    legend_outside(ax, fontsize=7, title="sparsity", title_fontsize=7)  # inside, it covered the tallest bars
     for ax, c, color in zip(axes[0][1:], cols, ["tab:blue", "tab:green", "tab:purple", "tab:orange"]):
         lines = []
         for r in rates if not corr.empty else []:

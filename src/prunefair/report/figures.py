@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from prunefair.study import StudyResults  # noqa: E402
-from prunefair.report.plotting import save_figure  # noqa: E402
+from prunefair.report.plotting import group_style, save_figure  # noqa: E402
 
 
 SPLIT_ORDER = ("test", "val", "train")  # the order the report reads the evaluated splits in
@@ -49,15 +50,20 @@ def figure_group_accuracy(results: StudyResults, path: str | Path, *, split: str
     split = split or main_split(results)
     curves = group_accuracy_curves(results, split=split, stage=stage)
     methods = list(curves.method.unique())
-    fig, axes = plt.subplots(1, len(methods), figsize=(6.4 * len(methods), 4.2), squeeze=False)
+    cols = min(2, len(methods))  # two panels a row: a report page shows them at a readable size
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
     rates = sorted(curves.sparsity.unique())
     pos = {r: i for i, r in enumerate(rates)}
-    for ax, method in zip(axes[0], methods):
+    n_groups = curves.group_id.nunique()
+    for ax, method in zip(axes.flat, methods):
         c = curves[curves.method == method]
-        for (gid, name), sub in c.groupby(["group_id", "group"], sort=True):
+        for i, ((gid, name), sub) in enumerate(c.groupby(["group_id", "group"], sort=True)):
             sub = sub.sort_values("sparsity")
-            ax.errorbar([pos[r] for r in sub.sparsity], sub["mean"] * 100, yerr=sub["std"] * 100, marker="o",
-                        ms=3.5, capsize=2.5, lw=1.3, label=str(name))
+            ax.errorbar([pos[r] for r in sub.sparsity], sub["mean"] * 100, yerr=sub["std"] * 100, ms=3.5,
+                        capsize=2.5, lw=1.3, label=str(name), **group_style(i, n_groups))
         ax.set_xticks(range(len(rates)), [f"{r * 100:g}%" if r else "dense" for r in rates])
         ax.set_xlabel("pruning rate")
         ax.set_ylabel(f"{split} accuracy (%)")

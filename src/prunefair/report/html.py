@@ -68,8 +68,20 @@ def esc(value) -> Html:
     return value if isinstance(value, Html) else Html(html.escape(str(value), quote=True))
 
 
+def _fixed(x: float, digits: int) -> str:
+    """x with ``digits`` decimals; a value that rounds to zero is '0.00', never '-0.00'."""
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def num(x: float, digits: int = 1, scale: float = 1.0) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x * scale:.{digits}f}"
+    return "–" if x is None or not math.isfinite(x) else _fixed(x * scale, digits)
+
+
+def signed(x: float, digits: int = 2) -> str:
+    """'+1.25', '-0.40'; a value that rounds to zero is '+0.00', never '-0.00'."""
+    text = f"{x:+.{digits}f}"
+    return f"{0.0:+.{digits}f}" if float(text) == 0 else text
 
 
 def interval(iv: Interval, *, scale: float = 100.0, digits: int = 1, bounds: tuple | None = None) -> Html:
@@ -79,13 +91,13 @@ def interval(iv: Interval, *, scale: float = 100.0, digits: int = 1, bounds: tup
     """
     if iv.n == 0 or not math.isfinite(iv.mean):
         return Html("–")
-    main = f"{iv.mean * scale:.{digits}f}"
+    main = _fixed(iv.mean * scale, digits)
     if iv.n >= 2:
-        main += f" ± {iv.std * scale:.{digits}f}"
+        main += f" ± {_fixed(iv.std * scale, digits)}"
     lo, hi = iv.lo, iv.hi
     if bounds is not None and iv.has_ci:
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
-    ci = (f"[{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]" if iv.has_ci else f"n={iv.n}")
+    ci = (f"[{_fixed(lo * scale, digits)}, {_fixed(hi * scale, digits)}]" if iv.has_ci else f"n={iv.n}")
     return Html(f"{main}<span class=ci>{ci}</span>")
 
 

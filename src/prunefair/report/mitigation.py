@@ -22,7 +22,9 @@ import pandas as pd  # noqa: E402
 
 from prunefair.study import StudyResults  # noqa: E402
 from prunefair.study.store import atomic_write_text  # noqa: E402
-from prunefair.report.plotting import save_figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from prunefair.report.plotting import group_style, legend_outside, save_figure  # noqa: E402
 from prunefair.report.stats import t_interval  # noqa: E402
 
 MEASURES = ["acc_pruned", "max_psi", "psi_pw", "accuracy_gap_pruned", "xi", "loss_gap"]
@@ -136,20 +138,23 @@ def figure_duals(results: StudyResults, path: str | Path, *, sparsity: float) ->
     methods = sorted(h.method.unique(), key=lambda m: ORDER.get(m, 99))
     bg = results.by_group  # the group names of whichever splits were evaluated
     names = dict(zip(bg.group_id, bg.group.astype(str))) if not bg.empty else {}
-    fig, axes = plt.subplots(len(methods), 2, figsize=(10, 2.6 * len(methods)), squeeze=False)
+    fig, axes = plt.subplots(len(methods), 2, figsize=(11, 2.6 * len(methods)), squeeze=False)
+    n_groups = h.group_id.nunique()
+    order = {a: i for i, a in enumerate(sorted(h.group_id.unique()))}
     for row, method in zip(axes, methods):
         sub = h[h.method == method].groupby(["epoch", "group_id"])[["multiplier", "violation"]].mean().reset_index()
         for a, s in sub.groupby("group_id"):
-            label = names.get(a, str(a))
-            row[0].plot(s.epoch, s.multiplier, marker="o", ms=3, label=label)
-            row[1].plot(s.epoch, s.violation, marker="o", ms=3, label=label)
+            label, style = names.get(a, str(a)), group_style(order[a], n_groups)
+            row[0].plot(s.epoch, s.multiplier, ms=3, label=label, **style)
+            row[1].plot(s.epoch, s.violation, ms=3, label=label, **style)
         row[0].set_ylabel(f"{method}\nmultiplier")
         row[1].set_ylabel("violation" + VIOLATION.get(method, ""))
         row[1].axhline(0.0, color="k", lw=0.6)
         for ax in row:
             ax.grid(alpha=0.3)
             ax.set_xlabel("epoch")
-    axes[0][0].legend(fontsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    legend_outside(axes[0][1], fontsize=7)  # beside the panels: inside, it covered the lines
     fig.suptitle(f"{results.config.name}: multipliers and violations per epoch, sparsity {sparsity:g} "
                  "(mean over seeds)", fontsize=10)
     return save_figure(fig, path, dpi=110)

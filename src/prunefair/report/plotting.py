@@ -28,6 +28,23 @@ def _use_fallback_fonts() -> list[str]:
 _use_fallback_fonts()
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def group_style(i: int, n: int) -> dict:
+    """Line style of the i-th of n groups, distinct for every group: tab10's colours up to 10 groups, tab20's up
+    to 20, then tab20's again with another marker and line style for each further 20."""
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    k = cmap.N
+    return {"color": cmap(i % k), "marker": MARKERS[(i // k) % len(MARKERS)],
+            "linestyle": ("-", "--", ":", "-.")[(i // k) % 4]}
+
+
+def legend_outside(ax, **kw):
+    """The axes' legend to the right of it, outside the data (tight_layout makes room for it)."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
+
+
 def save_figure(fig, path: str | Path, *, dpi: int = 120) -> Path:
     """Lay out ``fig``, write it as PNG to ``path`` (creating its folder), close it, return the path. Every text is
     drawn literally: group and study names come from the data, and a '$' in them is not matplotlib's mathtext."""

@@ -18,7 +18,7 @@ from prunefair.report.html import Html, details, esc, figure, interval, para, se
 from prunefair.report.stats import Interval, interval_table
 
 ACC = (0.0, 1.0)  # accuracies and their gaps live in [0, 1]: intervals are clipped to it
-BOUNDS = {"acc_pruned": ACC, "accuracy_gap_pruned": ACC, "max_psi": (-1.0, 1.0), "psi_pw": (0.0, 2.0),
+BOUNDS = {"acc_pruned": ACC, "accuracy_gap_pruned": ACC, "max_psi": (0.0, 1.0), "psi_pw": (0.0, 2.0),
           "accuracy_drop": (-1.0, 1.0), "achieved_sparsity": ACC, "xi": (0.0, float("inf")),
           "distance": (0.0, float("inf"))}
 GROUP_COLS = ["acc_dense", "acc_pruned", "accuracy_drop", "excess_loss", "psi", "normalized_accuracy"]
@@ -34,6 +34,16 @@ def _iv(row, col: str) -> Interval:
     if row is None:
         return Interval(float("nan"), float("nan"), float("nan"), float("nan"), 0)
     return Interval(row[f"{col}_mean"], row[f"{col}_std"], row[f"{col}_lo"], row[f"{col}_hi"], int(row["n"]))
+
+
+def _oneshot_shared(bg: pd.DataFrame, methods: list) -> bool:
+    """Whether every method's one-shot rows (per seed, rate, split, group) hold the same numbers."""
+    one = bg[bg.stage == "oneshot"]
+    if len(methods) < 2 or one.empty:
+        return False
+    keys, cols = ["seed", "sparsity", "split", "group_id"], ["acc_pruned", "loss_pruned"]
+    frames = [one[one.method == m].sort_values(keys)[keys + cols].reset_index(drop=True) for m in methods]
+    return all(len(f) and f.equals(frames[0]) for f in frames)
 
 
 @dataclass
@@ -54,6 +64,15 @@ class Context:
     group_size: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)     # optional tables that could not be read
+    oneshot_shared: bool = False                   # every method's one-shot models are the same ones
+
+    def oneshot_methods(self) -> list:
+        """The methods whose one-shot tables the report shows: the first alone when they all share the same
+        one-shot models (one dense model and one mask per seed and rate: the usual case), else each."""
+        return self.methods[:1] if self.oneshot_shared else self.methods
+
+    def oneshot_label(self, method: str) -> str:
+        return "every method (one dense model and mask per seed and rate)" if self.oneshot_shared else method
 
     @classmethod
     def build(cls, results, figures: dict | None = None, group_size: pd.DataFrame | None = None) -> "Context":
@@ -73,6 +92,7 @@ class Context:
             ctx.rates = sorted(set(bg.sparsity) - {0.0})
             ctx.splits = [s for s in SPLIT_ORDER if s in set(bg.split)]
             ctx.main_split = main_split(results)
+            ctx.oneshot_shared = _oneshot_shared(bg, ctx.methods)
         ctx.diag = ctx._safe("diagnostics", explain.diagnostics_table, results.cells)
         if not ctx.diag.empty:
             ctx.theorem1 = ctx._safe("Theorem 1 check", explain.theorem1_table, results, ctx.diag)
@@ -167,8 +187,10 @@ def accuracy_section(ctx: Context, results) -> Html:
         parts.append(main if i == 0 else details(f"{method}: {ctx.main_split} split, after fine-tuning", main))
         parts.append(details(f"{method}: normalised accuracy, {ctx.main_split}",
                              normalized_accuracy_table(ctx, results, method=method, split=ctx.main_split)))
-        parts.append(details(f"{method}: one-shot (before fine-tuning), {ctx.main_split}",
-                             group_accuracy_table(ctx, results, method=method, split=ctx.main_split, stage="oneshot")))
+        if method in ctx.oneshot_methods():
+            parts.append(details(f"{ctx.oneshot_label(method)}: one-shot (before fine-tuning), {ctx.main_split}",
+                                 group_accuracy_table(ctx, results, method=method, split=ctx.main_split,
+                                                      stage="oneshot")))
         for split in ctx.splits[1:]:
             parts.append(details(f"{method}: {split} split",
                                  group_accuracy_table(ctx, results, method=method, split=split)))
@@ -193,8 +215,9 @@ def measures_section(ctx: Context, results) -> Html:
     for i, method in enumerate(ctx.methods):
         main = measures_table(ctx, method=method, split=ctx.main_split, stage="finetuned")
         parts.append(main if i == 0 else details(f"{method}: {ctx.main_split} split, after fine-tuning", main))
-        parts.append(details(f"{method}: one-shot (before fine-tuning)",
-                             measures_table(ctx, method=method, split=ctx.main_split, stage="oneshot")))
+        if method in ctx.oneshot_methods():
+            parts.append(details(f"{ctx.oneshot_label(method)}: one-shot (before fine-tuning)",
+                                 measures_table(ctx, method=method, split=ctx.main_split, stage="oneshot")))
         for split in ctx.splits[1:]:
             parts.append(details(f"{method}: {split} split",
                                  measures_table(ctx, method=method, split=split, stage="finetuned")))

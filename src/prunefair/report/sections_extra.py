@@ -10,7 +10,7 @@ import re
 import pandas as pd
 
 from prunefair.report.explain import diagnostics_errors, label
-from prunefair.report.html import Html, details, esc, figure, interval, num, para, section, table
+from prunefair.report.html import Html, details, esc, figure, interval, num, para, section, signed, table
 from prunefair.report.sections import BOUNDS, MEASURES, Context, rate_label
 from prunefair.report.stats import t_interval
 
@@ -134,17 +134,18 @@ def correlations_section(ctx: Context, results) -> Html | None:
     for method in ctx.methods:
         for stage in ("finetuned", "oneshot"):
             sub = c[(c.method == method) & (c.stage == stage)]
-            if sub.empty:
+            if sub.empty or (stage == "oneshot" and method not in ctx.oneshot_methods()):
                 continue
             rows = []
             for (dname, outcome), s in sub.groupby(["diagnostic", "outcome"], sort=True):
                 by_rate = {r["sparsity"]: r for _, r in s.iterrows()}
                 rows.append([label(dname), "accuracy drop" if outcome == "accuracy_drop" else "R(a)",
                              *[_rho(by_rate.get(r)) for r in ctx.rates]])
+            who = ctx.oneshot_label(method) if stage == "oneshot" else method
             tab = table(["diagnostic", "vs", *[rate_label(r) for r in ctx.rates]], rows,
-                        caption=f"{method}, {stage}: Spearman ρ")
+                        caption=f"{who}, {stage}: Spearman ρ")
             first = method == ctx.methods[0] and stage == "finetuned"
-            parts.append(tab if first else details(f"{method}, {stage}", tab))
+            parts.append(tab if first else details(f"{who}, {stage}", tab))
     return section("correlations", "Correlation summary", *parts)
 
 
@@ -216,7 +217,7 @@ def _paired_table(results, split: str) -> list[Html]:
 
     def cell(r, c) -> Html:
         mean, lo, hi = r[f"{c}_diff"] * 100, r[f"{c}_lo"] * 100, r[f"{c}_hi"] * 100
-        text = f"{mean:+.2f}" + (f"<span class=ci>[{lo:+.2f}, {hi:+.2f}]</span>" if lo == lo else "")
+        text = signed(mean) + (f"<span class=ci>[{signed(lo)}, {signed(hi)}]</span>" if lo == lo else "")
         return Html(f"<b>{text}</b>" if r[f"{c}_beyond_noise"] else text)
 
     rows = [[rate_label(r["sparsity"]), r["method"], int(r["seeds"]), *[cell(r, c) for c in

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from prunefair.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401 (re-exported)
-from prunefair.prune.interop import load_checkpoint, load_fitting_state  # noqa: F401 (load_checkpoint re-exported)
+from prunefair.prune.interop import load_checkpoint, load_fitting_state, untied  # noqa: F401 (load_checkpoint re-exported)
 
 
 def read_json(path: str | Path) -> Any:
@@ -57,10 +57,10 @@ def check_result(r: Any, path: Path) -> dict:
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Save tensors as safetensors, atomically (no pickled objects)."""
+    """Save tensors as safetensors, atomically (no pickled objects); a tied weight once, under its first name."""
     from safetensors.torch import save
 
-    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    flat = {k: v.detach().contiguous().cpu() for k, v in untied(tensors).items()}
     atomic_write_bytes(path, save(flat, metadata=metadata))
 
 

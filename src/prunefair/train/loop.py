@@ -23,6 +23,9 @@ from prunefair.prune import MaskSet
 from prunefair.train.objective import ERM, Objective
 
 
+_FULL = (torch.float32, torch.float64)
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
@@ -137,7 +140,8 @@ def fit(
                     group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
                 with autocast:
                     logits = check_logits(forward(x), len(x))
-                loss = objective.batch_loss(logits.float(), y, g)
+                # bf16/fp16 autocast logits up to float32 for the loss; float32 and float64 as they are
+                loss = objective.batch_loss(logits if logits.dtype in _FULL else logits.float(), y, g)
                 masked_step(opt, loss, masks)
                 loss_sum.add_(loss.detach(), alpha=len(y))  # one kernel (promoted to float64)
                 n_seen += len(y)
@@ -153,5 +157,9 @@ def fit(
                 record["sparsity"] = masks.sparsity if masks is not None else 0.0
             record.update(objective.end_epoch(epoch))
             history.epochs.append(record)
+    # the last step's result has no loss after it that would show it
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteLossError(f"{description}: the weights are not finite after the last step; lower the "
+                                 f"learning rate (lr={settings.lr}) or check the data")
     model.eval()
     return history
