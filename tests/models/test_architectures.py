@@ -83,3 +83,14 @@ def test_channels_last_gives_the_same_outputs(name):
     ref = m(x)
     out = m.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(ref, out, atol=1e-5)
+
+
+def test_the_appendix_configurations_are_registered():
+    """Tran et al.'s appendix B.2: VGG-19 with 3 fully connected layers, ResNet50 with one max-pool."""
+    vgg = build_model("vgg19_imagenet", num_classes=10, input_shape=(3, 48, 48))
+    assert sum(isinstance(m, torch.nn.Linear) for m in vgg.modules()) == 3
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in vgg.modules()) == 16
+    assert count_parameters(vgg) == 139_616_714
+    r50 = build_model("resnet50_imagenet", num_classes=10, input_shape=(3, 48, 48), width=0.25)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in r50.modules()) == 1
+    assert r50(torch.zeros(2, 3, 48, 48)).shape == (2, 10)

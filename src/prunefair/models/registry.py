@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -64,6 +66,13 @@ def _register_builtin() -> None:
     register_model(ModelInfo("resnet20", resnet20, "narrow CIFAR ResNet-20 (He et al. 2016), ~0.27M parameters", True))
     register_model(ModelInfo("vgg19", vgg19, "CIFAR-style VGG19 with batch norm (Simonyan & Zisserman 2015), ~20.0M",
                              True))
+    # the configurations Tran et al.'s appendix B.2 describes: VGG-19 with 3 fully connected layers (~143M) and
+    # ResNet50 with its max-pool stem (48 convolutions, 1 max-pool, 1 average pool, ~25M)
+    register_model(ModelInfo("vgg19_imagenet", functools.partial(vgg19, head="imagenet"),
+                             "VGG19 with its 3 fully connected layers, as in the paper's appendix (~140M at 48x48)",
+                             True))
+    register_model(ModelInfo("resnet50_imagenet", functools.partial(resnet50, stem="imagenet"),
+                             "ResNet50 with its 7x7 stem and max-pool, as in the paper's appendix (~23.5M)", True))
 
 
 _register_builtin()

@@ -1,11 +1,13 @@
 """Residual networks: He, Zhang, Ren and Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
 
-- ``resnet18`` / ``resnet50``: the CIFAR-style variants used by Tran et al. (NeurIPS 2022): a 3x3 stride-1
-  stem and no max-pool, four stages of BasicBlocks [2, 2, 2, 2] or Bottlenecks [3, 4, 6, 3] at widths
+- ``resnet18`` / ``resnet50``: the CIFAR-style variants common in pruning studies: a 3x3 stride-1 stem and no
+  max-pool, four stages of BasicBlocks [2, 2, 2, 2] or Bottlenecks [3, 4, 6, 3] at widths
   64..512, global average pooling, one linear layer. About 11.2M and 23.5M parameters for 10 classes.
   Global pooling makes them work unchanged at 48x48 (UTKFace, the paper's size) and 64x64; the last
   feature map is then 6x6 or 8x8 instead of 4x4. ``stem="imagenet"`` gives the original 7x7 stride-2
-  stem with max-pool (11.69M / 25.56M parameters at 1000 classes, the published figures).
+  stem with max-pool (11.69M / 25.56M parameters at 1000 classes, the published figures); the registry's
+  ``resnet50_imagenet`` is that ResNet50, the one Tran et al.'s appendix B.2 describes (48 convolutions, one
+  max-pool, one average pool).
 - ``resnet20``: the narrow CIFAR ResNet of the same paper (Sec. 4.2: 6n+2 layers, n = 3, widths 16/32/64,
   parameter-free "option A" shortcuts; 0.27M parameters): a small model that trains in minutes on a CPU.
 

@@ -5,7 +5,8 @@ configuration E in five stages (64, 128, 256, 512, 512) with a max-pool after ea
 and one linear layer (about 20.0M parameters for 10 classes). At 32x32 the last map is 1x1; at 48x48
 (UTKFace) and 64x64 global pooling averages the 1x1 or 2x2 map, so the same weights fit every size.
 ``head="imagenet"`` gives the original classifier (7x7 adaptive pool, 4096-4096 fully connected with
-dropout; 143.7M parameters at 1000 classes, the published figure the paper quotes).
+dropout; 143.7M parameters at 1000 classes, the published figure the paper quotes): the registry's
+``vgg19_imagenet``, the VGG-19 of Tran et al.'s appendix B.2 (16 convolutions, 3 fully connected layers).
 """
 
 from __future__ import annotations
