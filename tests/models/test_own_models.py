@@ -105,6 +105,11 @@ def test_integer_token_ids_reach_an_embedding_model_as_they_are():
         assert grads.norms[a] == pytest.approx(float(g.norm()), rel=1e-5)
     assert diagnose_groups(net, data, trace_samples=0).hessian_top_eigenvalue.shape == (2,)
     fit(net, data, TrainSettings(epochs=1, batch_size=8), seed=0)
+    # integer features for a model that does not start with an embedding are numbers: cast, as before
+    mlp = nn.Sequential(nn.Linear(5, 3))
+    with torch.no_grad():
+        want = (mlp(tokens.float()).argmax(1) == data.y).float().mean().item()
+    assert evaluate_groups(mlp, data).overall_accuracy == pytest.approx(want)
 
 
 def test_tied_weights_get_one_mask_and_stay_tied_and_pruned_through_training_and_saving(tmp_path):
@@ -146,3 +151,44 @@ def test_ids_out_of_range_are_named():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         GroupedData(torch.zeros(0, 2), torch.zeros(0), torch.zeros(0), ("a",), ("g0",))  # empty is fine
+
+
+def test_a_train_override_gets_its_mode_back():
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.noise = nn.Linear(6, 3), True
+
+        def train(self, mode=True):
+            self.noise = mode  # state beyond the flag
+            return super().train(mode)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    net = Noisy().train()
+    evaluate_groups(net, _data())
+    assert net.training and net.noise
+
+
+def test_tied_weight_pruned_by_torch_under_its_second_name_and_a_sparse_buffer_load(tmp_path):
+    from torch.nn.utils import prune
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+            self.b.weight = self.a.weight
+            self.register_buffer("table", torch.eye(3).to_sparse())
+
+        def forward(self, x):
+            return self.c(self.b(torch.relu(self.a(x))))
+
+    torch.manual_seed(0)
+    net = Tied()
+    prune.l1_unstructured(net.b, "weight", amount=0.5)  # the torch mask lands on the second name
+    torch.save(net.state_dict(), tmp_path / "pruned.pt")
+    back = Tied()
+    masks = load_pruned(tmp_path / "pruned.pt", back)
+    assert sorted(masks.masks) == ["a.weight", "c.weight"] and int((~masks.masks["a.weight"]).sum()) == 8
+    assert back.a.weight is back.b.weight and int((back.a.weight == 0).sum()) == 8

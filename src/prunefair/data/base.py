@@ -83,15 +83,21 @@ class GroupedData:
         return np.bincount(self.g.cpu().numpy(), minlength=self.num_groups)
 
     def to_float(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Turn a batch of stored inputs into the float tensor the model sees (``dtype``: the model's). uint8
-        inputs are images (scaled by 1/255, then normalised); other integer inputs (token ids for an
-        ``nn.Embedding``) go to the model as they are; floats are cast to ``dtype``."""
+        """Turn a batch of stored inputs into the tensor the model sees (``dtype``: the model's input dtype,
+        ``models.input_dtype``). For a float ``dtype``: uint8 inputs are images (scaled by 1/255, then
+        normalised), other numbers are cast. For an integer ``dtype`` (a model that starts with an embedding),
+        integer inputs are token ids and go to the model as they are."""
+        if not dtype.is_floating_point:
+            if x.is_floating_point():
+                raise TypeError(f"the model starts with an embedding (it takes integer token ids), but the inputs "
+                                f"are {x.dtype}")
+            return x
         if x.dtype == torch.uint8:
             if self.mean is None:
                 return x.to(dtype).div_(255.0)
             scale, shift = _normaliser(tuple(self.mean), tuple(self.std), x.device, dtype)
             x = x.to(dtype).mul_(scale).sub_(shift)  # (x/255 - mean)/std, in place
-        elif x.dtype != dtype and (x.is_floating_point() or x.dtype == torch.bool):
+        elif x.dtype != dtype:
             x = x.to(dtype)
         return x
 

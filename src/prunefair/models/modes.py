@@ -32,11 +32,13 @@ def _warn_batch_statistics(model: nn.Module) -> None:
 
 @contextlib.contextmanager
 def kept_modes(model: nn.Module):
-    """Every module's training flag as it was on entry, restored on exit (also after an error)."""
+    """Every module's training flag as it was on entry, restored on exit (also after an error). The model's own
+    ``train()`` runs first, so a module that overrides it (state beyond the flag) is given its mode back too."""
     modes = [(m, m.training) for m in model.modules()]
     try:
         yield model
     finally:
+        model.train(modes[0][1])
         for m, training in modes:
             m.training = training
 

@@ -112,6 +112,9 @@ def strip_wrapper_prefix(state: dict[str, torch.Tensor], expected: set[str], *,
 
 
 def _same_tensor(t: torch.Tensor) -> tuple:
+    """What makes two state-dict entries one tensor (tied weights); sparse and meta tensors are never tied."""
+    if t.layout != torch.strided or t.is_meta:
+        return ("own", id(t))
     return t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride())
 
 
@@ -173,7 +176,18 @@ def load_pruned_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, 
     state = strip_wrapper_prefix(state, set(model.state_dict()), source=source)
     plain, masks = masks_from_state_dict(state, prunable=prunable)
     load_fitting_state(model, plain, source=f"{source}:")
-    masks = MaskSet({k: v for k, v in masks.masks.items() if k in prunable})
+    # a tied weight's mask may come under any of its names (torch prune on the second module): the weight's first
+    # name holds it, and two masks of one weight are combined (a weight either of them prunes is pruned)
+    first = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        first.setdefault(id(p), name)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    kept: dict[str, torch.Tensor] = {}
+    for k, v in masks.masks.items():
+        k = first[id(params[k])] if k in params else k
+        if k in prunable:
+            kept[k] = kept[k] & v if k in kept else v
+    masks = MaskSet(kept)
     masks.bind(model).apply()
     return masks
 
