@@ -121,3 +121,16 @@ def test_config_errors_spell_values_and_places_as_the_study_file_does():
     assert "model = 1: expected a table ([model] in the study file" in text and "ModelConfig" not in text
     assert "seed 1099511627776 is outside 0 .. 4294967295" in text
     assert 'finetune.methods[1] = "bogus"' in text
+
+
+def test_settings_the_docs_describe_are_the_ones_validated():
+    # image_size on a dataset that never resizes (digits, registered arrays) did nothing: refused now
+    with pytest.raises(ConfigError, match=r"data.image_size = 16 is ignored by dataset 'digits'"):
+        validate_config({"data": {"dataset": "digits", "image_size": 16}})
+    # a negative split seed passed validation and then failed in numpy without naming the key
+    with pytest.raises(ConfigError, match=r"data.split_seed = -1"):
+        validate_config({"data": {"split_seed": -1}})
+    # "every sample" for the Hessian from a study file (null means unset there: the default, 256)
+    assert validate_config({"diagnostics": {"max_samples": "all"}}).diagnostics.max_samples == "all"
+    with pytest.raises(ConfigError, match=r'max_samples = 0: an integer >= 1, "all"'):
+        validate_config({"diagnostics": {"max_samples": 0}})

@@ -91,7 +91,7 @@ def _architecture_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureM
 
 def _diagnose(cfg: StudyConfig, model: nn.Module, data: DatasetSplits, device) -> GroupDiagnostics:
     c = cfg.diagnostics
-    return diagnose_groups(model, data.split(c.split), batch_size=c.batch_size, max_samples=c.max_samples,
+    return diagnose_groups(model, data.split(c.split), batch_size=c.batch_size, max_samples=None if c.max_samples == "all" else c.max_samples,
                            eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
                            trace_samples=c.trace_samples, seed=c.seed, device=device, split=c.split)
 

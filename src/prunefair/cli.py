@@ -271,7 +271,7 @@ def _model_config(config, preset, model_name, data, set_, device):
 
 _MODEL_HELP = "Architecture of the checkpoint(s) (overrides model.name; width etc. via --set model.width=...)."
 _DATA_HELP = "Dataset (overrides data.dataset; its folder via --set data.root=...)."
-_CONFIG_HELP = "Study file whose data, model and diagnostics sections apply."
+_CONFIG_HELP = "Study file whose data, model, eval, prune and diagnostics sections apply."
 _CKPT_HELP = "Dense model checkpoint: safetensors, or a torch.save state dict (.pt/.pth)."
 
 

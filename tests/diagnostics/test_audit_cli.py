@@ -117,7 +117,7 @@ def test_bad_inputs_give_clear_errors(study, tmp_path):
 def test_help_names_the_study_file_sections(command):
     """Square brackets in help text are rich markup: '[data]' once vanished and left 'Study file for , , .'"""
     out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
-    assert "data, model and diagnostics sections" in out and ", ," not in out
+    assert "data, model, eval, prune and diagnostics sections" in out and ", ," not in out
 
 
 @pytest.mark.parametrize("form", ["torch", "ours unapplied"])

@@ -62,7 +62,7 @@ class DataConfig(_Section):
     image_size: int | None = Field(default=None, gt=0)
     val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
-    split_seed: int = 0
+    split_seed: int = Field(default=0, ge=0, lt=2**32)  # numpy generators take 0 .. 2**32 - 1
     # file-based datasets (utkface, cifar10, svhn, folder); see docs/datasets.md
     age_bins: list[int] | None = None  # UTKFace age-bin lower edges; default 0,3,10,20,30,40,50,60,70
     drop_duplicates: bool = False  # byte-identical files: keep all on one side of the split, or keep one
@@ -266,13 +266,21 @@ class DiagnosticsConfig(_Section):
 
     enabled: bool = True
     split: Literal["train", "val", "test"] = "train"
-    max_samples: int | None = Field(default=256, ge=1)  # per group, for the Hessian (gradients use every sample)
+    # per group, for the Hessian (gradients use every sample); "all" (or None from Python): every sample
+    max_samples: int | str | None = 256
     eigen_method: Literal["lanczos", "power"] = "lanczos"
     hvp: Literal["auto", "double_backward", "forward_over_reverse"] = "auto"
     iterations: int = Field(default=50, ge=1)
     tol: float = Field(default=1e-3, gt=0.0)
     trace_samples: int = Field(default=10, ge=0)  # Hutchinson probes per group (0 = no trace; else >= 2)
     batch_size: int = Field(default=512, ge=1)
+
+    @field_validator("max_samples")
+    @classmethod
+    def _samples(cls, v):
+        if v is None or v == "all" or (type(v) is int and v >= 1):
+            return v
+        raise ValueError("an integer >= 1, \"all\" (every sample of the group) or unset")
     seed: int = 0
 
     @field_validator("trace_samples")

@@ -33,7 +33,7 @@ class DatasetInfo:
 
 
 # [data] keys that only some loaders read: a study that sets one its dataset ignores is refused (config/sections.py)
-LOADER_KEYS = ("root", "limit", "skip_unreadable", "drop_duplicates", "age_bins", "csv", "svhn_extra")
+LOADER_KEYS = ("root", "limit", "skip_unreadable", "drop_duplicates", "age_bins", "csv", "svhn_extra", "image_size")
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
@@ -78,22 +78,22 @@ register_dataset(DatasetInfo(
 _UTK = ("ethnicity", "gender", "age", "race")
 register_dataset(DatasetInfo(
     "utkface", _lazy("utkface", "load_utkface"), targets=_UTK, groups=_UTK, needs_root=True,
-    options=("root", "limit", "skip_unreadable", "drop_duplicates", "age_bins"),
+    options=("root", "limit", "skip_unreadable", "drop_duplicates", "age_bins", "image_size"),
     description="UTKFace aligned & cropped faces (23,708); ethnicity, gender, age bins and intersections; 48x48",
 ))
 register_dataset(DatasetInfo(
     "cifar10", _lazy("cifar10", "load_cifar10"), targets=("class",), groups=("class",), needs_root=True,
-    options=("root", "limit", "skip_unreadable"),  # skip_unreadable: its image-folder layout
+    options=("root", "limit", "skip_unreadable", "image_size"),  # skip_unreadable: its image-folder layout
     description="CIFAR-10 (official pickle batches or train/<class>/ test/<class>/ image folders); groups = classes",
 ))
 register_dataset(DatasetInfo(
     "svhn", _lazy("svhn", "load_svhn"), targets=("class",), groups=("class",), needs_root=True,
-    options=("root", "limit", "svhn_extra"),
+    options=("root", "limit", "svhn_extra", "image_size"),
     description="SVHN cropped digits (official train_32x32.mat / test_32x32.mat); groups = classes",
 ))
 register_dataset(DatasetInfo(
     "folder", _lazy("folder", "load_folder"), targets=(), groups=(), needs_root=True,
-    options=("root", "limit", "skip_unreadable", "drop_duplicates", "csv"),
+    options=("root", "limit", "skip_unreadable", "drop_duplicates", "csv", "image_size"),
     description="your images: a folder plus a CSV (file, label, group columns); any column as target or group",
 ))
 
