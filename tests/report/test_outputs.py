@@ -203,3 +203,15 @@ def test_dual_figure_names_groups_without_the_train_split(folder, monkeypatch):
         "legend", [t.get_text() for t in fig.axes[1].get_legend().get_texts()]))
     mit.figure_duals(results, folder / "d.png", sparsity=0.9)
     assert shown["legend"] == names
+
+
+def test_group_size_figure_redraws_from_its_csv(tmp_path):
+    """group_size.csv writes the not-upsampled rows' empty 'upsampled' field, which pandas reads back as NaN."""
+    from prunefair.report.group_size import figure_group_size
+
+    rows = [{"factor": f, "upsampled": "" if f == 1 else "female", "seed": 0, "group_id": a, "group": g,
+             "grad_norm": 1.0 + a / f, "study": f"f{f}"} for f in (1, 5) for a, g in enumerate(("male", "female"))]
+    pd.DataFrame(rows).to_csv(tmp_path / "group_size.csv", index=False)
+    back = pd.read_csv(tmp_path / "group_size.csv")
+    assert back.upsampled.isna().any()
+    assert figure_group_size(back, tmp_path / "g.png").is_file()

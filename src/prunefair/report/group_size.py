@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from prunefair.report.explain import diagnostics_table  # noqa: E402
-from prunefair.report.plotting import save_figure  # noqa: E402
+from prunefair.report.plotting import group_style, legend_outside, save_figure  # noqa: E402
 
 COLUMNS = ["factor", "upsampled", "seed", "group_id", "group", "grad_norm", "study"]
 
@@ -61,7 +61,7 @@ def _check_same_experiment(seen: dict, study: str | Path, cfg) -> None:
 
 def figure_group_size(df: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
     """Each group's gradient norm against the upsampling factor (mean ± std over seeds); the upsampled group bold."""
-    df = df.assign(group=df.group.astype(str), upsampled=df.upsampled.astype(str))
+    df = df.assign(group=df.group.astype(str), upsampled=df.upsampled.fillna("").astype(str))  # "" read back as NaN
     up = {g for g in df.upsampled if g}
     s = df.groupby(["group_id", "group", "factor"]).grad_norm.agg(["mean", "std"]).fillna(0.0).reset_index()
     seeds = df.seed.nunique() if "seed" in df else 0
@@ -69,15 +69,17 @@ def figure_group_size(df: pd.DataFrame, path: str | Path, *, title: str = "") ->
     factors = sorted(s.factor.unique())
     pos = {f: i for i, f in enumerate(factors)}
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for (gid, name), sub in s.groupby(["group_id", "group"], sort=True):
+    n_groups = s.group_id.nunique()
+    for i, ((gid, name), sub) in enumerate(s.groupby(["group_id", "group"], sort=True)):
         bold = name in up
-        ax.errorbar([pos[f] for f in sub.factor], sub["mean"], yerr=sub["std"], marker="o", ms=4 if bold else 3,
+        style = group_style(i, n_groups)  # distinct beyond 10 groups
+        ax.errorbar([pos[f] for f in sub.factor], sub["mean"], yerr=sub["std"], ms=4 if bold else 3,
                     lw=2.6 if bold else 1.1, capsize=2, label=f"{name} (upsampled)" if bold else str(name),
-                    zorder=3 if bold else 2)
+                    zorder=3 if bold else 2, **style)
     ax.set_xticks(range(len(factors)), [f"{f:g}×" for f in factors])
     ax.set_xlabel("upsampling factor of " + (", ".join(sorted(up)) or "no group"))
     ax.set_ylabel("gradient norm ‖g_a‖ (dense, end of training)")
     ax.set_title(f"{title or 'group size vs gradient norm (Figures 14-15)'}\n({spread})", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if s.group.nunique() > 5 else 1)
+    legend_outside(ax, fontsize=7, ncol=2 if s.group.nunique() > 10 else 1)  # beside the lines, not over them
     return save_figure(fig, path, dpi=120)
