@@ -134,3 +134,9 @@ def test_settings_the_docs_describe_are_the_ones_validated():
     assert validate_config({"diagnostics": {"max_samples": "all"}}).diagnostics.max_samples == "all"
     with pytest.raises(ConfigError, match=r'max_samples = 0: an integer >= 1, "all"'):
         validate_config({"diagnostics": {"max_samples": 0}})
+
+
+def test_a_stored_study_that_set_a_key_its_dataset_ignores_still_reads():
+    """An old study folder with image_size on digits (accepted then, ignored) keeps loading for report and status."""
+    cfg = validate_config({"data": {"dataset": "digits", "image_size": 16}}, stored=True)
+    assert cfg.data.image_size == 16

@@ -92,6 +92,8 @@ def test_integer_token_ids_reach_an_embedding_model_as_they_are():
     torch.manual_seed(0)
     tokens = torch.randint(0, 20, (40, 5), generator=torch.Generator().manual_seed(1))
     data, net = _data(x=tokens), Bag()
+    data = GroupedData(data.x, data.y, data.g, data.class_names, data.group_names, token_ids=True)
+    assert data.subset(range(10)).token_ids and data.to("cpu").token_ids
     stats = evaluate_groups(net, data)
     with torch.no_grad():
         logits = net(tokens)
@@ -105,11 +107,14 @@ def test_integer_token_ids_reach_an_embedding_model_as_they_are():
         assert grads.norms[a] == pytest.approx(float(g.norm()), rel=1e-5)
     assert diagnose_groups(net, data, trace_samples=0).hessian_top_eigenvalue.shape == (2,)
     fit(net, data, TrainSettings(epochs=1, batch_size=8), seed=0)
-    # integer features for a model that does not start with an embedding are numbers: cast, as before
+    # without token_ids, integers are numbers (features): cast to the model's float dtype, as always
     mlp = nn.Sequential(nn.Linear(5, 3))
     with torch.no_grad():
         want = (mlp(tokens.float()).argmax(1) == data.y).float().mean().item()
-    assert evaluate_groups(mlp, data).overall_accuracy == pytest.approx(want)
+    features = GroupedData(data.x, data.y, data.g, data.class_names, data.group_names)
+    assert evaluate_groups(mlp, features).overall_accuracy == pytest.approx(want)
+    with pytest.raises(ValueError, match="token_ids=True needs integer x"):
+        GroupedData(tokens.float(), data.y, data.g, data.class_names, data.group_names, token_ids=True)
 
 
 def test_tied_weights_get_one_mask_and_stay_tied_and_pruned_through_training_and_saving(tmp_path):
@@ -192,3 +197,45 @@ def test_tied_weight_pruned_by_torch_under_its_second_name_and_a_sparse_buffer_l
     masks = load_pruned(tmp_path / "pruned.pt", back)
     assert sorted(masks.masks) == ["a.weight", "c.weight"] and int((~masks.masks["a.weight"]).sum()) == 8
     assert back.a.weight is back.b.weight and int((back.a.weight == 0).sum()) == 8
+
+
+def test_an_embedding_tied_to_the_output_layer_keeps_its_mask_through_saving(tmp_path):
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.body, self.head = nn.Embedding(12, 6), nn.Linear(6, 6), nn.Linear(6, 12, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, tokens):
+            return self.head(torch.relu(self.body(self.emb(tokens).mean(1))))
+
+    torch.manual_seed(0)
+    net = LM()
+    masks = make_masks(net, 0.5)
+    assert sorted(masks.masks) == ["body.weight", "head.weight"]
+    masks.bind(net).apply()
+    save_pruned(tmp_path / "lm.safetensors", net, masks)
+    back = LM()
+    loaded = load_pruned(tmp_path / "lm.safetensors", back)
+    assert sorted(loaded.masks) == ["body.weight", "head.weight"]
+    assert all(torch.equal(loaded.masks[k], masks.masks[k]) for k in masks.masks)
+    assert back.head.weight is back.emb.weight
+
+
+def test_a_model_whose_train_refuses_is_still_evaluated_and_its_flags_come_back():
+    class InferenceOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 3)
+
+        def train(self, mode=True):
+            if mode:
+                raise RuntimeError("inference only")
+            return super().train(False)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    net = InferenceOnly()  # a new module's flag says training, which its train() would refuse to set
+    evaluate_groups(net, _data())
+    assert net.training

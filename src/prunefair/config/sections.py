@@ -95,8 +95,8 @@ class DataConfig(_Section):
         """A loader key the dataset's loader does not read (each dataset declares its own) is refused."""
         from prunefair.data.registry import LOADER_KEYS, dataset_info, dataset_names
 
-        if self.dataset not in dataset_names():  # a stored study's dataset registered elsewhere (see stored())
-            return self
+        if self.dataset not in dataset_names() or stored(context):  # a stored study is read as it was run (its
+            return self  # dataset may be registered elsewhere; an ignored key there changed nothing)
         info = dataset_info(self.dataset)
         for key in LOADER_KEYS:
             value = getattr(self, key)

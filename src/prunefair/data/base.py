@@ -38,9 +38,12 @@ class GroupedData:
     mean: tuple[float, ...] | None = None  # per-channel, applied to uint8 images after /255
     std: tuple[float, ...] | None = None
     info: dict = field(default_factory=dict)
+    token_ids: bool = False  # x holds integer token ids (for an nn.Embedding): passed to the model as they are
 
     def __post_init__(self) -> None:
         n = len(self.y)
+        if self.token_ids and (self.x.is_floating_point() or self.x.dtype == torch.bool):
+            raise ValueError(f"token_ids=True needs integer x (token ids), got {self.x.dtype}")
         if len(self.x) != n or len(self.g) != n:
             raise ValueError(f"x, y and g must have the same length, got {len(self.x)}, {n}, {len(self.g)}")
         self.y = self.y.long()
@@ -70,27 +73,23 @@ class GroupedData:
     def to(self, device: torch.device | str) -> "GroupedData":
         """The same data held on ``device`` (keep image datasets on the GPU: uint8 is small)."""
         return GroupedData(self.x.to(device), self.y.to(device), self.g.to(device), self.class_names,
-                           self.group_names, self.mean, self.std, dict(self.info))
+                           self.group_names, self.mean, self.std, dict(self.info), self.token_ids)
 
     def subset(self, index) -> "GroupedData":
         index = torch.as_tensor(index, dtype=torch.long, device=self.x.device)
         return GroupedData(
             self.x[index], self.y[index], self.g[index], self.class_names, self.group_names,
-            self.mean, self.std, dict(self.info),
+            self.mean, self.std, dict(self.info), self.token_ids,
         )
 
     def group_counts(self) -> np.ndarray:
         return np.bincount(self.g.cpu().numpy(), minlength=self.num_groups)
 
     def to_float(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Turn a batch of stored inputs into the tensor the model sees (``dtype``: the model's input dtype,
-        ``models.input_dtype``). For a float ``dtype``: uint8 inputs are images (scaled by 1/255, then
-        normalised), other numbers are cast. For an integer ``dtype`` (a model that starts with an embedding),
-        integer inputs are token ids and go to the model as they are."""
-        if not dtype.is_floating_point:
-            if x.is_floating_point():
-                raise TypeError(f"the model starts with an embedding (it takes integer token ids), but the inputs "
-                                f"are {x.dtype}")
+        """Turn a batch of stored inputs into the tensor the model sees (``dtype``: the model's float dtype). uint8
+        inputs are images (scaled by 1/255, then normalised), other numbers are cast to ``dtype``; token ids
+        (``token_ids=True``) go to the model as they are."""
+        if self.token_ids:
             return x
         if x.dtype == torch.uint8:
             if self.mean is None:
@@ -131,7 +130,7 @@ class DatasetSplits:
             for s in ("train", "val", "test"):
                 d = self.split(s)
                 h.update(repr((s, tuple(d.x.shape), str(d.x.dtype), d.class_names, d.group_names, d.mean,
-                               d.std)).encode())
+                               d.std) + (("token_ids",) if d.token_ids else ())).encode())
                 for t in (d.x, d.y, d.g):
                     h.update(np.ascontiguousarray(t.detach().cpu().numpy()).reshape(-1).view(np.uint8))
             self._fingerprint = h.hexdigest()

@@ -38,7 +38,10 @@ def kept_modes(model: nn.Module):
     try:
         yield model
     finally:
-        model.train(modes[0][1])
+        try:
+            model.train(modes[0][1])
+        except Exception:  # an override that refuses (an inference-only model): the flags below still come back,
+            pass  # and an error of the block itself is the one that propagates
         for m, training in modes:
             m.training = training
 

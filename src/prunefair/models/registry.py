@@ -48,11 +48,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def input_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype a model's inputs should have: ``torch.long`` (token ids, as they are) when its first module with
-    parameters is an embedding, else that of its first floating-point parameter (float32 if none)."""
-    first = next((m for m in model.modules() if next(m.parameters(recurse=False), None) is not None), None)
-    if isinstance(first, (nn.Embedding, nn.EmbeddingBag)):
-        return torch.long
+    """The dtype a model's float inputs should have: that of its first floating-point parameter (float32 if none).
+    (Token ids are data, not a model property: ``GroupedData(..., token_ids=True)`` keeps them integers.)"""
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 

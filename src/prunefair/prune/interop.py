@@ -172,19 +172,19 @@ def load_pruned_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, 
     """Load a pruned state dict (any of the forms above) into a plain ``model``; return its masks, bound and
     applied. Only prunable weights (conv/linear) carry masks: a torch mask on a bias is applied to its values
     but not counted, since biases are never pruned here."""
-    prunable = set(prunable_parameters(model))
+    prunable_params = prunable_parameters(model)
+    prunable = set(prunable_params)
     state = strip_wrapper_prefix(state, set(model.state_dict()), source=source)
     plain, masks = masks_from_state_dict(state, prunable=prunable)
     load_fitting_state(model, plain, source=f"{source}:")
-    # a tied weight's mask may come under any of its names (torch prune on the second module): the weight's first
-    # name holds it, and two masks of one weight are combined (a weight either of them prunes is pruned)
-    first = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        first.setdefault(id(p), name)
+    # a tied weight's mask may come under any of its names (torch prune on another module, or an embedding's name):
+    # the name prunable_parameters gives the weight holds it, and two masks of one weight are combined (a weight
+    # either of them prunes is pruned)
+    canonical = {id(p): name for name, p in prunable_params.items()}
     params = dict(model.named_parameters(remove_duplicate=False))
     kept: dict[str, torch.Tensor] = {}
     for k, v in masks.masks.items():
-        k = first[id(params[k])] if k in params else k
+        k = canonical.get(id(params[k]), k) if k in params else k
         if k in prunable:
             kept[k] = kept[k] & v if k in kept else v
     masks = MaskSet(kept)

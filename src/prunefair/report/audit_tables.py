@@ -76,7 +76,7 @@ def diagnose_table(result, rate: float) -> Table:
     d = result.diagnostics
     rules = " with rules" if d.settings.get("hvp_rules") else ""
     table.caption = (f"diagnostics on {d.split} ({int(d.count.sum())} samples; Hessians on up to "
-                     f"{d.settings.get('max_samples')} per group, {d.settings.get('eigen_method')}, "
+                     f"{d.settings.get('max_samples') or 'all'} per group, {d.settings.get('eigen_method')}, "
                      f"HVP {d.settings.get('hvp_used')}{rules}); Prop. 1: ||Σ|D_a| g_a|| / Σ|D_a| ||g_a|| = "
                      f"{d.cancellation:.3g}")
     return table
