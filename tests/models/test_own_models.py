@@ -113,7 +113,7 @@ def test_integer_token_ids_reach_an_embedding_model_as_they_are():
         want = (mlp(tokens.float()).argmax(1) == data.y).float().mean().item()
     features = GroupedData(data.x, data.y, data.g, data.class_names, data.group_names)
     assert evaluate_groups(mlp, features).overall_accuracy == pytest.approx(want)
-    with pytest.raises(ValueError, match="token_ids=True needs integer x"):
+    with pytest.raises(ValueError, match="token_ids=True needs int64 or int32 x"):
         GroupedData(tokens.float(), data.y, data.g, data.class_names, data.group_names, token_ids=True)
 
 
@@ -239,3 +239,25 @@ def test_a_model_whose_train_refuses_is_still_evaluated_and_its_flags_come_back(
     net = InferenceOnly()  # a new module's flag says training, which its train() would refuse to set
     evaluate_groups(net, _data())
     assert net.training
+
+
+def test_zeros_of_a_tied_weight_stored_once_under_the_embeddings_name_are_its_mask():
+    from prunefair.prune.interop import load_pruned_state_dict, untied
+
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.head = nn.Embedding(8, 4), nn.Linear(4, 8, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, tokens):
+            return self.head(self.emb(tokens).mean(1))
+
+    torch.manual_seed(0)
+    net = LM()
+    with torch.no_grad():
+        net.emb.weight[:3] = 0.0  # 12 zeros: a plain checkpoint whose zeros are the mask
+    state = untied(net.state_dict())
+    assert list(state) == ["emb.weight"]
+    masks = load_pruned_state_dict(LM(), state)
+    assert list(masks.masks) == ["head.weight"] and int((~masks.masks["head.weight"]).sum()) == 12

@@ -42,8 +42,9 @@ class GroupedData:
 
     def __post_init__(self) -> None:
         n = len(self.y)
-        if self.token_ids and (self.x.is_floating_point() or self.x.dtype == torch.bool):
-            raise ValueError(f"token_ids=True needs integer x (token ids), got {self.x.dtype}")
+        if self.token_ids and self.x.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"token_ids=True needs int64 or int32 x (the token ids an nn.Embedding takes), got "
+                             f"{self.x.dtype}")
         if len(self.x) != n or len(self.g) != n:
             raise ValueError(f"x, y and g must have the same length, got {len(self.x)}, {n}, {len(self.g)}")
         self.y = self.y.long()

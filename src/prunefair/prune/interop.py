@@ -174,8 +174,11 @@ def load_pruned_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, 
     but not counted, since biases are never pruned here."""
     prunable_params = prunable_parameters(model)
     prunable = set(prunable_params)
+    ids = {id(p) for p in prunable_params.values()}
+    # every name of a prunable weight (a tied weight stored once may be under its embedding's name)
+    aliases = {k for k, p in model.named_parameters(remove_duplicate=False) if id(p) in ids}
     state = strip_wrapper_prefix(state, set(model.state_dict()), source=source)
-    plain, masks = masks_from_state_dict(state, prunable=prunable)
+    plain, masks = masks_from_state_dict(state, prunable=prunable | aliases)
     load_fitting_state(model, plain, source=f"{source}:")
     # a tied weight's mask may come under any of its names (torch prune on another module, or an embedding's name):
     # the name prunable_parameters gives the weight holds it, and two masks of one weight are combined (a weight
