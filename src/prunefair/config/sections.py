@@ -280,7 +280,7 @@ class DiagnosticsConfig(_Section):
     def _samples(cls, v):
         if v is None or v == "all" or (type(v) is int and v >= 1):
             return v
-        raise ValueError("an integer >= 1, \"all\" (every sample of the group) or unset")
+        raise ValueError("an integer >= 1 or \"all\" (every sample of the group)")
     seed: int = 0
 
     @field_validator("trace_samples")

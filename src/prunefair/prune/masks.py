@@ -16,7 +16,7 @@ PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """Conv and linear weights by parameter name, in module order; a weight shared by several layers (tied
-    weights) once, under its first name (the one ``named_parameters`` gives it)."""
+    weights) once, under the name of the first conv or linear layer that holds it."""
     out: dict[str, nn.Parameter] = {}
     seen: set[int] = set()
     for mod_name, module in model.named_modules():
