@@ -187,9 +187,9 @@ class _MaxPool2d(Function):
         return _MaxPoolBackward.apply(grad_out, x, idx, ctx.meta), None
 
 
-class _ReLUInplace(Function):
+class _ReLUInplace(_ReLU):
     """``nn.ReLU(inplace=True)``: overwrites its input as PyTorch's does (a model that reads the input again sees
-    the rectified values), with the same lean derivative."""
+    the rectified values), with the same lean derivative (``_ReLU.backward``)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -197,11 +197,6 @@ class _ReLUInplace(Function):
         ctx.mark_dirty(x)
         ctx.save_for_backward(x)
         return x
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (out,) = ctx.saved_tensors
-        return _ReLUBackward.apply(grad_out, out)
 
 
 def _relu_forward(self: nn.ReLU, x: torch.Tensor) -> torch.Tensor:
