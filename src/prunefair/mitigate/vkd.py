@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from prunefair.measure import pruning_impact
 from prunefair.mitigate.base import MitigationObjective
 from prunefair.mitigate.duals import DualAscent
+from prunefair.models.modes import module_modes, restore_modes
 
 
 def distillation_losses(logits: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, *, alpha: float,
@@ -66,7 +67,7 @@ class ValidationDistillation(MitigationObjective):
     def start(self, *, model, data, device) -> None:
         super().start(model=model, data=data, device=device)
         if self._teacher_modes is None:  # restored in finish: the dense model is the caller's
-            self._teacher_modes = [(m, m.training) for m in self.teacher.modules()]
+            self._teacher_modes = module_modes(self.teacher)
         self.teacher.eval()
         if self._hook is None:  # start runs once per fit: an iterative schedule calls fit once per round
             self._hook = model.register_forward_pre_hook(self._capture)
@@ -107,7 +108,7 @@ class ValidationDistillation(MitigationObjective):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
-        for m, training in self._teacher_modes or []:
-            m.training = training
-        self._teacher_modes = None
+        if self._teacher_modes is not None:
+            restore_modes(self._teacher_modes)
+            self._teacher_modes = None
         return super().finish(model)

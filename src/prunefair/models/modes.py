@@ -30,20 +30,31 @@ def _warn_batch_statistics(model: nn.Module) -> None:
                       stacklevel=3)
 
 
+def module_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """Each module's training flag (the model's first), for ``restore_modes``."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
+    """The flags ``module_modes`` recorded. The model's own ``train()`` runs first, so a module that overrides it
+    (state beyond the flag) is given its mode back too; an override that refuses (an inference-only model) does
+    not stop the flags from coming back."""
+    try:
+        modes[0][0].train(modes[0][1])
+    except Exception:  # an error of the caller's block, if any, is the one that propagates
+        pass
+    for m, training in modes:
+        m.training = training
+
+
 @contextlib.contextmanager
 def kept_modes(model: nn.Module):
-    """Every module's training flag as it was on entry, restored on exit (also after an error). The model's own
-    ``train()`` runs first, so a module that overrides it (state beyond the flag) is given its mode back too."""
-    modes = [(m, m.training) for m in model.modules()]
+    """Every module's training flag as it was on entry, restored on exit (also after an error)."""
+    modes = module_modes(model)
     try:
         yield model
     finally:
-        try:
-            model.train(modes[0][1])
-        except Exception:  # an override that refuses (an inference-only model): the flags below still come back,
-            pass  # and an error of the block itself is the one that propagates
-        for m, training in modes:
-            m.training = training
+        restore_modes(modes)
 
 
 @contextlib.contextmanager

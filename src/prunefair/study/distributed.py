@@ -27,7 +27,9 @@ from prunefair.data import GroupedData
 from prunefair.measure.group_stats import GroupStats, batch_group_sums
 from prunefair.models import check_logits, eval_mode, input_dtype
 from prunefair.train import TrainSettings
-from prunefair.train.loop import NonFiniteLossError, TrainHistory, lr_factor, masked_step
+from prunefair.train.loop import (
+    NonFiniteLossError, TrainHistory, check_finite_weights, loss_precision, lr_factor, masked_step,
+)
 
 
 def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -128,10 +130,7 @@ def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, see
             y = data.y[idx].to(device)
             for group in opt.param_groups:
                 group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
-            logits = check_logits(ddp(x), len(idx))
-            # half-precision logits up to float32 for the loss; float32 and float64 as they are (as in fit)
-            summed = F.cross_entropy(logits if logits.dtype in (torch.float32, torch.float64) else logits.float(), y,
-                                     reduction="sum")
+            summed = F.cross_entropy(loss_precision(check_logits(ddp(x), len(idx))), y, reduction="sum")
             loss = summed * (world / len(batch))
             masked_step(opt, loss, masks)
             loss_sum += summed.detach().double().cpu()
@@ -141,8 +140,6 @@ def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, see
             raise NonFiniteLossError(f"rank {rank}: non-finite training loss ({mean_loss}) in epoch {epoch + 1}; "
                                      f"lower the learning rate (lr={settings.lr})")
         history.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "lr": opt.param_groups[0]["lr"]})
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):  # the last step's result (as in fit)
-        raise NonFiniteLossError(f"rank {rank}: the weights are not finite after the last step; lower the learning "
-                                 f"rate (lr={settings.lr})")
+    check_finite_weights(model, f"rank {rank}", settings.lr)
     model.eval()
     return history

@@ -23,11 +23,20 @@ from prunefair.prune import MaskSet
 from prunefair.train.objective import ERM, Objective
 
 
-_FULL = (torch.float32, torch.float64)
-
-
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+def loss_precision(logits: torch.Tensor) -> torch.Tensor:
+    """Logits as the loss takes them: bf16/fp16 (autocast) up to float32; float32 and float64 as they are."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
+def check_finite_weights(model: nn.Module, who: str, lr: float) -> None:
+    """After the last step, whose result no later loss would show: non-finite weights are an error."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteLossError(f"{who}: the weights are not finite after the last step; lower the learning rate "
+                                 f"(lr={lr}) or check the data")
 
 
 @dataclass(frozen=True)
@@ -140,8 +149,7 @@ def fit(
                     group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
                 with autocast:
                     logits = check_logits(forward(x), len(x))
-                # bf16/fp16 autocast logits up to float32 for the loss; float32 and float64 as they are
-                loss = objective.batch_loss(logits if logits.dtype in _FULL else logits.float(), y, g)
+                loss = objective.batch_loss(loss_precision(logits), y, g)
                 masked_step(opt, loss, masks)
                 loss_sum.add_(loss.detach(), alpha=len(y))  # one kernel (promoted to float64)
                 n_seen += len(y)
@@ -157,9 +165,6 @@ def fit(
                 record["sparsity"] = masks.sparsity if masks is not None else 0.0
             record.update(objective.end_epoch(epoch))
             history.epochs.append(record)
-    # the last step's result has no loss after it that would show it
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise NonFiniteLossError(f"{description}: the weights are not finite after the last step; lower the "
-                                 f"learning rate (lr={settings.lr}) or check the data")
+    check_finite_weights(model, description, settings.lr)
     model.eval()
     return history
