@@ -172,19 +172,17 @@ def load_pruned_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, 
     """Load a pruned state dict (any of the forms above) into a plain ``model``; return its masks, bound and
     applied. Only prunable weights (conv/linear) carry masks: a torch mask on a bias is applied to its values
     but not counted, since biases are never pruned here."""
-    prunable_params = prunable_parameters(model)
-    prunable = set(prunable_params)
-    ids = {id(p) for p in prunable_params.values()}
+    prunable = set(prunable_parameters(model))
+    params = dict(model.named_parameters(remove_duplicate=False))  # a tied weight under each of its names
+    canonical = {id(params[k]): k for k in prunable}  # the name prunable_parameters gives each weight
     # every name of a prunable weight (a tied weight stored once may be under its embedding's name)
-    aliases = {k for k, p in model.named_parameters(remove_duplicate=False) if id(p) in ids}
+    aliases = {k for k, p in params.items() if id(p) in canonical}
     state = strip_wrapper_prefix(state, set(model.state_dict()), source=source)
     plain, masks = masks_from_state_dict(state, prunable=prunable | aliases)
     load_fitting_state(model, plain, source=f"{source}:")
     # a tied weight's mask may come under any of its names (torch prune on another module, or an embedding's name):
     # the name prunable_parameters gives the weight holds it, and two masks of one weight are combined (a weight
     # either of them prunes is pruned)
-    canonical = {id(p): name for name, p in prunable_params.items()}
-    params = dict(model.named_parameters(remove_duplicate=False))
     kept: dict[str, torch.Tensor] = {}
     for k, v in masks.masks.items():
         k = canonical.get(id(params[k]), k) if k in params else k
