@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from prunefair.measure.group_stats import GroupStats
+from prunefair.measure.group_stats import GroupStats, per_group
 
 
 def excess_loss(dense_loss: np.ndarray, pruned_loss: np.ndarray) -> np.ndarray:
@@ -84,10 +84,8 @@ def pruning_impact(dense: GroupStats, pruned: GroupStats) -> PruningImpact:
     r = excess_loss(dense.loss, pruned.loss)
     # the drops from the counts, (c_dense - c_pruned) / n: one rounding, so equal drops are equal floats
     # (acc_dense - acc_pruned gives 0.3, 0.29999999999999993 and 0.30000000000000004 for 3 of 10)
-    n = np.asarray(dense.count)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        delta_a = np.where(n > 0, (np.asarray(dense.correct) - np.asarray(pruned.correct)) / np.maximum(n, 1), np.nan)
-    total = int(n.sum())
+    delta_a = per_group(np.asarray(dense.correct) - np.asarray(pruned.correct), dense.count)
+    total = int(np.sum(dense.count))
     delta = (int(np.sum(dense.correct)) - int(np.sum(pruned.correct))) / total if total else math.nan
     psi = excess_accuracy_gap(delta_a, delta)
     by_group = pd.DataFrame({

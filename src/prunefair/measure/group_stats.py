@@ -24,6 +24,13 @@ def batch_group_sums(logits: torch.Tensor, y: torch.Tensor, g: torch.Tensor, num
     return out
 
 
+def per_group(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """total / count per group, NaN for a group without samples (one division: equal ratios are equal floats)."""
+    count = np.asarray(count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.asarray(total) / np.maximum(count, 1), np.nan)
+
+
 @dataclass(frozen=True)
 class GroupStats:
     """Counts and sums per group; accuracy and mean loss derive from them."""
@@ -40,13 +47,11 @@ class GroupStats:
 
     @property
     def accuracy(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.count > 0, self.correct / np.maximum(self.count, 1), np.nan)
+        return per_group(self.correct, self.count)
 
     @property
     def loss(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.count > 0, self.loss_sum / np.maximum(self.count, 1), np.nan)
+        return per_group(self.loss_sum, self.count)
 
     @property
     def overall_accuracy(self) -> float:

@@ -80,8 +80,8 @@ def num(x: float, digits: int = 1, scale: float = 1.0) -> str:
 
 def signed(x: float, digits: int = 2) -> str:
     """'+1.25', '-0.40'; a value that rounds to zero is '+0.00', never '-0.00'."""
-    text = f"{x:+.{digits}f}"
-    return f"{0.0:+.{digits}f}" if float(text) == 0 else text
+    text = _fixed(x, digits)
+    return text if text.startswith("-") else "+" + text
 
 
 def interval(iv: Interval, *, scale: float = 100.0, digits: int = 1, bounds: tuple | None = None) -> Html:

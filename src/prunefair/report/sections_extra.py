@@ -209,7 +209,7 @@ def _rate_of(name: str) -> float:
 
 def _paired_table(results, split: str) -> list[Html]:
     """Each method minus NFT on the same seeds (mitigation_paired.csv), on the main split, in points."""
-    from prunefair.report.mitigation import mitigation_paired_table
+    from prunefair.report.mitigation import PAIRED, mitigation_paired_table
 
     pt = mitigation_paired_table(results)
     if pt.empty or not (pt.split == split).any():
@@ -220,8 +220,7 @@ def _paired_table(results, split: str) -> list[Html]:
         text = signed(mean) + (f"<span class=ci>[{signed(lo)}, {signed(hi)}]</span>" if lo == lo else "")
         return Html(f"<b>{text}</b>" if r[f"{c}_beyond_noise"] else text)
 
-    rows = [[rate_label(r["sparsity"]), r["method"], int(r["seeds"]), *[cell(r, c) for c in
-                                                                      ("acc_pruned", "max_psi", "psi_pw")]]
+    rows = [[rate_label(r["sparsity"]), r["method"], int(r["seeds"]), *[cell(r, c) for c in PAIRED]]
             for _, r in pt[pt.split == split].iterrows()]
     return [table(["rate", "method", "seeds", "Δ accuracy", "Δ max ψ", "Δ Ψ_PW"], rows,
                   caption=f"{split} split: each method minus nft on the same seeds (same dense model and mask), "
