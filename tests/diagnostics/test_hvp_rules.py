@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from prunefair.diagnostics import GroupHessian
-from prunefair.diagnostics.hvp_rules import _conv_add_, _gather_windows, conv_bn_pairs, second_order_rules
+from prunefair.diagnostics.conv_rules import _conv_add_
+from prunefair.diagnostics.hvp_rules import _gather_windows, conv_bn_pairs, second_order_rules
 from prunefair.models import build_model
 from tests.diagnostics.helpers import dense_hessian
 
@@ -146,7 +147,7 @@ def test_the_in_place_convolution_sum_adds_exactly_one_convolution(stride, paddi
     result = _conv_add_(out, x, w, meta)
     assert result.data_ptr() == out.data_ptr()  # in place
     torch.testing.assert_close(result, before + expected_conv, rtol=1e-6, atol=1e-5)
-    monkeypatch.setattr("prunefair.diagnostics.hvp_rules._REFUSED", {meta})  # where the fused kernel refuses
+    monkeypatch.setattr("prunefair.diagnostics.conv_rules._REFUSED", {meta})  # where the fused kernel refuses
     torch.testing.assert_close(_conv_add_(before.clone(), x, w, meta), before + expected_conv, rtol=1e-6, atol=1e-5)
 
 

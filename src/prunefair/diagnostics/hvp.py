@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunefair.diagnostics.conv_rules import fused_input_adjoints
 from prunefair.diagnostics.hvp_rules import second_order_rules
 from prunefair.models import check_logits, kept_modes
 
@@ -63,6 +64,7 @@ class GroupHessian:
         self.chunks = list(zip(torch.split(x, chunk_size), torch.split(y, chunk_size)))
         self.cache_graph = cache_graph
         self.rules = rules
+        self._fuse = True  # fused input adjoints in products (conv_rules.py)
         self._graphs: list[tuple[torch.Tensor, ...]] | None = None
         self._graph_rules: bool | None = None  # how the cached graph was built
         self.products = 0
@@ -123,13 +125,24 @@ class GroupHessian:
         out = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
         if self._graphs is None and not self.cache_graph:
             for x, y in self.chunks:  # rebuild each chunk's graph and free it at once
-                hv = torch.autograd.grad(self._graph(x, y), self.params, grad_outputs=vs)
-                out += torch.cat([h.reshape(-1) for h in hv])
+                out += self._backward(self._graph(x, y), vs)
         else:
             for grads in self._grad_graphs():
-                hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=True)
-                out += torch.cat([h.reshape(-1) for h in hv])
+                out += self._backward(grads, vs)
         return out / self.n
+
+    def _backward(self, grads: tuple[torch.Tensor, ...], vs: list[torch.Tensor]) -> torch.Tensor:
+        """One chunk's product: the backward pass through its gradient graph, with the convolutions' input
+        adjoints fused (conv_rules.py) unless a pass once left a term unclaimed: then that product again without
+        the fusion, and never with it for this operator."""
+        if self._fuse:
+            with fused_input_adjoints() as fused:
+                hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=True)
+            if fused.complete:
+                return torch.cat([h.reshape(-1) for h in hv])
+            self._fuse = False
+        hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=True)
+        return torch.cat([h.reshape(-1) for h in hv])
 
     # -- forward-over-reverse ------------------------------------------------------------------
     def _hvp_forward_over_reverse(self, v: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,9 @@ a model in eval mode four things cost more than they need to:
   second-order terms act on the weights (a few thousand numbers) instead of on every activation;
 - any other eval-mode ``nn.BatchNorm1d/2d`` is the affine map x * scale + shift (autograd's batch-norm double
   backward still runs the training-mode formula);
-- ``nn.Conv2d``: its backward is (grad_input, grad_weight) = (conv_T(g, W), wgrad(x, g)), and PyTorch
-  differentiates the weight gradient as a convolution over transposed (batch <-> channel) tensors, its slowest
-  kernel here. ``_ConvBackward`` states the three terms of its derivative with the regular kernels:
-  d g = conv(ggI, W) + conv(x, ggW) (+ the bias term), d W = wgrad(ggI, g), d x = conv_T(g, ggW); the bias
-  term rides in conv(x, ggW), and on the CPU oneDNN's fused sum adds conv(ggI, W) into that result in place;
+- ``nn.Conv2d``: PyTorch differentiates the weight gradient as a convolution over transposed (batch <-> channel)
+  tensors, its slowest kernel here; ``conv_rules.py`` states the derivative with the regular kernels, sums
+  pairs of convolutions in place, and computes the two terms of a layer input's adjoint together;
 - ``nn.ReLU`` and ``nn.MaxPool2d``: their backward selects entries of the incoming gradient; autograd's double
   backward also returns zeros for the activation, allocated and added into its adjoint on every product (5-7% of
   a product on the CNN). ``_ReLUBackward`` and ``_MaxPoolBackward`` return nothing there, and the max-pool's
@@ -41,81 +39,12 @@ import weakref
 from collections import Counter
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.autograd import Function
 
+from prunefair.diagnostics.conv_rules import _LAYOUT, _conv
+
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
-
-
-def _conv_backward(grad_out, x, w, meta, mask):
-    stride, padding, dilation, groups, has_bias = meta
-    return torch.ops.aten.convolution_backward(grad_out, x, w, [w.shape[0]] if has_bias else None, stride, padding,
-                                               dilation, False, [0] * len(stride), groups, mask)
-
-
-_REFUSED: set = set()  # convolution settings the fused kernel refused (then the two plain steps)
-
-
-def _conv_add_(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, meta) -> torch.Tensor:
-    """out += conv(x, w), in place. On the CPU, oneDNN's convolution with a fused sum writes into ``out``: the
-    same numbers as ``out.add_(conv(x, w))`` without the temporary and the extra pass over an activation
-    (microbenchmark, the compact CNN's first stage at 256 CIFAR images: 34 ms for the two steps, 24 ms fused).
-    Elsewhere (float64, CUDA, a graph being built), or where that kernel refuses the settings, the two steps."""
-    stride, padding, dilation, groups, _ = meta
-    if out.device.type == "cpu" and x.dtype == torch.float32 and not out.requires_grad and meta not in _REFUSED \
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise_"):
-        try:
-            return torch.ops.mkldnn._convolution_pointwise_.binary(
-                out, x, w, None, list(padding), list(stride), list(dilation), groups, "add", 1.0, None, [], None)
-        except (RuntimeError, TypeError):  # refused, or a torch whose private schema differs
-            _REFUSED.add(meta)
-    return out.add_(F.conv2d(x, w, None, stride, padding, dilation, groups))
-
-
-class _ConvBackward(Function):
-    """(grad_out, x, w) -> (grad_input, grad_weight, grad_bias) of a 2-d convolution, with a lean derivative."""
-
-    @staticmethod
-    def forward(ctx, grad_out, x, w, meta, need_input):
-        ctx.save_for_backward(grad_out, x, w)
-        ctx.meta = meta
-        return _conv_backward(grad_out, x, w, meta, [need_input, True, meta[4]])
-
-    @staticmethod
-    def backward(ctx, gg_input, gg_weight, gg_bias):
-        grad_out, x, w = ctx.saved_tensors
-        stride, padding, dilation, groups, has_bias = ctx.meta
-        d_out = d_x = d_w = None
-        if ctx.needs_input_grad[0]:
-            bias = gg_bias if has_bias else None
-            if gg_weight is not None:  # the bias term rides in this convolution
-                d_out, bias = F.conv2d(x, gg_weight, bias, stride, padding, dilation, groups), None
-            if gg_input is not None:
-                d_out = F.conv2d(gg_input, w, bias, stride, padding, dilation, groups) if d_out is None \
-                    else _conv_add_(d_out, gg_input, w, ctx.meta)
-            elif bias is not None:
-                d_out = bias.view(1, -1, 1, 1).expand_as(grad_out).clone()
-        if ctx.needs_input_grad[1] and gg_weight is not None:
-            d_x = _conv_backward(grad_out, x, gg_weight, ctx.meta[:4] + (False,), [True, False, False])[0]
-        if ctx.needs_input_grad[2] and gg_input is not None:
-            d_w = _conv_backward(grad_out, gg_input, w, ctx.meta[:4] + (False,), [False, True, False])[1]
-        return d_out, d_x, d_w, None, None
-
-
-class _Conv2d(Function):
-    @staticmethod
-    def forward(ctx, x, w, b, meta):
-        ctx.save_for_backward(x, w)
-        ctx.meta = meta
-        stride, padding, dilation, groups, _ = meta
-        return F.conv2d(x, w, b, stride, padding, dilation, groups)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, w = ctx.saved_tensors
-        gi, gw, gb = _ConvBackward.apply(grad_out, x, w, ctx.meta, ctx.needs_input_grad[0])
-        return gi, gw, gb, None
 
 
 class _ReLUBackward(Function):
@@ -212,21 +141,6 @@ def _max_pool_forward(self: nn.MaxPool2d, x: torch.Tensor) -> torch.Tensor:
     meta = (pair(self.kernel_size), pair(self.stride or self.kernel_size), pair(self.padding), pair(self.dilation),
             self.ceil_mode)
     return _MaxPool2d.apply(x, meta)
-
-
-_LAYOUT = {"channels_last": True}  # set by second_order_rules while a graph is built
-
-
-def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, m: nn.Conv2d) -> torch.Tensor:
-    """The rewritten convolution. On the CPU its weights go channels_last (the activations follow): products
-    1.0-1.2x faster that way whatever the model's own layout (bench_hvp.py); on CUDA the model's layout stays,
-    as this was not measured there. Unbatched (C, H, W) inputs run as a batch of one."""
-    if x.dim() == 3:
-        return _conv(x.unsqueeze(0), w, b, m).squeeze(0)
-    meta = (tuple(m.stride), tuple(m.padding), tuple(m.dilation), m.groups, b is not None)
-    if x.device.type == "cpu" and _LAYOUT["channels_last"]:
-        w = w.contiguous(memory_format=torch.channels_last)
-    return _Conv2d.apply(x, w, b, meta)
 
 
 def _conv_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:

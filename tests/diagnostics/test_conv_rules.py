@@ -1,0 +1,133 @@
+"""Fused input adjoints (conv_rules.py): a layer input's two adjoint terms computed together give the same
+products as autograd's separate terms, the dense Hessian's, and nothing is lost when a hand-over goes unclaimed."""
+
+import pytest
+import torch
+from torch import nn
+
+from prunefair.diagnostics import GroupHessian
+from prunefair.diagnostics import conv_rules
+from prunefair.diagnostics.conv_rules import _input_adjoint, fused_input_adjoints
+from tests.diagnostics.helpers import dense_hessian
+
+
+def net_of(*convs: nn.Conv2d, seed: int = 0) -> nn.Sequential:
+    """A first convolution (its input is the data: nothing to fuse), then the given ones, each after a tanh."""
+    torch.manual_seed(seed)
+    layers = [nn.Conv2d(2, convs[0].in_channels, 3, padding=1)]
+    for c in convs:
+        layers += [nn.Tanh(), c]
+    layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(convs[-1].out_channels, 3)]
+    return nn.Sequential(*layers).eval()
+
+
+def batch(n=5, size=7, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, size, size, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def count_claims(monkeypatch) -> list:
+    """Record each fused input adjoint computed."""
+    calls = []
+    original = conv_rules._input_adjoint
+
+    def counted(*args):
+        calls.append(args[1].shape)
+        return original(*args)
+
+    monkeypatch.setattr(conv_rules, "_input_adjoint", counted)
+    return calls
+
+
+@pytest.mark.parametrize("convs,fused", [
+    ((nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Conv2d(4, 3, 3, padding=1)), 2),  # both fused
+    ((nn.Conv2d(3, 4, (3, 5), padding=(0, 2)), nn.Conv2d(4, 4, 1)), 2),  # non-square kernel, padding 0 and 1x1
+    ((nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 3, dilation=2, padding=2),
+      nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.Conv2d(4, 4, 3, padding=3)), 0),  # none of these is eligible
+])
+def test_fused_products_equal_the_dense_hessian_and_the_unfused_ones(convs, fused, monkeypatch):
+    net = net_of(*convs).double()
+    x, y = batch()
+    x = x.double()
+    H = dense_hessian(net, x, y)
+    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    calls = count_claims(monkeypatch)
+    op = GroupHessian(net, x, y, method="double_backward")
+    ours = op(v)
+    assert len(calls) == fused and op._fuse
+    torch.testing.assert_close(ours, H @ v, rtol=1e-10, atol=1e-12)
+    op._fuse = False
+    torch.testing.assert_close(op(v), ours, rtol=1e-12, atol=1e-14)
+    assert len(calls) == fused  # the second product ran without the fusion
+
+
+def test_float32_cnn_products_are_unchanged_by_the_fusion(monkeypatch):
+    from prunefair.models import build_model
+
+    net = build_model("cnn", num_classes=3, input_shape=(2, 8, 8), width=0.25).eval()
+    x, y = batch(n=6, size=8)
+    calls = count_claims(monkeypatch)
+    op = GroupHessian(net, x, y, method="double_backward")
+    v = torch.randn(op.dim, generator=torch.Generator().manual_seed(3))
+    fused = op(v)
+    assert len(calls) == 5  # every convolution but the first (whose input is the data)
+    op._fuse = False
+    torch.testing.assert_close(fused, op(v), rtol=1e-5, atol=1e-6)
+
+
+def test_an_unclaimed_hand_over_is_dropped_and_the_product_computed_again(monkeypatch):
+    net = net_of(nn.Conv2d(3, 4, 3, padding=1)).double()
+    x, y = batch()
+    x = x.double()
+    H = dense_hessian(net, x, y)
+    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    op = GroupHessian(net, x, y, method="double_backward")
+    op.gradient()  # the graph is built with the fusable node
+    # a forward node that never claims (as if autograd ran it before the gradient graph's node)
+    original = conv_rules._Conv2d.backward
+
+    def unclaiming(ctx, grad_out):
+        link, ctx.link = ctx.link, None
+        try:
+            return original(ctx, grad_out)
+        finally:
+            ctx.link = link
+
+    monkeypatch.setattr(conv_rules._Conv2d, "backward", staticmethod(unclaiming))
+    torch.testing.assert_close(op(v), H @ v, rtol=1e-10, atol=1e-12)
+    assert not op._fuse  # and not tried again for this operator
+    monkeypatch.setattr(conv_rules._Conv2d, "backward", staticmethod(original))
+    torch.testing.assert_close(op(v), H @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_the_pass_reports_and_clears_what_was_left():
+    link = conv_rules._Link()
+    with fused_input_adjoints() as fused:
+        link.pending = (torch.zeros(1), torch.zeros(1))
+        conv_rules._PASS.links.append(link)
+    assert not fused.complete and link.pending is None and conv_rules._PASS.links is None
+    with pytest.raises(RuntimeError, match="boom"), fused_input_adjoints():
+        link.pending = (torch.zeros(1), torch.zeros(1))
+        conv_rules._PASS.links.append(link)
+        raise RuntimeError("boom")
+    assert link.pending is None and conv_rules._PASS.links is None
+    with fused_input_adjoints() as fused:
+        pass
+    assert fused.complete
+
+
+@pytest.mark.parametrize("kernel,padding", [((3, 3), (1, 1)), ((3, 5), (0, 2)), ((1, 1), (0, 0)), ((3, 3), (2, 2))])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_input_adjoint_is_both_transposed_convolutions(kernel, padding, layout, dtype):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 4, 9, 9, generator=g, dtype=dtype)
+    w = torch.randn(6, 4, *kernel, generator=g, dtype=dtype).contiguous(memory_format=layout)
+    v = torch.randn(6, 4, *kernel, generator=g, dtype=dtype).contiguous(memory_format=layout)
+    out_shape = torch.nn.functional.conv2d(x, w, None, 1, padding).shape
+    a = torch.randn(out_shape, generator=g, dtype=dtype).contiguous(memory_format=layout)
+    b = torch.randn(out_shape, generator=g, dtype=dtype).contiguous(memory_format=layout)
+    expected = torch.nn.grad.conv2d_input(x.shape, w, a, 1, padding) \
+        + torch.nn.grad.conv2d_input(x.shape, v, b, 1, padding)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    torch.testing.assert_close(_input_adjoint(a, w, b, v, ((1, 1), padding, (1, 1), 1, False)), expected, **tol)
