@@ -156,3 +156,60 @@ def test_a_column_of_labels_and_a_mapping_of_names_get_the_right_advice():
         register_arrays("advice_column", x, np.array([0, 1, 0, 1, 0, 1])[:, None])
     with pytest.raises(ValueError, match=r"in code order .* not a mapping"):
         register_arrays("advice_mapping", x, np.array([0, 1, 0, 1, 0, 1]), names={"class": {"0": "no", "1": "yes"}})
+
+
+def test_token_ids_run_a_whole_study_with_an_embedding_model(tmp_path):
+    """register_arrays(..., token_ids=True) and a registered nn.Embedding model: a study trains, prunes,
+    fine-tunes, diagnoses and reports on integer token ids; the ids reach the model as they are."""
+    import torch
+    from torch import nn
+
+    from prunefair import run_study
+    from prunefair.models import ModelInfo, register_model
+    from tests.conftest import tiny_study
+
+    seen = []
+
+    class Bag(nn.Module):
+        def __init__(self, num_classes, vocab):
+            super().__init__()
+            self.emb, self.fc = nn.Embedding(vocab, 8), nn.Linear(8, num_classes)
+
+        def forward(self, tokens):
+            seen.append(tokens.dtype)
+            return self.fc(self.emb(tokens).mean(1))
+
+    register_model(ModelInfo("token_bag", lambda num_classes, input_shape, width, batch_norm: Bag(num_classes, 30),
+                             "a bag of embeddings"))
+    g = np.random.default_rng(0)
+    y = np.arange(300) % 2
+    tokens = g.integers(0, 30, (300, 6))
+    tokens[:, 0] = y * 15 + g.integers(0, 15, 300)  # the first token says the class
+    register_arrays("token_text", tokens, y, attributes={"site": np.arange(300) % 3}, token_ids=True)
+    splits = load_dataset("token_text", group="site")
+    assert splits.train.token_ids and splits.train.x.dtype == torch.int64
+    cfg = tiny_study(tmp_path, data={"dataset": "token_text", "group": "site"}, model={"name": "token_bag"},
+                     prune={"rates": [0.5]}, diagnostics={"enabled": True}, run={"workers": 1, "save_pruned": True})
+    results = run_study(cfg)
+    assert {d for d in seen if isinstance(d, torch.dtype)} == {torch.int64}  # (fx tracing sees a proxy)
+    assert len(results.cells) == 2 and (tmp_path / "study" / "report.html").exists()
+    from prunefair.audit import audit_pair
+
+    cells = tmp_path / "study" / "cells"
+    audit = audit_pair(cfg, cells / "s0_dense" / "model.safetensors", cells / "s0_p0.5_nft" / "model.safetensors")
+    assert len(audit.group_table("test")) == 3 and 0.4 < audit.sparsity < 0.6
+
+
+def test_token_ids_are_checked_at_registration():
+    with pytest.raises(ValueError, match="token_ids=True needs integer token ids, got dtype torch.float32"):
+        register_arrays("bad_tokens", X.astype("float32"), Y, token_ids=True)
+    with pytest.raises(ValueError, match=r"token ids must be >= 0.*sample 3 holds -2"):
+        t = np.zeros((N, 4), "int64")
+        t[3, 1] = -2
+        register_arrays("bad_tokens", t, Y, token_ids=True)
+    with pytest.raises(ValueError, match=r"token ids are 2-d"):
+        register_arrays("bad_tokens", np.zeros((N, 1, 4, 4), "int64"), Y, token_ids=True)
+    with pytest.raises(ValueError, match="mean/std normalise images"):
+        grouped_from_arrays(np.zeros((N, 4), "int32"), Y, token_ids=True, mean=(0.5,))
+    d = grouped_from_arrays(np.ones((N, 4), "int32"), Y, token_ids=True)
+    assert d.token_ids and d.x.dtype == torch.int64

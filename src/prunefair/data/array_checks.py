@@ -14,13 +14,16 @@ import torch
 from prunefair.data.attributes import Attribute, categorical
 
 
-def as_input_tensor(x, *, arg: str) -> torch.Tensor:
-    """``x`` as a CPU tensor (uint8 kept, everything else float32), checked: 2-d or 4-d, samples, finite."""
+def as_input_tensor(x, *, arg: str, token_ids: bool = False) -> torch.Tensor:
+    """``x`` as a CPU tensor (uint8 kept, everything else float32), checked: 2-d or 4-d, samples, finite.
+    ``token_ids=True``: (N, L) non-negative integer token ids, kept as int64."""
     try:
         t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
     except TypeError as exc:
         raise ValueError(f"{arg}: not a numeric array or tensor ({exc})") from None
     t = t.detach().cpu()
+    if token_ids:
+        return _token_ids(t, arg)
     if t.dim() not in (2, 4):
         hint = " (one grey channel: add it with x[:, None])" if t.dim() == 3 else ""
         raise ValueError(f"{arg} has shape {tuple(t.shape)}: need 2-d (N, F) features or 4-d (N, C, H, W) "
@@ -97,3 +100,17 @@ def code_values(arr: np.ndarray, names: tuple[str, ...] | None) -> Attribute:
         distinct = np.unique(arr)
         return Attribute(np.searchsorted(distinct, arr).astype(np.int64), tuple(str(int(v)) for v in distinct))
     return categorical(arr.tolist())
+
+
+def _token_ids(t: torch.Tensor, arg: str) -> torch.Tensor:
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise ValueError(f"{arg}: token_ids=True needs integer token ids, got dtype {t.dtype}")
+    if t.dim() != 2:
+        raise ValueError(f"{arg} has shape {tuple(t.shape)}: token ids are 2-d (N, sequence length)")
+    if len(t) == 0:
+        raise ValueError(f"{arg} holds no samples")
+    if t.numel() and int(t.min()) < 0:
+        first = int((t < 0).any(1).nonzero()[0])
+        raise ValueError(f"{arg}: token ids must be >= 0 (an nn.Embedding's rows); sample {first} holds "
+                         f"{int(t[first].min())}")
+    return t.to(torch.int64)

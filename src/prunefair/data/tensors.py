@@ -56,7 +56,7 @@ def _code(columns: list[dict[str, np.ndarray]], names: dict | None) -> dict[str,
 
 
 def _grouped(xs: list[torch.Tensor], attrs: dict[str, Attribute], *, target, group, mean, std,
-             info) -> list[GroupedData]:
+             info, token_ids: bool = False) -> list[GroupedData]:
     """One GroupedData per part of ``xs`` (``attrs`` covers them all, in order): the target and group, an
     intersection included, are formed over all parts, so that train and test share their names."""
     ya = select_attribute(attrs, target, key="target")
@@ -73,22 +73,32 @@ def _grouped(xs: list[torch.Tensor], attrs: dict[str, Attribute], *, target, gro
                                torch.from_numpy(ga.codes[start:start + len(x)][k]), ya.names, ga.names,
                                mean=mean, std=std, info={"dataset": "arrays",
                                                          "dropped_unknown_attribute": int((~k).sum()),
-                                                         **(info or {})}))
+                                                         **(info or {})}, token_ids=token_ids))
         start += len(x)
     return out
 
 
 def grouped_from_arrays(x, y, *, attributes: dict | None = None, names: dict | None = None, target="class",
-                        group="class", mean=None, std=None, info: dict | None = None) -> GroupedData:
+                        group="class", mean=None, std=None, info: dict | None = None,
+                        token_ids: bool = False) -> GroupedData:
     """One GroupedData from arrays, checked and coded as ``register_arrays`` does."""
-    xt = as_input_tensor(x, arg="x")
+    _check_token_ids(token_ids, mean, std)
+    xt = as_input_tensor(x, arg="x", token_ids=token_ids)
     attrs = _code([_raw_columns(xt, y, attributes, suffix="")], names)
-    return _grouped([xt], attrs, target=target, group=group, mean=mean, std=std, info=info)[0]
+    return _grouped([xt], attrs, target=target, group=group, mean=mean, std=std, info=info,
+                    token_ids=token_ids)[0]
+
+
+def _check_token_ids(token_ids, mean, std) -> None:
+    if not isinstance(token_ids, bool):
+        raise TypeError(f"token_ids: True or False, got {token_ids!r}")
+    if token_ids and (mean is not None or std is not None):
+        raise ValueError("mean/std normalise images; token ids (token_ids=True) are passed to the model as they are")
 
 
 def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: dict | None = None,
                     x_test=None, y_test=None, attributes_test: dict | None = None, mean=None, std=None,
-                    description: str = "", overwrite: bool = False) -> None:
+                    description: str = "", overwrite: bool = False, token_ids: bool = False) -> None:
     """Make in-memory arrays a dataset a study can name (``data.dataset = name``). Checked here, not at load.
 
     Inputs ``x`` (numpy array or torch tensor):
@@ -97,6 +107,8 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
       - uint8 images are 0..255, scaled by 1/255 then normalised with ``mean``/``std`` per channel (default 0.5,
         0.5); float inputs are used as given (float32; other numeric dtypes are converted) and must be finite:
         NaN or inf is refused, naming the first sample.
+      - ``token_ids=True``: ``x`` (and ``x_test``) hold (N, L) integer token ids >= 0 for a model that embeds them
+        (``nn.Embedding``); they are kept int64 and passed to the model as they are (no ``mean``/``std``).
     Labels ``y`` and each ``attributes[key]``: one value per sample (1-d, N long; one-hot ``y`` is refused).
       - Without ``names``: the distinct values, sorted (numbers by value), are coded 0..K-1 and named by their
         string form. Integer labels 0..C-1 keep their ids; 1..C (or any other integers) become 0..C-1 in
@@ -124,7 +136,8 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
                             f"{type(value).__name__}")
     if x_test is None and attributes_test is not None:
         raise ValueError("register_arrays: attributes_test given without x_test and y_test")
-    xt = as_input_tensor(x, arg="x")
+    _check_token_ids(token_ids, mean, std)
+    xt = as_input_tensor(x, arg="x", token_ids=token_ids)
     parts = [_raw_columns(xt, y, attributes, suffix="")]
     xs = [xt]
     if x_test is not None:
@@ -133,7 +146,7 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
         if keys != keys_test:
             raise ValueError(f"register_arrays: attributes has keys {keys} but attributes_test has {keys_test}; "
                              "give the test set the same attributes")
-        xs.append(as_input_tensor(x_test, arg="x_test"))
+        xs.append(as_input_tensor(x_test, arg="x_test", token_ids=token_ids))
         if xs[1].shape[1:] != xt.shape[1:] or xs[1].dtype != xt.dtype:
             raise ValueError(f"register_arrays: x_test has samples of shape {tuple(xs[1].shape[1:])} "
                              f"({xs[1].dtype}), x {tuple(xt.shape[1:])} ({xt.dtype}); they must match")
@@ -142,7 +155,7 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
     attr_names = tuple(k for k in parts[0] if k != "class")
 
     def loader(*, root=None, target="class", group="class", image_size=None, options=None):
-        kw = dict(target=target, group=group, mean=mean, std=std, info={"dataset": name})
+        kw = dict(target=target, group=group, mean=mean, std=std, info={"dataset": name}, token_ids=token_ids)
         made = _grouped(xs, coded, **kw)
         if len(made) == 1:
             return {"all": made[0]}
