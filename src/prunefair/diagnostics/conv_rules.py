@@ -9,13 +9,15 @@ and on the CPU oneDNN's fused sum adds conv(ggI, W) into that result in place (`
 Fused input adjoints. In a Hessian-vector product two of a layer's convolutions feed the adjoint of its input x:
 conv_T(g, ggW) from the gradient graph's node (above) and conv_T(x_bar, W) from the forward convolution's node,
 which autograd computes separately and adds. Inside ``fused_input_adjoints()`` (entered by ``GroupHessian`` around
-each product on the CPU) the first is handed to the forward node instead, which runs both as convolutions with
+each product) the first is handed to the forward node instead, which runs both as convolutions with
 flipped weights, the second summed into the first in place: the same sum with one output and no add (product on
 the CIFAR-10 study model 0.93x as long, float32 results identical). Autograd always runs the gradient graph's node
-first (the forward node's adjoint depends on it), so every hand-over is claimed in the same pass; the context
-reports one that was not (then ``GroupHessian`` runs that product again without it). Only for stride 1, dilation 1,
-one group and padding <= kernel - 1, where conv_T is a convolution with flipped weights; CPU only (not measured on
-CUDA).
+first (the forward node's adjoint depends on it), so every hand-over is claimed in the same pass; hand-overs live
+in the pass of the calling thread (another thread's product on the same graph, or plain autograd outside the
+context, neither sees nor takes them), a forward node takes at most one per pass (a second gradient node of the
+same forward call computes its own term), and the context reports one left unclaimed (then ``GroupHessian`` runs
+that product again without the fusion). Only for stride 1, dilation 1, one group and padding <= kernel - 1, where
+conv_T is a convolution with flipped weights; CPU only (not measured on CUDA).
 """
 
 from __future__ import annotations
@@ -57,20 +59,22 @@ def _conv_add_(out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, meta) -> tor
 
 
 # -- fused input adjoints ---------------------------------------------------------------------------------------
-_PASS = threading.local()  # .links: the hand-overs of the product running on this thread (None outside one)
+_PASS = threading.local()  # .current: the FusedPass of the product running on this thread (None outside one)
 
 
 class _Link:
-    """Between one forward convolution's node and its gradient-graph node: (g, ggW) handed over in a product."""
+    """Identifies one forward convolution node to its gradient-graph node(s); the hand-overs themselves live in
+    the pass (thread-local), so a pass on another thread, or outside the context, never sees them."""
 
-    __slots__ = ("pending",)
-
-    def __init__(self):
-        self.pending = None
+    __slots__ = ()
 
 
 class FusedPass:
-    complete = True  # False: a hand-over was not claimed (that product's input adjoint missed a term)
+    """One product's hand-overs, link -> (g, ggW). ``complete``: False when one was not claimed."""
+
+    def __init__(self):
+        self.pending: dict = {}
+        self.complete = True
 
 
 @contextlib.contextmanager
@@ -78,18 +82,16 @@ def fused_input_adjoints():
     """Within the block (one product's backward pass on this thread), eligible convolutions compute their input's
     two adjoint terms together. Yields a ``FusedPass`` whose ``complete`` says, after the block, whether every
     hand-over was claimed; unclaimed ones are dropped, so no later product sees them."""
-    previous = getattr(_PASS, "links", None)
-    links: list[_Link] = []
-    _PASS.links = links
+    previous = getattr(_PASS, "current", None)
     result = FusedPass()
+    _PASS.current = result
     try:
         yield result
     finally:
-        _PASS.links = previous
-        for link in links:
-            if link.pending is not None:
-                link.pending = None
-                result.complete = False
+        _PASS.current = previous
+        if result.pending:
+            result.pending.clear()
+            result.complete = False
 
 
 def _fusable(x: torch.Tensor, w: torch.Tensor, meta) -> bool:
@@ -140,10 +142,10 @@ class _ConvBackward(Function):
             elif bias is not None:
                 d_out = bias.view(1, -1, 1, 1).expand_as(grad_out).clone()
         if ctx.needs_input_grad[1] and gg_weight is not None:
-            links = getattr(_PASS, "links", None)
-            if links is not None and ctx.link is not None and not torch.is_grad_enabled():
-                ctx.link.pending = (grad_out, gg_weight)  # claimed by the forward convolution's node
-                links.append(ctx.link)
+            current = getattr(_PASS, "current", None)
+            if current is not None and ctx.link is not None and not torch.is_grad_enabled() \
+                    and ctx.link not in current.pending:  # a second gradient node of the same forward node: its own
+                current.pending[ctx.link] = (grad_out, gg_weight)  # claimed by the forward convolution's node
             else:
                 d_x = _conv_backward(grad_out, x, gg_weight, ctx.meta[:4] + (False,), [True, False, False])[0]
         if ctx.needs_input_grad[2] and gg_input is not None:
@@ -164,9 +166,10 @@ class _Conv2d(Function):
     def backward(ctx, grad_out):
         x, w = ctx.saved_tensors
         link = ctx.link
-        if link is not None and link.pending is not None:  # in a product: both input-adjoint terms here
-            g, gg_weight = link.pending
-            link.pending = None
+        current = getattr(_PASS, "current", None)
+        pending = current.pending.pop(link, None) if current is not None and link is not None else None
+        if pending is not None:  # in a product on this thread: both input-adjoint terms here
+            g, gg_weight = pending
             has_bias = ctx.meta[4]
             _, gw, gb = _conv_backward(grad_out, x, w, ctx.meta, [False, ctx.needs_input_grad[1], has_bias])
             return _input_adjoint(grad_out, w, g, gg_weight, ctx.meta), gw, gb, None
