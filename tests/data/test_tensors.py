@@ -213,3 +213,13 @@ def test_token_ids_are_checked_at_registration():
         grouped_from_arrays(np.zeros((N, 4), "int32"), Y, token_ids=True, mean=(0.5,))
     d = grouped_from_arrays(np.ones((N, 4), "int32"), Y, token_ids=True)
     assert d.token_ids and d.x.dtype == torch.int64
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "uint64", "int16", "int32"])
+def test_token_ids_of_any_integer_dtype_become_int64(dtype):
+    import torch
+
+    d = grouped_from_arrays(np.arange(N * 3).reshape(N, 3).astype(dtype), Y, token_ids=True)
+    assert d.x.dtype == torch.int64 and int(d.x.max()) == N * 3 - 1
+    with pytest.raises(ValueError, match="x: token id .* does not fit int64"):
+        grouped_from_arrays(np.full((N, 3), 2**63 + 1, "uint64"), Y, token_ids=True)

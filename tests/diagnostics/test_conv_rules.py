@@ -1,5 +1,7 @@
 """Fused input adjoints (conv_rules.py): a layer input's two adjoint terms computed together give the same
-products as autograd's separate terms, the dense Hessian's, and nothing is lost when a hand-over goes unclaimed."""
+products as autograd's separate terms (plain autograd's equal the dense Hessian's, and GroupHessian's products,
+fused, are checked against the dense Hessian in test_hvp_rules.py), and nothing is lost when a hand-over goes
+unclaimed."""
 
 import pytest
 import torch
@@ -8,7 +10,6 @@ from torch import nn
 from prunefair.diagnostics import GroupHessian
 from prunefair.diagnostics import conv_rules
 from prunefair.diagnostics.conv_rules import _input_adjoint, fused_input_adjoints
-from tests.diagnostics.helpers import dense_hessian
 
 
 def net_of(*convs: nn.Conv2d, seed: int = 0) -> nn.Sequential:
@@ -45,17 +46,17 @@ def count_claims(monkeypatch) -> list:
     ((nn.Conv2d(3, 2, 3, stride=2, padding=1), nn.Conv2d(2, 2, 3, dilation=2, padding=2),
       nn.Conv2d(2, 2, 3, padding=1, groups=2), nn.Conv2d(2, 2, 3, padding=3)), 0),  # none of these is eligible
 ])
-def test_fused_products_equal_the_dense_hessian_and_the_unfused_ones(convs, fused, monkeypatch):
+def test_fused_products_equal_plain_autograd_and_the_unfused_ones(convs, fused, monkeypatch):
     net = net_of(*convs).double()
     x, y = batch()
     x = x.double()
-    H = dense_hessian(net, x, y)
-    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    plain = GroupHessian(net, x, y, method="double_backward", rules=False)  # equals the dense Hessian (test_hvp_rules)
+    v = torch.randn(plain.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     calls = count_claims(monkeypatch)
     op = GroupHessian(net, x, y, method="double_backward")
     ours = op(v)
     assert len(calls) == fused and op._fuse
-    torch.testing.assert_close(ours, H @ v, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours, plain(v), rtol=1e-10, atol=1e-12)
     op._fuse = False
     torch.testing.assert_close(op(v), ours, rtol=1e-12, atol=1e-14)
     assert len(calls) == fused  # the second product ran without the fusion
@@ -79,14 +80,17 @@ def test_an_unclaimed_hand_over_is_dropped_and_the_product_computed_again(monkey
     net = net_of(nn.Conv2d(3, 4, 3, padding=1)).double()
     x, y = batch()
     x = x.double()
-    H = dense_hessian(net, x, y)
-    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    plain = GroupHessian(net, x, y, method="double_backward", rules=False)
+    v = torch.randn(plain.dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    Hv = plain(v)
     op = GroupHessian(net, x, y, method="double_backward")
     op.gradient()  # the graph is built with the fusable node
     # a forward node that never claims (as if autograd ran it before the gradient graph's node)
     original = conv_rules._Conv2d.backward
 
     def unclaiming(ctx, grad_out):
+        if torch.is_grad_enabled():  # building a gradient graph (create_graph): as it is
+            return original(ctx, grad_out)
         link, ctx.link = ctx.link, None
         try:
             return original(ctx, grad_out)
@@ -94,10 +98,21 @@ def test_an_unclaimed_hand_over_is_dropped_and_the_product_computed_again(monkey
             ctx.link = link
 
     monkeypatch.setattr(conv_rules._Conv2d, "backward", staticmethod(unclaiming))
-    torch.testing.assert_close(op(v), H @ v, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(op(v), Hv, rtol=1e-10, atol=1e-12)
     assert not op._fuse  # and not tried again for this operator
+    uncached = GroupHessian(net, x, y, method="double_backward", cache_graph=False)
+    retained, grad = [], torch.autograd.grad
+
+    def recorded(*args, **kwargs):
+        retained.append(kwargs.get("retain_graph"))
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", recorded)
+    torch.testing.assert_close(uncached(v), Hv, rtol=1e-10, atol=1e-12)  # its graph built again for the rerun
+    assert not uncached._fuse and retained.count(False) == 2  # both passes free the graph as they go
+    monkeypatch.setattr(torch.autograd, "grad", grad)
     monkeypatch.setattr(conv_rules._Conv2d, "backward", staticmethod(original))
-    torch.testing.assert_close(op(v), H @ v, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(op(v), Hv, rtol=1e-10, atol=1e-12)
 
 
 def test_the_pass_reports_and_clears_what_was_left():

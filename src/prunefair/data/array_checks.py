@@ -102,6 +102,9 @@ def code_values(arr: np.ndarray, names: tuple[str, ...] | None) -> Attribute:
     return categorical(arr.tolist())
 
 
+_UNSIGNED_WIDE = tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n))
+
+
 def _token_ids(t: torch.Tensor, arg: str) -> torch.Tensor:
     if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
         raise ValueError(f"{arg}: token_ids=True needs integer token ids, got dtype {t.dtype}")
@@ -109,6 +112,11 @@ def _token_ids(t: torch.Tensor, arg: str) -> torch.Tensor:
         raise ValueError(f"{arg} has shape {tuple(t.shape)}: token ids are 2-d (N, sequence length)")
     if len(t) == 0:
         raise ValueError(f"{arg} holds no samples")
+    if t.dtype in _UNSIGNED_WIDE:  # uint16/32/64 (token files are often uint16): torch has no min/compare for them
+        a = t.numpy()
+        if a.size and int(a.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"{arg}: token id {int(a.max())} does not fit int64")
+        return torch.from_numpy(a.astype(np.int64))
     if t.numel() and int(t.min()) < 0:
         first = int((t < 0).any(1).nonzero()[0])
         raise ValueError(f"{arg}: token ids must be >= 0 (an nn.Embedding's rows); sample {first} holds "

@@ -124,24 +124,28 @@ class GroupHessian:
         vs = self._split(v)
         out = torch.zeros(self.dim, device=self.device, dtype=self.dtype)
         if self._graphs is None and not self.cache_graph:
-            for x, y in self.chunks:  # rebuild each chunk's graph and free it at once
-                out += self._backward(self._graph(x, y), vs)
+            for x, y in self.chunks:  # rebuild each chunk's graph and free it as the pass goes
+                out += self._backward(lambda x=x, y=y: self._graph(x, y), vs, keep=False)
         else:
             for grads in self._grad_graphs():
-                out += self._backward(grads, vs)
+                out += self._backward(lambda grads=grads: grads, vs, keep=True)
         return out / self.n
 
-    def _backward(self, grads: tuple[torch.Tensor, ...], vs: list[torch.Tensor]) -> torch.Tensor:
-        """One chunk's product: the backward pass through its gradient graph, with the convolutions' input
-        adjoints fused (conv_rules.py) unless a pass once left a term unclaimed: then that product again without
-        the fusion, and never with it for this operator."""
+    def _backward(self, graph: Callable[[], tuple[torch.Tensor, ...]], vs: list[torch.Tensor], *,
+                  keep: bool) -> torch.Tensor:
+        """One chunk's product: the backward pass through its gradient graph (``graph()``; kept for later products
+        when ``keep``), with the convolutions' input adjoints fused (conv_rules.py) unless a pass once left a term
+        unclaimed: then that product again without the fusion (on the graph built again if it was not kept), and
+        never with it for this operator."""
+        grads = graph()
         if self._fuse:
             with fused_input_adjoints() as fused:
-                hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=True)
+                hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep)
             if fused.complete:
                 return torch.cat([h.reshape(-1) for h in hv])
             self._fuse = False
-        hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=True)
+            grads = grads if keep else graph()
+        hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep)
         return torch.cat([h.reshape(-1) for h in hv])
 
     # -- forward-over-reverse ------------------------------------------------------------------
