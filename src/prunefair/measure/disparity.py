@@ -1,4 +1,5 @@
-"""The disparity measures of METHOD.md, as pure functions of per-group accuracies and losses.
+"""The disparity measures of Tran et al. (2022) and Balancing Act (README, "A worked example"), as pure functions
+of per-group accuracies and losses.
 
 Notation: acc_a and J_a per group for the dense model (theta*) and the pruned model (theta_bar).
 Groups with no samples are NaN and are ignored by the max/min measures.

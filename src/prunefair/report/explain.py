@@ -9,7 +9,7 @@ Per-group diagnostics are read from each dense cell's ``result.json`` under ``"d
 3. ``{"split": "train", "groups": [{"group": "White", "grad_norm": 0.3, ...}, ...]}``: a record per group;
 4. any of the above nested one level deeper (e.g. ``{"by_group": {...}}``); scalars and other lists are ignored.
 
-Theorem 1 (METHOD.md): R(a) <= ||g_a|| d + 1/2 lambda(H_a) d^2 with d = ||theta_bar - theta*|| (the cell's
+Theorem 1 (Tran et al. 2022; docs/diagnostics.md): R(a) <= ||g_a|| d + 1/2 lambda(H_a) d^2 with d = ||theta_bar - theta*|| (the cell's
 ``distance_oneshot`` for one-shot, ``distance`` for fine-tuned). Correlations are Spearman's rho across groups,
 per seed, between a dense-model diagnostic and the accuracy drop / excess loss of a pruned model.
 """
