@@ -125,3 +125,21 @@ def test_the_api_refuses_wrong_types_with_the_argument_named():
         pruning_impact(a, GroupStats(("a", "b"), np.array([2, 3]), np.array([1, 2]), np.array([1.0, 2.0])))
     with pytest.raises(KeyError, match="no numeric by_group column 'acc'; allowed: n, acc_dense"):
         pruning_impact(a, a).difference("acc")
+
+
+def test_a_checkpoint_with_nan_weights_or_integer_weights_is_refused_naming_file_and_tensor(pair, tmp_path):
+    from safetensors.torch import load_file
+
+    state = load_file(pair / "dense.safetensors")
+    state["net.5.weight"][0, 0] = float("nan")
+    save_checkpoint(tmp_path / "nan.safetensors", state)
+    with pytest.raises(ValueError, match=r"nan\.safetensors: tensor net\.5\.weight holds 1 NaN/inf value\(s\); "
+                                         r"the checkpoint is damaged or the model diverged"):
+        diagnose_model(CFG, tmp_path / "nan.safetensors", rates=[0.5])  # not "Eigenvalues did not converge"
+    with pytest.raises(ValueError, match=r"nan\.safetensors: tensor net\.5\.weight holds 1 NaN/inf"):
+        audit_pair(CFG, pair / "dense.safetensors", tmp_path / "nan.safetensors", splits=["test"])  # not exit 0
+    save_checkpoint(tmp_path / "int.safetensors", {k: v.to(torch.int64) for k, v in load_file(
+        pair / "dense.safetensors").items()})
+    with pytest.raises(ValueError, match=r"int\.safetensors: tensor net\.1\.weight is int64, the model's "
+                                         r"parameter is float32"):
+        audit_pair(CFG, pair / "dense.safetensors", tmp_path / "int.safetensors", splits=["test"])

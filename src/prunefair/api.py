@@ -69,12 +69,20 @@ def run_group_size(
     ``match_steps`` scales the dense epochs so every factor trains for about the same number of steps."""
     import json
 
+    from prunefair.config import ConfigError
+    from prunefair.data.resample import check_factor, check_resampled_size
     from prunefair.io import atomic_write_text
     from prunefair.study.group_size import plan_group_size
     from prunefair.study.runner import load_study_data
 
     if isinstance(factors, (str, bytes)) or not hasattr(factors, "__iter__"):
         raise TypeError(f"factors: a list of upsampling factors such as [1, 5, 10, 20], got {factors!r}")
+    factors = list(factors)
+    for f in factors:  # inf or nan: refused before the data load (inf once ended in an OverflowError)
+        try:
+            check_factor(f, key="factors")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     group = str(group)  # a class given as the integer 8 is the group named "8"
     cfg = _resolve(config, overrides)
     train = load_study_data(cfg).train
@@ -82,6 +90,8 @@ def run_group_size(
         raise ValueError(f"group {group!r}: not a group of {cfg.data.dataset} with data.group = {cfg.data.group!r}; "
                          f"allowed: {', '.join(train.group_names)}")
     count = int(train.group_counts()[train.group_names.index(group)])
+    for f in factors:  # a factor that would blow the training split up (over MAX_GROWTH x): refused before any study
+        check_resampled_size(len(train), count, f, group=group, key="factors")
     with warnings.catch_warnings():  # said once for the config given; the experiment needs only gradient norms
         warnings.filterwarnings("ignore", message="diagnostics.split = .* is not among eval.splits")
         plans = plan_group_size(cfg, group=group, factors=factors, train_size=len(train), group_count=count,

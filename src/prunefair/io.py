@@ -33,11 +33,14 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
     """``write(fh)`` into a temporary file in the same folder, fsync, then rename over ``path`` (for writers that
     stream, e.g. a large array, rather than build the bytes first)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        blocker = _file_above(path.parent) if exc.errno in (errno.EEXIST, errno.ENOTDIR) else None
+        if blocker is not None:  # "File exists" would read as if the path were taken
+            reason = f"{blocker} is a file, not a folder"
         raise OSError(exc.errno, f"{path}: cannot write ({reason}); nothing stored was changed") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -56,6 +59,14 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
             raise OSError(exc.errno, f"{path}: cannot write{hint} ({exc}); the previous file, if any, is intact") \
                 from exc
         raise
+
+
+def _file_above(folder: Path) -> Path | None:
+    """The nearest of ``folder`` and its parents that exists and is not a folder (why it cannot be created)."""
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            return None if p.is_dir() else p
+    return None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

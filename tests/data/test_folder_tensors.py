@@ -120,3 +120,44 @@ def test_skipped_images_are_logged_when_read_from_the_disk_cache_too(tmp_path, c
         with caplog.at_level(logging.WARNING):
             load_dataset("folder", root=str(root), target="label", group="sex", options=opts)
         assert "skipped 1 unreadable image(s)" in caplog.text
+
+
+def test_resample_refuses_non_finite_and_huge_factors():
+    """inf once ended in an OverflowError and 1e12 in a MemoryError (a 924 TiB index); both are refused, naming the
+    key, and a huge factor also the sizes it would make (the split may grow at most 100x)."""
+    from prunefair.data import GroupedData
+
+    g = torch.tensor([0] * 70 + [1] * 30)
+    d = GroupedData(torch.arange(100).view(100, 1).float(), g.clone(), g, ("a", "b"), ("a", "b"))
+    for bad in (float("inf"), float("nan"), -2.0):
+        with pytest.raises(ValueError, match=r"data.resample.factor = .*: must be a finite number > 0"):
+            resample_group(d, group="b", factor=bad)
+    with pytest.raises(ValueError, match=r"data.resample.factor = 1e\+12 would make group 'b' 30000000000000 samples "
+                                         r"\(30 now\).*over 100x its 100"):
+        resample_group(d, group="b", factor=1e12)
+    with pytest.raises(ValueError, match=r"would make group 'b' 9960 samples"):  # 70 + 9960 > 100 * 100
+        resample_group(d, group="b", factor=332)
+    assert len(resample_group(d, group="b", factor=331)) == 70 + 9930  # exactly 100x: allowed
+    with pytest.raises(ValueError, match=r"data.resample.factor = 1e\+12 would make group '3'"):
+        load_dataset("digits", resample={"group": "3", "factor": 1e12})
+
+
+def test_folder_with_one_class_is_refused_when_loaded(tmp_path):
+    """One label in the CSV: refused at the load, naming the dataset, root and target (as register_arrays does),
+    not by every cell with a 'binary model, one logit' message."""
+    root = _folder(tmp_path, n=12)
+    csv = root / "attributes.csv"
+    csv.write_text(csv.read_text().replace(",dog,", ",cat,"))
+    with pytest.raises(ValueError, match=rf"dataset 'folder' in {tmp_path}/imgs: data.target = 'label' has 1 "
+                                         r"class\(es\) in the train split \(\['cat'\]\); a classifier needs at least two"):
+        load_dataset("folder", root=str(root), target="label", group="sex")
+    load_dataset("folder", root=str(root), target="sex", group="label")  # two sexes: fine
+
+
+def test_one_class_left_in_train_after_filters_is_refused(tmp_path):
+    """Two labels in the CSV, but every 'dog' image unreadable and skipped: one class left in train."""
+    root = _folder(tmp_path, n=12)
+    for i in range(0, 12, 2):  # the even files are the dogs
+        (root / "a" / f"{i}.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"data.target = 'label' has 1 class\(es\) in the train split"):
+        load_dataset("folder", root=str(root), target="label", group="sex", options={"skip_unreadable": True})

@@ -105,3 +105,28 @@ def test_pixel_formats_decode_as_a_viewer_shows_them(tmp_path):
     assert (got["rgba.png"][0][:, 2:] == [255, 0, 0]).all()
     assert got["rotated.jpg"][0].shape == (8, 4, 3)  # displayed 4 wide, 8 high
     assert isinstance(got["float.tif"], str) and "unsupported pixel format 'F'" in got["float.tif"]
+
+
+@pytest.mark.parametrize("where", ["a_file", "under_a_file"])
+def test_a_cache_dir_that_cannot_be_written_is_a_warning_and_the_decoded_images_are_used(tmp_path, caplog, where):
+    paths = _files(tmp_path, 4)
+    blocker = tmp_path / "t.sh"
+    blocker.write_text("not a folder")
+    cache = blocker if where == "a_file" else blocker / "cache"
+    with caplog.at_level("WARNING", logger="prunefair.data"):
+        got = load_images(paths, size=None, cache_dir=cache)
+    assert got.x.shape == (4, 3, 8, 8)
+    assert f"data.cache_dir = {cache}: cannot write the image cache (" in caplog.text
+    assert "continuing without it" in caplog.text and blocker.read_text() == "not a folder"
+    clear_memory_cache()
+    assert torch.equal(load_images(paths, size=None, cache_dir=cache).x, got.x)  # the next run decodes again
+
+
+def test_an_undecodable_file_is_named_without_the_in_memory_stream(tmp_path):
+    paths = _files(tmp_path, 3, suffix=".jpg")
+    paths[1].write_bytes(b"\xff\xd8\xff garbage, not a JPEG")
+    with pytest.raises(ImageReadError) as err:
+        load_images(paths, size=None)
+    msg = str(err.value)
+    assert msg.startswith(f"{paths[1]}: cannot decode image (UnidentifiedImageError: cannot identify image file)")
+    assert "BytesIO" not in msg and " at 0x" not in msg

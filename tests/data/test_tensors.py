@@ -223,3 +223,16 @@ def test_token_ids_of_any_integer_dtype_become_int64(dtype):
     assert d.x.dtype == torch.int64 and int(d.x.max()) == N * 3 - 1
     with pytest.raises(ValueError, match="x: token id .* does not fit int64"):
         grouped_from_arrays(np.full((N, 3), 2**63 + 1, "uint64"), Y, token_ids=True)
+
+
+def test_finite_float64_x_that_overflows_float32_is_named_as_an_overflow_not_as_nan():
+    x = X.astype("float64") * 1e300
+    with pytest.raises(ValueError, match=r"x \(float64\) has values that overflow float32 \(\|value\| > 3\.4e\+38\) "
+                                         r"in 60 sample\(s\) \(the first: index 0\)") as err:
+        register_arrays("overflow", x, Y)
+    assert "NaN" not in str(err.value)
+    x = X.astype("float64")
+    x[5, 1] = np.nan  # real NaN in float64 is still called NaN
+    with pytest.raises(ValueError, match=r"x holds NaN or inf in 1 sample\(s\) \(the first: index 5\)"):
+        register_arrays("overflow", x, Y)
+    register_arrays("overflow_ok", X.astype("float64") * 1e30, Y)  # large but within float32

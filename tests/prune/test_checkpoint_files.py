@@ -86,3 +86,14 @@ def test_pruned_models_saved_with_torch_save_are_audited_like_safetensors(tmp_pa
     masks = load_pruned(tmp_path / "p.pth", other)
     assert torch.equal(masks.masks["0.weight"], pruned[0].weight_mask.bool())
     assert torch.equal(other[0].weight, pruned[0].weight)
+
+
+def test_a_folder_or_an_empty_dict_is_named_for_what_it_is(tmp_path):
+    (tmp_path / "ck").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"ck: is a folder, not a checkpoint file"):
+        load_checkpoint(tmp_path / "ck")
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt: checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({}, tmp_path / "emptydict.pt")
+    with pytest.raises(ValueError, match=r"emptydict\.pt: an empty dict, no tensors; save the weights"):
+        load_checkpoint(tmp_path / "emptydict.pt")

@@ -165,3 +165,63 @@ def test_a_prefix_is_kept_when_stripping_does_not_make_it_fit():
     wrong = nn.Sequential(OrderedDict(fc=nn.Linear(3, 3)))
     with pytest.raises(ValueError, match=r"not in the model: module\.0\.bias"):
         load_pruned_state_dict(wrong, state)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_inf_weights_are_refused_naming_the_file_and_the_tensor(tmp_path, bad):
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in _model().state_dict().items()}
+    state["4.weight"][3, 7] = bad
+    save_file(state, tmp_path / "nan.safetensors")
+    msg = r"nan\.safetensors: tensor 4\.weight holds 1 NaN/inf value\(s\); the checkpoint is damaged or the model " \
+          r"diverged"
+    with pytest.raises(ValueError, match=msg):  # audit and diagnose
+        load_pruned(tmp_path / "nan.safetensors", _model())
+    with pytest.raises(ValueError, match=r"nan\.safetensors: checkpoint tensor 4\.weight holds 1 NaN/inf"):
+        load_model_state(_model(), tmp_path / "nan.safetensors")  # study resumes
+    state = _model().state_dict()
+    state["1.running_var"] = torch.full((4,), float("nan"))  # a buffer the model builds finite
+    with pytest.raises(ValueError, match=r"bn\.pt: tensor 1\.running_var holds 4 NaN/inf"):
+        load_pruned_state_dict(_model(), state, source="bn.pt")
+
+
+def test_integer_tensors_for_float_parameters_are_refused_but_masks_and_int_buffers_load(tmp_path):
+    from safetensors.torch import save_file
+
+    model = _model()
+    state = {k: (v.to(torch.int64) if k == "0.weight" else v) for k, v in model.state_dict().items()}
+    save_file(state, tmp_path / "int.safetensors")
+    with pytest.raises(ValueError, match=r"int\.safetensors: tensor 0\.weight is int64, the model's parameter is "
+                                         r"float32"):
+        load_pruned(tmp_path / "int.safetensors", _model())
+    with pytest.raises(ValueError, match=r"int\.safetensors: checkpoint tensor 0\.weight is int64"):
+        load_model_state(_model(), tmp_path / "int.safetensors")
+    state = model.state_dict()
+    state["1.running_mean"] = torch.zeros(4, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"tensor 1\.running_mean is bool, the model's buffer is float32"):
+        load_pruned_state_dict(_model(), state, source="b.pt")
+    # what must still load: our uint8 masks, torch's float masks, BatchNorm's int64 num_batches_tracked, a
+    # float64 checkpoint (cast to the model's float32), and a buffer the model itself builds with -inf
+    masks = make_masks(model, 0.5)
+    masks.bind(model).apply()
+    model[1].num_batches_tracked.fill_(7)
+    save_pruned(tmp_path / "ok.safetensors", model, masks)
+    other = _model(seed=3)
+    got = load_pruned(tmp_path / "ok.safetensors", other)
+    assert int(other[1].num_batches_tracked) == 7 and got.sparsity == pytest.approx(masks.sparsity)
+    load_model_state(_model(seed=4), tmp_path / "ok.safetensors")
+    tprune.l1_unstructured(model[4], "weight", amount=0.3)
+    load_pruned_state_dict(_model(seed=5), model.state_dict(), source="torch.pt")
+    wide = _model(seed=6)
+    load_pruned_state_dict(wide, {k: v.double() if v.is_floating_point() else v
+                                  for k, v in _model().state_dict().items()}, source="f64.pt")
+    assert wide[0].weight.dtype == torch.float32
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            self.register_buffer("causal", torch.full((3, 3), float("-inf")).triu(1))
+
+    load_pruned_state_dict(Masked(), Masked().state_dict(), source="masked.pt")

@@ -32,7 +32,9 @@ def plain(value):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+    # allow_inf_nan=False: every float key (lr, weight_decay, the dual learning rates, eps, tolerances, cpus/gpus per
+    # cell, resample factors, rates, ...) takes finite numbers only; inf or nan is refused naming the key
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -51,7 +53,7 @@ class ResampleConfig(_Section):
     """Up- or down-sample one group of the training split by ``factor`` (the group-size experiment)."""
 
     group: str
-    factor: float = Field(gt=0.0)
+    factor: float = Field(gt=0.0, allow_inf_nan=False)  # a bound on the resampled size is checked on the data
 
 
 class DataConfig(_Section):

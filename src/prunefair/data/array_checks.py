@@ -37,15 +37,37 @@ def as_input_tensor(x, *, arg: str, token_ids: bool = False) -> torch.Tensor:
     if t.dtype not in (torch.uint8, torch.float32):
         if t.dtype == torch.bool or t.is_complex():
             raise ValueError(f"{arg}: dtype {t.dtype} is not supported; give uint8 images or float features")
+        if t.is_floating_point():  # NaN/inf in the values given, before the cast can make any
+            _check_finite(t, arg)
+        given = t.dtype
         t = t.float()
-    if t.is_floating_point():
-        finite = torch.isfinite(t)
-        if not bool(finite.all()):
-            bad = int((~finite).flatten(1).any(1).sum())
-            first = int((~finite).flatten(1).any(1).nonzero()[0])
-            raise ValueError(f"{arg} holds NaN or inf in {bad} sample(s) (the first: index {first}); "
-                             "remove or impute them before registering")
+        overflow = _non_finite_samples(t)
+        if overflow is not None:  # finite before the cast: values beyond float32's range (about 3.4e38)
+            bad, first = overflow
+            raise ValueError(f"{arg} ({str(given).removeprefix('torch.')}) has values that overflow float32 "
+                             f"(|value| > {torch.finfo(torch.float32).max:.3g}) in {bad} sample(s) (the first: "
+                             f"index {first}); prunefair computes in float32: rescale or standardise them before "
+                             "registering")
+    elif t.is_floating_point():  # float32 as given (a cast value was checked above)
+        _check_finite(t, arg)
     return t
+
+
+def _non_finite_samples(t: torch.Tensor) -> tuple[int, int] | None:
+    """(samples holding NaN or inf, the first of them), or None when every value is finite."""
+    finite = torch.isfinite(t)
+    if bool(finite.all()):
+        return None
+    rows = (~finite).flatten(1).any(1)
+    return int(rows.sum()), int(rows.nonzero()[0])
+
+
+def _check_finite(t: torch.Tensor, arg: str) -> None:
+    found = _non_finite_samples(t)
+    if found is not None:
+        bad, first = found
+        raise ValueError(f"{arg} holds NaN or inf in {bad} sample(s) (the first: index {first}); "
+                         "remove or impute them before registering")
 
 
 def as_values(v, *, arg: str, n: int) -> np.ndarray:

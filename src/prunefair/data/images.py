@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,10 @@ def _decode_one(path: str, size: int | None) -> tuple[np.ndarray, bytes] | str:
                 im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8), hashlib.blake2b(raw, digest_size=16).digest()
     except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, ValueError, ...)
-        return f"{type(exc).__name__}: {exc}"
+        # Pillow names the stream it read, here an in-memory copy ("<_io.BytesIO object at 0x...>"): the caller
+        # names the file instead
+        reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc))
+        return f"{type(exc).__name__}: {reason}"
 
 
 def _decode_chunk(args: tuple[list[str], int | None]) -> list[tuple[np.ndarray, bytes] | str]:
@@ -128,13 +132,23 @@ def load_images(
     if result is None:
         result = _decode(paths, size=size, skip_unreadable=skip_unreadable, workers=workers or default_workers())
         if cache_dir is not None:
-            d = Path(cache_dir)
-            _atomic_save_npy(d / f"images-{key}.kept.npy", result.kept.astype(np.int64))
-            _atomic_save_npy(d / f"images-{key}.digests.npy", result.digests)
-            _atomic_save_npy(d / f"images-{key}.npy", result.x.numpy())
-            log.info("wrote image cache %s", d / f"images-{key}.npy")
+            _write_disk_cache(Path(cache_dir), key, result)
     _MEMORY[key] = result
     return result
+
+
+def _write_disk_cache(d: Path, key: str, result: DecodedImages) -> None:
+    """Store ``result`` in ``d``; a cache that cannot be written is a warning, not an error (the cache only saves
+    decoding time, it never changes results), so the decoded images are used all the same."""
+    try:
+        _atomic_save_npy(d / f"images-{key}.kept.npy", result.kept.astype(np.int64))
+        _atomic_save_npy(d / f"images-{key}.digests.npy", result.digests)
+        _atomic_save_npy(d / f"images-{key}.npy", result.x.numpy())
+    except OSError as exc:  # a file where the folder should be, no permission, a full disk
+        log.warning("data.cache_dir = %s: cannot write the image cache (%s); continuing without it", d,
+                    exc.strerror or exc)
+        return
+    log.info("wrote image cache %s", d / f"images-{key}.npy")
 
 
 def _read_disk_cache(cache_dir, key: str, paths: list[str]) -> DecodedImages | None:

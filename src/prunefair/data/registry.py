@@ -139,6 +139,12 @@ def load_dataset(
         raise ValueError(f"dataset {name!r}{where}: no samples left in the {' and '.join(empty)} split(s) (sizes: "
                          f"train {len(train)}, val {len(val)}, test {len(test)}); every file was skipped or "
                          "filtered out: see the skipped/unreadable counts logged above")
+    present = np.unique(train.y.numpy())
+    if len(present) < 2:  # else every cell would train a one-logit model and fail with a misleading message
+        where = f" in {root}" if root else ""
+        raise ValueError(f"dataset {name!r}{where}: data.target = {target!r} has {len(present)} class(es) in the "
+                         f"train split ({[train.class_names[int(i)] for i in present]}); a classifier needs at least "
+                         "two")
     for split, groups in splits.empty_groups().items():
         log.warning("%s: %d group(s) have no %s samples (%s%s); their %s numbers will be missing",
                     name, len(groups), split, ", ".join(groups[:5]), ", ..." if len(groups) > 5 else "", split)

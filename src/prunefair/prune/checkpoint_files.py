@@ -34,6 +34,10 @@ def checkpoint_format(head: bytes, size: int) -> str | None:
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint (safetensors, or a state dict saved with torch.save); errors name the path."""
     path = Path(path)
+    if path.is_dir():
+        # FileNotFoundError, as for a missing file (what callers catch), but saying what is there
+        raise FileNotFoundError(f"{path}: is a folder, not a checkpoint file (give the .safetensors or .pt file "
+                                "inside it)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     with open(path, "rb") as f:
@@ -92,6 +96,8 @@ def _state_dict_of(obj, path: Path) -> dict[str, torch.Tensor]:
         if tensors and others:
             raise ValueError(f"{path}: a dict of tensors mixed with other entries ({', '.join(others[:5])}); "
                              f"expected a state dict, or one under {' / '.join(map(repr, WRAPPER_KEYS))}")
+        if not obj:
+            raise ValueError(f"{path}: an empty dict, no tensors; {SAVE_ADVICE}")
         raise ValueError(f"{path}: a dict with keys {', '.join(map(str, list(obj)[:8]))} but no state dict (looked "
                          f"under {', '.join(map(repr, WRAPPER_KEYS))}); {SAVE_ADVICE}")
     raise ValueError(f"{path}: holds a {type(obj).__name__}, not a state dict; {SAVE_ADVICE}")

@@ -165,7 +165,44 @@ def load_fitting_state(model: nn.Module, plain: dict[str, torch.Tensor], *, sour
         if unexpected:
             lines.append(f"  {len(unexpected)} tensor(s) of the checkpoint not in the model: {_listed(unexpected)}")
         raise ArchitectureMismatch("\n".join(lines), missing=missing, unexpected=unexpected, shapes=shapes)
+    check_tensor_values(model, plain, source=source)
     model.load_state_dict(plain)
+
+
+def _non_finite(t: torch.Tensor) -> int:
+    """How many values of a floating ``t`` are NaN or infinite (a sparse tensor's stored values; meta: none)."""
+    if t.is_meta:
+        return 0
+    if t.layout != torch.strided:
+        try:
+            t = t.coalesce().values() if t.layout == torch.sparse_coo else t.values()
+        except (RuntimeError, NotImplementedError):
+            return 0
+    return int(t.numel() - torch.isfinite(t).sum().item())
+
+
+def check_tensor_values(model: nn.Module, plain: dict[str, torch.Tensor], *, source: str) -> None:
+    """A ValueError naming ``source`` and the key when a tensor of ``plain`` (keys and shapes already fitting
+    ``model``) would load meaningless values: a non-floating tensor (integer, bool) for a floating parameter or
+    buffer, which ``load_state_dict`` would cast silently (truncating every weight), or NaN/inf values in a tensor
+    that the freshly built model holds finite (a damaged checkpoint or a diverged model). Integer and bool buffers
+    (masks, BatchNorm's num_batches_tracked) are not checked; a buffer that the model itself builds with inf (an
+    attention mask of -inf) may hold inf."""
+    params = {k for k, _ in model.named_parameters(remove_duplicate=False)}
+    for key, mine in model.state_dict(keep_vars=False).items():
+        theirs = plain.get(key)
+        if theirs is None or not isinstance(theirs, torch.Tensor) or not mine.is_floating_point():
+            continue
+        what = "parameter" if key in params else "buffer"
+        if not theirs.is_floating_point():
+            kind = str(theirs.dtype).removeprefix("torch.")
+            raise ValueError(f"{source} tensor {key} is {kind}, the model's {what} is "
+                             f"{str(mine.dtype).removeprefix('torch.')}; loading it would cast every value "
+                             "(save the model's floating-point state dict)")
+        bad = _non_finite(theirs)
+        if bad and not _non_finite(mine):
+            raise ValueError(f"{source} tensor {key} holds {bad} NaN/inf value(s); the checkpoint is damaged or "
+                             "the model diverged")
 
 
 def load_pruned_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "state dict") -> MaskSet:

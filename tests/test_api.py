@@ -1,0 +1,62 @@
+"""prunefair.api on bad input: refused before any study or cell runs, naming the key."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from prunefair.api import run_group_size, run_study
+from prunefair.cli import app
+from prunefair.config import ConfigError
+from tests.conftest import tiny_study
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -2.0])
+def test_group_size_refuses_non_finite_factors_before_the_data_loads(tmp_path, bad):
+    """inf once ended in an OverflowError traceback (upsampled_size: int(math.floor(inf)))."""
+    out = tmp_path / "gs"
+    with pytest.raises(ConfigError, match=r"factors = .*: must be a finite number > 0"):
+        run_group_size(tiny_study(tmp_path), group="1", factors=[1, bad], out=out)
+    assert not out.exists()
+
+
+def test_group_size_refuses_a_factor_that_makes_the_split_huge_before_any_study(tmp_path):
+    """1e12 once ended in a MemoryError (924 TiB) after the factor-1 study had run."""
+    out = tmp_path / "gs"
+    with pytest.raises(ValueError, match=r"factors = 1e\+12 would make group '1' \d+ samples \(\d+ now\) and the "
+                                         r"training split \d+ samples, over 100x its \d+"):
+        run_group_size(tiny_study(tmp_path), group="1", factors=[1, 1e12], out=out)
+    assert not out.exists()
+
+
+def test_group_size_cli_exits_2_for_an_infinite_factor(tmp_path):
+    res = CliRunner().invoke(app, ["group-size", "--group", "1", "--factors", "1,inf", "--seeds", "0", "--rates",
+                                   "0.9", "--out", str(tmp_path / "gs"), "-q"])
+    assert res.exit_code == 2, res.output
+    assert "factors = inf: must be a finite number > 0" in res.output
+    assert not (tmp_path / "gs").exists()
+
+
+def test_study_with_a_huge_resample_factor_fails_before_any_cell(tmp_path):
+    cfg = tiny_study(tmp_path, data={"dataset": "digits", "resample": {"group": "1", "factor": 1e12}})
+    with pytest.raises(ValueError, match=r"data.resample.factor = 1e\+12 would make group '1'"):
+        run_study(cfg)
+    assert not (Path(cfg["output_dir"]) / "cells").exists()
+
+
+def test_study_on_a_one_class_folder_fails_before_any_cell(tmp_path):
+    """Every cell once ran and failed with 'the model returned logits of shape (56, 1) ... binary model'."""
+    from tests.data.conftest import write_jpeg
+
+    root = tmp_path / "oneclass"
+    rows = ["file,label,sex"]
+    for i in range(40):
+        write_jpeg(root / f"{i}.png", seed=i, size=8)
+        rows.append(f"{i}.png,0,{'f' if i % 2 else 'm'}")
+    (root / "attributes.csv").write_text("\n".join(rows) + "\n")
+    cfg = tiny_study(tmp_path, data={"dataset": "folder", "root": str(root), "target": "label", "group": "sex",
+                                     "workers": 1})
+    with pytest.raises(ValueError, match=rf"dataset 'folder' in {root}: data.target = 'label' has 1 class\(es\) in "
+                                         r"the train split \(\['0'\]\); a classifier needs at least two"):
+        run_study(cfg)
+    assert not (Path(cfg["output_dir"]) / "cells").exists()

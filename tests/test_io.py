@@ -1,0 +1,24 @@
+"""prunefair.io: atomic writes, and errors that name the path and the reason."""
+
+import pytest
+
+from prunefair.io import atomic_write_bytes, atomic_write_text
+
+
+def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    atomic_write_text(tmp_path / "sub" / "a.txt", "one")
+    atomic_write_text(tmp_path / "sub" / "a.txt", "two")
+    assert (tmp_path / "sub" / "a.txt").read_text() == "two"
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.txt"]
+
+
+@pytest.mark.parametrize("where", ["folder_is_a_file", "under_a_file"])
+def test_a_folder_that_cannot_be_created_names_the_path_and_the_file_in_the_way(tmp_path, where):
+    blocker = tmp_path / "t.sh"
+    blocker.write_text("#!/bin/sh\n")
+    target = blocker / "x.npy" if where == "folder_is_a_file" else blocker / "deeper" / "x.npy"
+    with pytest.raises(OSError) as err:
+        atomic_write_bytes(target, b"data")
+    msg = str(err.value)
+    assert f"{target}: cannot write ({blocker} is a file, not a folder); nothing stored was changed" in msg
+    assert "File exists" not in msg and blocker.read_text() == "#!/bin/sh\n"
