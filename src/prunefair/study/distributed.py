@@ -28,7 +28,7 @@ from prunefair.measure.group_stats import GroupStats, batch_group_sums
 from prunefair.models import check_logits, eval_mode, input_dtype
 from prunefair.train import TrainSettings
 from prunefair.train.loop import (
-    NonFiniteLossError, TrainHistory, check_finite_weights, loss_precision, lr_factor, masked_step,
+    NonFiniteLossError, TrainHistory, check_finite_weights, divergence_advice, loss_precision, lr_factor, masked_step,
 )
 
 
@@ -138,8 +138,8 @@ def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, see
         mean_loss = float(all_reduce_sum(loss_sum)) / max(n, 1)
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(f"rank {rank}: non-finite training loss ({mean_loss}) in epoch {epoch + 1}; "
-                                     f"lower the learning rate (lr={settings.lr})")
+                                     f"{divergence_advice(settings.lr, settings.weight_decay)}")
         history.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "lr": opt.param_groups[0]["lr"]})
-    check_finite_weights(model, f"rank {rank}", settings.lr)
+    check_finite_weights(model, f"rank {rank}", settings.lr, settings.weight_decay)
     model.eval()
     return history

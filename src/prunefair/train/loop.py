@@ -32,7 +32,7 @@ def loss_precision(logits: torch.Tensor) -> torch.Tensor:
     return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
 
 
-def _causes(lr: float, weight_decay: float | None) -> str:
+def divergence_advice(lr: float, weight_decay: float | None) -> str:
     """The usual causes of a diverged run, with the values in use."""
     if weight_decay is None:
         return f"lower the learning rate (lr={lr}) or check the data"
@@ -43,7 +43,7 @@ def check_finite_weights(model: nn.Module, who: str, lr: float, weight_decay: fl
     """After the last step, whose result no later loss would show: non-finite weights are an error."""
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise NonFiniteLossError(f"{who}: the weights are not finite after the last step; "
-                                 f"{_causes(lr, weight_decay)}")
+                                 f"{divergence_advice(lr, weight_decay)}")
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def fit(
             if not math.isfinite(mean_loss):
                 raise NonFiniteLossError(
                     f"{description}: non-finite training loss ({mean_loss}) in epoch {epoch + 1}; "
-                    f"{_causes(settings.lr, settings.weight_decay)}")
+                    f"{divergence_advice(settings.lr, settings.weight_decay)}")
             record = {"epoch": epoch + 1, "loss": mean_loss, "lr": opt.param_groups[0]["lr"]}
             if on_epoch_start is not None:
                 record["sparsity"] = masks.sparsity if masks is not None else 0.0
