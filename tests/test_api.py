@@ -60,3 +60,11 @@ def test_study_on_a_one_class_folder_fails_before_any_cell(tmp_path):
                                          r"the train split \(\['0'\]\); a classifier needs at least two"):
         run_study(cfg)
     assert not (Path(cfg["output_dir"]) / "cells").exists()
+    from typer.testing import CliRunner
+
+    from prunefair.cli import app
+
+    out = CliRunner().invoke(app, ["study", "--preset", "digits", "--set", "data.dataset=folder", "--set",
+                                   f"data.root={root}", "--set", "data.target=label", "--set", "data.group=sex",
+                                   "--set", "data.workers=1", "--out", str(tmp_path / "cli")])
+    assert out.exit_code == 2 and "a classifier needs at least two" in " ".join(out.output.split())  # as --help says

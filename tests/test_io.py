@@ -22,3 +22,9 @@ def test_a_folder_that_cannot_be_created_names_the_path_and_the_file_in_the_way(
     msg = str(err.value)
     assert f"{target}: cannot write ({blocker} is a file, not a folder); nothing stored was changed" in msg
     assert "File exists" not in msg and blocker.read_text() == "#!/bin/sh\n"
+
+
+def test_a_broken_link_in_the_way_is_called_one(tmp_path):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OSError, match=r"dangling is a broken link \(to .*nowhere\)"):
+        atomic_write_bytes(tmp_path / "dangling" / "a.bin", b"data")

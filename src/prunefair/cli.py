@@ -91,13 +91,17 @@ def study(
         cfg = load_config(config, overrides=overrides, preset=preset)
     except ConfigError as exc:
         _fail(str(exc))
+    # a folder that cannot be made or written: said now, naming the setting, not after the data has loaded
+    _writable(Path(cfg.output_dir), f"output_dir{' (--out)' if out is not None else ''} = {cfg.output_dir}")
     try:
         results = run_study(cfg, quiet=quiet)
     except StudyLocked as exc:  # another run has the folder: nothing of it was touched
         _fail(str(exc), 1)
     except (OSError, ValueError, RuntimeError) as exc:  # a missing data folder, a full disk, a lost worker
         started = (Path(cfg.output_dir) / "cells").is_dir()  # else there is nothing to resume: the setting is wrong
-        _fail(f"{exc}\n(finished cells are kept; rerun the same command to resume)" if started else str(exc), 1)
+        refused = isinstance(exc, ValueError) and not started  # the data or a setting refused before any cell
+        _fail(f"{exc}\n(finished cells are kept; rerun the same command to resume)" if started else str(exc),
+              2 if refused else 1)
     except KeyboardInterrupt:  # here, not in main(): typer turns it into a bare exit 130 before main sees it
         _fail(_INTERRUPTED, 130)
     if not quiet:
@@ -106,16 +110,25 @@ def study(
         print_group_table(results, console=console)
         console.print(f"study folder: [bold]{cfg.output_dir}[/] (table.csv, measures.csv, summary.csv, "
                       f"figures/fig1_group_accuracy.png, report.html)")
-    from rich.markup import escape
-
     from prunefair.report.explain import diagnostics_errors
 
-    problems = [f"{r.get('status', 'failed')} cell {r['name']}: {r.get('error')}" for r in results.failed]
+    problems = _cell_problems(results)
     problems += [f"diagnostics of {name} failed: {error}" for name, error in diagnostics_errors(results.cells)]
-    for line in problems:
-        err_console.print(f"[red]{escape(line)}", highlight=False)
+    _print_problems(problems)
     if problems:
         raise typer.Exit(1)
+
+
+def _cell_problems(results) -> list[str]:
+    """A line per failed or corrupt cell of ``results`` (a StudyResults), with its error."""
+    return [f"{r.get('status', 'failed')} cell {r['name']}: {r.get('error')}" for r in results.failed]
+
+
+def _print_problems(lines: list[str]) -> None:
+    from rich.markup import escape
+
+    for line in lines:
+        err_console.print(f"[red]{escape(line)}", highlight=False)
 
 
 @app.command("group-size", short_help="E3 (Figures 14-15): one study per upsampling factor of a group, then every "
@@ -126,7 +139,8 @@ def group_size(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Study file (TOML)."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A shipped preset (see `prunefair presets`)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder: OUT/f<factor> per study, "
-                                      "OUT/group_size.csv and OUT/figures/fig14_group_size.png."),
+                                      "OUT/group_size.csv, OUT/group_size.json (the plan) and "
+                                      "OUT/figures/fig14_group_size.png."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (overrides seeds)."),
     rates: Optional[str] = typer.Option(None, help="Comma-separated pruning rates (overrides prune.rates)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (overrides device)."),
@@ -177,7 +191,11 @@ def report(
                                           "(one per data.resample.factor; repeatable): adds Figures 14-15."),
 ) -> None:
     """Rebuild the tables, figures and the self-contained HTML report (STUDY_DIR/report.html) of a study folder
-    from its stored results; prints the report's path."""
+    from its stored results; prints the report's path.
+
+    Exits with 1 when a cell failed or is corrupt (each is named on stderr, and left out of the tables written),
+    2 when the folder cannot be read.
+    """
     from prunefair.api import write_group_size_outputs, write_outputs
     from prunefair.study import StudyResults
 
@@ -206,6 +224,12 @@ def report(
             if k != "report":
                 console.print(f"wrote {p}")
     console.print(f"report: {paths['report']}", highlight=False, soft_wrap=True)
+    problems = _cell_problems(results)  # left out of the tables just written: a script must not take them as whole
+    if problems:
+        empty = ", and are empty" if results.by_group.empty else ""
+        _print_problems(problems + [f"the tables leave out {len(problems)} failed or corrupt cell(s){empty}; rerun "
+                                    "the study to recompute them"])
+        raise typer.Exit(1)
 
 
 @app.command(short_help="Show which cells of a study are done, running, stale, failed, corrupt, damaged, outdated "
@@ -340,16 +364,19 @@ def diagnose(
     _write(result, out)
 
 
-def _writable(out: Path) -> None:
+def _writable(out: Path, name: str | None = None) -> None:
     """Check the output folder before any computing (without creating it): one that cannot be made or written
-    fails now, not after the work."""
+    fails now (exit 2), not after the work. ``name`` says which setting gave it (default ``--out OUT``)."""
+    name = name or f"--out {out}"
     base = out.absolute()
     while not base.exists() and base != base.parent:
         base = base.parent
+    if base == out.absolute() and not base.is_dir():
+        _fail(f"{name}: is a file, not a folder" if base.is_file() else f"{name}: exists and is not a folder")
     if not base.is_dir():
-        _fail(f"--out {out}: cannot create the folder ({base} is a file)")
+        _fail(f"{name}: cannot create the folder ({base} is {'a file' if base.is_file() else 'not a folder'})")
     if not os.access(base, os.W_OK):
-        _fail(f"--out {out}: {base} is not writable")
+        _fail(f"{name}: {base} is not writable")
 
 
 def _write(result, out: Path) -> None:

@@ -38,9 +38,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        blocker = _file_above(path.parent) if exc.errno in (errno.EEXIST, errno.ENOTDIR) else None
+        blocker = _not_a_folder(path.parent) if exc.errno in (errno.EEXIST, errno.ENOTDIR) else None
         if blocker is not None:  # "File exists" would read as if the path were taken
-            reason = f"{blocker} is a file, not a folder"
+            reason = blocker
         raise OSError(exc.errno, f"{path}: cannot write ({reason}); nothing stored was changed") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -61,11 +61,14 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
         raise
 
 
-def _file_above(folder: Path) -> Path | None:
-    """The nearest of ``folder`` and its parents that exists and is not a folder (why it cannot be created)."""
+def _not_a_folder(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created: the nearest of it and its parents that exists and is not a folder (a file,
+    or a link to nothing), said in words; None if there is none."""
     for p in (folder, *folder.parents):
-        if p.exists() or p.is_symlink():
-            return None if p.is_dir() else p
+        if p.is_symlink() and not p.exists():
+            return f"{p} is a broken link (to {os.readlink(p)})"
+        if p.exists():
+            return None if p.is_dir() else f"{p} is a file, not a folder"
     return None
 
 

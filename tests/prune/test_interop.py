@@ -225,3 +225,17 @@ def test_integer_tensors_for_float_parameters_are_refused_but_masks_and_int_buff
             self.register_buffer("causal", torch.full((3, 3), float("-inf")).triu(1))
 
     load_pruned_state_dict(Masked(), Masked().state_dict(), source="masked.pt")
+
+
+def test_float8_weights_load_and_are_checked_in_one_pass(tmp_path):
+    """float8_e4m3fn has no isfinite kernel on the CPU: the check casts 1-byte floats (the load failed with torch's
+    '"isfinite" not implemented for Float8_e4m3fn')."""
+    model = _model()
+    state = {k: (v.to(torch.float8_e4m3fn) if k == "0.weight" else v) for k, v in model.state_dict().items()}
+    other = _model(seed=3)
+    load_pruned_state_dict(other, state, source="f8.pt")
+    torch.testing.assert_close(other[0].weight, state["0.weight"].float())
+    state["0.weight"] = state["0.weight"].float()
+    state["0.weight"].view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match=r"tensor 0\.weight holds 1 NaN/inf value"):
+        load_pruned_state_dict(_model(), state, source="nan.pt")

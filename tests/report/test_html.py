@@ -120,6 +120,9 @@ def test_text_from_data_is_escaped(study, tmp_path):
             r.update(status="failed", error="ValueError: <b>boom</b> & <script>bad()</script>")
 
     _edit_cells(root, poison)
+    described = json.loads((root / "data.json").read_text())  # the data's own group names, poisoned alike
+    described["group_names"][:2] = ["<script>alert('x')</script>", 'Black & "White"']
+    (root / "data.json").write_text(json.dumps(described))
     html = write_report(StudyResults.from_store(root), root).read_text()
     assert "<script" not in html and "<img src=x" not in html and "<b>boom" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html

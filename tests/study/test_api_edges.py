@@ -115,6 +115,28 @@ def test_cli_refuses_an_unwritable_out_before_computing_and_names_a_missing_fold
     assert res.exit_code == 2 and "no such folder" in res.output
 
 
+def test_study_refuses_an_out_that_is_a_file_before_the_data_loads(tmp_path, monkeypatch):
+    """`study --out FILE` loaded the data, then said "[Errno 17] File exists" (exit 1), naming no setting."""
+    import prunefair.study.runner
+
+    def no_load(cfg):
+        raise AssertionError("the data was loaded")
+
+    monkeypatch.setattr(prunefair.study.runner, "load_study_data", no_load)
+    (tmp_path / "afile").write_text("x")
+    args = ["study", "--seeds", "0", "--rates", "0.9", "--set", "train.epochs=1", "--set", "finetune.epochs=1",
+            "--set", "diagnostics.enabled=false", "-q", "--out"]
+    res = CliRunner().invoke(app, [*args, str(tmp_path / "afile")])
+    squashed = "".join(res.output.split())  # (a long path is folded at the console width)
+    assert res.exit_code == 2, res.output
+    assert "".join(f"error: output_dir (--out) = {tmp_path / 'afile'}: is a file, not a folder".split()) in squashed
+    res = CliRunner().invoke(app, [*args, str(tmp_path / "afile" / "x")])
+    squashed = "".join(res.output.split())
+    assert res.exit_code == 2 and "".join(f"cannot create the folder ({tmp_path / 'afile'} is a file)".split()) \
+        in squashed, res.output
+    assert (tmp_path / "afile").read_text() == "x"
+
+
 def test_cli_prints_a_config_warning_as_one_line_and_says_what_a_rerun_keeps(tmp_path):
     out = str(tmp_path / "s")
     args = ["study", "--seeds", "0", "--rates", "0.5", "--set", "train.epochs=1", "--set", "finetune.epochs=1",

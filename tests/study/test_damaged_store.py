@@ -213,3 +213,116 @@ def test_status_sees_a_truncated_dense_checkpoint(finished, cut):
     res = CliRunner().invoke(app, ["status", str(out)])
     text = " ".join(res.output.split())
     assert res.exit_code == 1 and "1 damaged" in text and "the next run then retrains it" in text
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def _edit(path: Path, change) -> None:
+    r = json.loads(path.read_text())
+    change(r)
+    path.write_text(json.dumps(r))
+
+
+def _cut_count(r):
+    r["metrics"]["test"]["count"] = r["metrics"]["test"]["count"][:3]
+
+
+def _rename_groups(r):  # in every stage's test split: consistent within the file, not with the data
+    for part in ("metrics", "oneshot"):
+        if part in r:
+            r[part]["test"]["group_names"] = [f"g{n}" for n in r[part]["test"]["group_names"]]
+
+
+# what a hand edit may do inside a result.json that has every key: cell, edit, what status says is wrong
+INNER_DAMAGE = {
+    "a split not an object": ("s0_p0.5_nft", lambda r: r["metrics"].update(test="x"), "metrics.test is str"),
+    "oneshot split not an object": ("s0_p0.5_nft", lambda r: r["oneshot"].update(val=[1]), "oneshot.val is list"),
+    "counts cut": ("s0_p0.5_nft", _cut_count, "metrics.test.count has 3 values for 10 groups"),
+    "loss_sum a string": ("s0_p0.5_nft", lambda r: r["oneshot"]["test"].update(loss_sum="1.5"),
+                          "oneshot.test.loss_sum is str, not a list"),
+    "group_names not names": ("s0_p0.5_nft", lambda r: r["metrics"]["val"].update(group_names=list(range(10))),
+                              "metrics.val.group_names is not a list of names"),
+    "a count a string": ("s0_p0.5_nft", lambda r: r["metrics"]["test"]["correct"].__setitem__(0, "7"),
+                         "metrics.test.correct holds '7'"),
+    "rate a string": ("s0_p0.5_nft", lambda r: r.update(rate="half"), "rate = 'half' is not a pruning rate"),
+    "seed a string": ("s0_p0.5_nft", lambda r: r.update(seed="zero"), "seed = 'zero' is not an integer"),
+    "groups renamed": ("s0_p0.5_nft", _rename_groups, "metrics.test.group_names ['g0', 'g1',"),
+    "one stage's groups renamed": ("s0_p0.5_nft", lambda r: r["metrics"]["val"].update(group_names=list("abcdefghij")),
+                                   "oneshot.val and metrics.val cover different groups or samples"),
+    "dense groups renamed": ("s0_dense", _rename_groups, "metrics.test.group_names"),
+    "dense seed a float": ("s0_dense", lambda r: r.update(seed=0.5), "seed = 0.5 is not an integer"),
+}
+
+
+@pytest.mark.parametrize("damage", INNER_DAMAGE)
+def test_a_result_malformed_inside_is_corrupt_named_and_recomputed(finished, damage, monkeypatch):
+    """A result.json with every key but a malformed inside passed as done: status said "done", report and every
+    later study stopped with a traceback or an error naming no file (or left the cell out of the tables)."""
+    import prunefair.cli
+    from rich.console import Console
+
+    monkeypatch.setattr(prunefair.cli, "console", Console(width=1000))  # status's table rows on one line each
+    cfg, out = finished
+    name, change, problem = INNER_DAMAGE[damage]
+    target = out / "cells" / name / "result.json"
+    good = json.loads(target.read_text())
+    _edit(target, change)
+    res = CliRunner().invoke(app, ["status", str(out)])
+    assert res.exit_code == 1 and "1 corrupt" in " ".join(res.output.split()), res.output
+    assert f"{target}: {problem}" in res.output
+    results = StudyResults.from_store(out)  # the rest builds; the cell is listed, by file, with what is wrong
+    assert [(r["name"], r["status"]) for r in results.failed] == [(name, "corrupt")]
+    assert str(target) in results.failed[0]["error"] and problem in results.failed[0]["error"]
+    if name != "s0_dense":  # (without its dense result a seed has no rows)
+        assert set(results.measures.sparsity) == {0.0, 0.9}
+    again = run_cells(cfg)  # the next run recomputes the cell (same seed, same numbers)
+    assert not again.failed
+    fixed = json.loads(target.read_text())
+    assert fixed["metrics"] == good["metrics"] and fixed["seed"] == good["seed"]
+
+
+def test_a_result_of_an_older_version_that_cannot_be_paired_is_listed_not_fatal(finished):
+    """Results written before data fingerprints cannot be checked against data.json: a pruning cell whose groups
+    differ from its dense cell's is listed as corrupt (both files named) and the other cells still make the tables."""
+    cfg, out = finished
+    target = out / "cells" / "s0_p0.5_nft" / "result.json"
+    _edit(target, lambda r: (_rename_groups(r), r.pop("data")))
+    results = StudyResults.from_store(out)
+    assert [(r["name"], r["status"]) for r in results.failed] == [("s0_p0.5_nft", "corrupt")]
+    error = results.failed[0]["error"]
+    assert error.startswith(str(target)) and "different groups" in error and "s0_dense" in error
+    assert set(results.measures.sparsity) == {0.0, 0.9}
+
+
+def test_results_without_the_optional_keys_of_later_versions_stay_readable(finished):
+    """What results of earlier versions lack (data, parameters, layer_sparsity, diagnostics, mitigation, ...) is
+    optional: such a result is done, not corrupt."""
+    cfg, out = finished
+    optional = ("data", "parameters", "layer_sparsity", "diagnostics", "mitigation", "prune_steps",
+                "bn_recalibration_samples", "dense", "distance", "distance_oneshot", "history", "timing")
+    for name in ("s0_dense", "s0_p0.5_nft"):
+        _edit(out / "cells" / name / "result.json", lambda r: [r.pop(k, None) for k in optional])
+    res = CliRunner().invoke(app, ["status", str(out)])
+    assert res.exit_code == 0 and "3 done" in " ".join(res.output.split()), res.output
+    results = StudyResults.from_store(out)
+    assert not results.failed and set(results.measures.sparsity) == {0.0, 0.5, 0.9}
+
+
+def test_report_names_corrupt_cells_and_exits_1(finished):
+    """`report` exited 0 and said nothing of a corrupt cell (listed only inside report.html)."""
+    cfg, out = finished
+    CliRunner().invoke(app, ["report", str(out), "-q"])
+    target = out / "cells" / "s0_p0.5_nft" / "result.json"
+    target.write_text('{"name": "s0_p0.5_nft", "trunc')
+    res = CliRunner().invoke(app, ["report", str(out), "-q"])
+    assert res.exit_code == 1, res.output
+    assert _squash(f"corrupt cell s0_p0.5_nft: {target}: not valid JSON") in _squash(res.output)
+    assert "Traceback" not in res.output and "report:" in res.output  # what it could build is written
+    assert set(StudyResults.from_store(out).measures.sparsity) == {0.0, 0.9}
+    dense = out / "cells" / "s0_dense" / "result.json"
+    dense.write_text("[]")  # no seed has a dense result: the tables come out empty, and it says so
+    res = CliRunner().invoke(app, ["report", str(out), "-q"])
+    assert res.exit_code == 1 and "corrupt cell s0_dense" in res.output, res.output
+    assert _squash("the tables leave out 2 failed or corrupt cell(s), and are empty") in _squash(res.output)

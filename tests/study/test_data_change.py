@@ -53,7 +53,8 @@ def test_re_registered_arrays_are_recomputed_and_unchanged_ones_reused(tmp_path)
     dense, prune = plan_cells(validate_config(cfg))
     said = []
     Store(root).note_other_data([*dense, *prune], "another-fingerprint", said.append)
-    assert [line.split(":")[0] for line in said] == ["[yellow]s0_dense", "[yellow]s0_p0.5_nft"]
+    assert [line.split(":")[0] for line in said[1:]] == ["[yellow]s0_dense", "[yellow]s0_p0.5_nft"]
+    assert said[0] == f"resuming {root}: 0 of 2 cells are done and kept, 2 to run (2 of them computed on other data)"
     second = run_study(cfg)
     described = json.loads((root / "data.json").read_text())
     assert described["fingerprint"] != fp1
@@ -122,3 +123,37 @@ def test_status_and_report_leave_out_results_of_other_data_until_the_rerun(tmp_p
     results = StudyResults.from_store(root)
     assert sorted(r["name"] for r in results.cells) == ["s0_dense", "s0_p0.5_nft"]
     assert set(results.by_group.sparsity) == {0.0, 0.5}
+
+
+def test_the_resume_note_counts_cells_computed_on_other_data_as_to_run(tmp_path):
+    """The rerun said "2 of 2 cells are done and kept, 0 to run" (judged by the last run's data.json), then
+    recomputed both: cells of other data are counted against the data just loaded."""
+    from prunefair.config import validate_config
+    from prunefair.progress import Progress
+    from prunefair.study import execute_study
+    from prunefair.study.runner import resume_notes
+
+    class Said(Progress):
+        def __init__(self):
+            super().__init__(quiet=True)
+            self.lines = []
+
+        def log(self, message: str) -> None:
+            self.lines.append(message)
+
+    _register(300, 0)
+    cfg = tiny_study(tmp_path, data={"dataset": "changing_arrays", "group": "grp"}, prune={"rates": [0.5]},
+                     diagnostics={"enabled": False})
+    root, config = Path(cfg["output_dir"]), validate_config(cfg)
+    run_study(cfg)
+    said = Said()
+    execute_study(config, progress=said)  # the same data: all kept
+    kept = f"resuming {root}: 2 of 2 cells are done and kept, 0 to run"
+    assert [ln for ln in said.lines if "resuming" in ln] == [kept]
+    _register(200, 1)
+    said = Said()
+    execute_study(config, progress=said)
+    resuming = [ln for ln in said.lines if "resuming" in ln]
+    assert resuming == [f"resuming {root}: 0 of 2 cells are done and kept, 2 to run (2 of them computed on other data)"]
+    assert sum("computed on other data (fingerprint" in ln for ln in said.lines) == 2
+    assert any("0 of 2 cells are done and kept, 2 to run" in n for n in resume_notes(config, "another-fingerprint"))

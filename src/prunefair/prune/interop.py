@@ -178,6 +178,13 @@ def _non_finite(t: torch.Tensor) -> int:
             t = t.coalesce().values() if t.layout == torch.sparse_coo else t.values()
         except (RuntimeError, NotImplementedError):
             return 0
+    if t.numel() == 0:
+        return 0
+    if t.element_size() == 1:  # float8: no isfinite / aminmax kernels (float8_e4m3fn)
+        t = t.float()
+    lo, hi = torch.aminmax(t)  # NaN carries through: one pass, no bool tensor the size of t (vgg19: 1-2 s -> 0.03 s)
+    if bool(torch.isfinite(lo)) and bool(torch.isfinite(hi)):
+        return 0
     return int(t.numel() - torch.isfinite(t).sum().item())
 
 

@@ -60,8 +60,14 @@ class StudyResults:
             if isinstance(cell, DenseCell) and r.get("diagnostics") and \
                     (not config.diagnostics.enabled or not diagnostics_current(config, cell, r)):
                 r = {k: v for k, v in r.items() if k != "diagnostics"}  # turned off, or under another [diagnostics]
+            if r.get("name") != cell.name:  # the folder names the cell (tables and messages use the name)
+                r = {**r, "name": cell.name}
             (cells if r.get("status") == "done" else failed).append(r)
-        by_group, measures = _tables(cells)
+        by_group, measures, unusable = _tables(cells, store)
+        if unusable:  # results that cannot be compared with their dense cell's: listed by file, the rest kept
+            named = {c.name: c for c in [*dense_cells, *prune_cells]}
+            cells = [r for r in cells if r["name"] not in unusable]
+            failed += [failure_record(named[name], message, status="corrupt") for name, message in unusable.items()]
         return cls(config, by_group, measures, cells, failed)
 
     def summary(self) -> pd.DataFrame:
@@ -111,32 +117,50 @@ class StudyResults:
         return paths
 
 
-def _tables(cells: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    dense = {r["seed"]: r for r in cells if r.get("kind") == "dense"}
+def _cell_rows(r: dict, d: dict) -> tuple[list[pd.DataFrame], list[dict]]:
+    """The by-group and measure rows of the done result ``r`` against ``d``, its seed's dense result."""
     group_rows, measure_rows = [], []
+    stages = [("dense", r["metrics"])] if r["kind"] == "dense" else [("oneshot", r["oneshot"]),
+                                                                      ("finetuned", r["metrics"])]
+    for stage, metrics in stages:
+        for split, stats in metrics.items():
+            if split not in d["metrics"]:
+                continue
+            impact = pruning_impact(GroupStats.from_dict(d["metrics"][split]), GroupStats.from_dict(stats))
+            keys = {"seed": r["seed"], "method": r.get("method", "dense"), "sparsity": float(r.get("rate", 0.0)),
+                    "stage": stage, "split": split}
+            extra = {"achieved_sparsity": r.get("achieved_sparsity", 0.0),
+                     "distance": r.get("distance_oneshot" if stage == "oneshot" else "distance", 0.0)}
+            bg = impact.by_group.copy()
+            bg["group_id"] = np.arange(len(bg))
+            for k, v in reversed(keys.items()):
+                bg.insert(0, k, v)
+            group_rows.append(bg)
+            measure_rows.append({**keys, **extra, **impact.measures})
+    return group_rows, measure_rows
+
+
+def _tables(cells: list[dict], store: Store) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """(by_group, measures, unusable): ``unusable`` maps the cells whose results cannot be compared with their
+    seed's dense result (other groups or sample counts: edited by hand) to why, naming the files; their rows are
+    left out and the other cells' kept."""
+    dense = {r["seed"]: r for r in cells if r.get("kind") == "dense"}
+    group_rows, measure_rows, unusable = [], [], {}
     for r in cells:
         d = dense.get(r["seed"])
         if d is None:
             continue
-        stages = [("dense", r["metrics"])] if r["kind"] == "dense" else [("oneshot", r["oneshot"]),
-                                                                          ("finetuned", r["metrics"])]
-        for stage, metrics in stages:
-            for split, stats in metrics.items():
-                if split not in d["metrics"]:
-                    continue
-                impact = pruning_impact(GroupStats.from_dict(d["metrics"][split]), GroupStats.from_dict(stats))
-                keys = {"seed": r["seed"], "method": r["method"], "sparsity": float(r["rate"]), "stage": stage,
-                        "split": split}
-                extra = {"achieved_sparsity": r.get("achieved_sparsity", 0.0),
-                         "distance": r.get("distance_oneshot" if stage == "oneshot" else "distance", 0.0)}
-                bg = impact.by_group.copy()
-                bg["group_id"] = np.arange(len(bg))
-                for k, v in reversed(keys.items()):
-                    bg.insert(0, k, v)
-                group_rows.append(bg)
-                measure_rows.append({**keys, **extra, **impact.measures})
+        try:
+            g, m = _cell_rows(r, d)
+        except (KeyError, TypeError, ValueError) as exc:
+            path, dense_path = store.result_path(r["name"]), store.result_path(d["name"])
+            detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+            unusable[r["name"]] = f"{path}: {detail}" + (f" (against {dense_path})" if r is not d else "")
+            continue
+        group_rows += g
+        measure_rows += m
     if not measure_rows:
-        return pd.DataFrame(), pd.DataFrame()
+        return pd.DataFrame(), pd.DataFrame(), unusable
     by_group = pd.concat(group_rows, ignore_index=True).sort_values(KEYS + ["group_id"], kind="stable")
     measures = pd.DataFrame(measure_rows).sort_values(KEYS, kind="stable")
-    return by_group.reset_index(drop=True), measures.reset_index(drop=True)
+    return by_group.reset_index(drop=True), measures.reset_index(drop=True), unusable

@@ -163,6 +163,7 @@ class StudyRunner:
     # -- the whole grid ------------------------------------------------------------------------
     def run(self) -> list[dict]:
         dense_cells, prune_cells = plan_cells(self.cfg)
+        self.store.note_other_data([*dense_cells, *prune_cells], self.fingerprint, self.progress.log)
         atomic_write_text(self.store.root / "config.toml", self.cfg.to_toml())
         atomic_write_json(self.store.root / "data.json", self.data.describe())  # sizes, groups, skipped files
         for d in dense_cells:
@@ -172,7 +173,6 @@ class StudyRunner:
     # -- entry points for executors (one cell, marked running, failures recorded) ---------------
     def run_seed(self, d: DenseCell, prune_cells: list[PruneCell]) -> None:
         """The dense cell of a seed (trained once, or reloaded) and its unfinished pruning cells."""
-        self.store.note_other_data([d, *prune_cells], self.fingerprint, self.progress.log)
         todo = [c for c in prune_cells if not self.store.is_done(c.name, c.key, self.fingerprint)]
         if not todo and self.store.is_done(d.name, d.key, self.fingerprint) and not self.diagnostics_missing(d):
             return
@@ -255,7 +255,7 @@ def execute_study(cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> li
     from prunefair.study.lock import study_lock
 
     with study_lock(cfg.output_dir):  # one study process per folder (StudyLocked names the other one)
-        for line in resume_notes(cfg):
+        for line in resume_notes(cfg, summary=False):  # what is kept: once the data is loaded (note_other_data)
             progress.log(line)
         return make_executor(cfg.run).run(cfg, progress=progress)
 
@@ -273,23 +273,23 @@ def _result_settings(toml_text: str) -> dict:
     return d
 
 
-def resume_notes(cfg: StudyConfig) -> list[str]:
-    """What a rerun into an existing folder keeps: done cells, a changed config.toml, cells of other settings."""
+def resume_notes(cfg: StudyConfig, data: str | None = None, *, summary: bool = True) -> list[str]:
+    """What a rerun into an existing folder keeps: a changed config.toml, done cells (with ``summary``; cells done
+    on other data than ``data``, the fingerprint of the data at hand, are counted as to run; without ``data``, the
+    data.json of the last run stands in for it), cells of other settings. ``execute_study`` says what is kept once
+    the data is loaded (``Store.note_other_data``), so it asks for the rest alone."""
     store = Store(cfg.output_dir)
     if not store.cells_dir.is_dir():
         return []
     dense, prune = plan_cells(cfg)
     cells = [*dense, *prune]
-    data = store.data_fingerprint()
-    done = sum(store.cell_state(c.name, c.key, data)[0] == "done" for c in cells)
     notes = []
     stored = Path(cfg.output_dir) / "config.toml"
     if stored.is_file() and _result_settings(stored.read_text()) != _result_settings(cfg.to_toml()):
         notes.append(f"{stored} differs from this run's settings: cells whose settings changed are recomputed, "
                      "the others kept; config.toml is rewritten")
-    if done:
-        notes.append(f"resuming {cfg.output_dir}: {done} of {len(cells)} cells are done and kept, "
-                     f"{len(cells) - done} to run")
+    if summary and (line := store.resume_summary(cells, data if data is not None else store.data_fingerprint())):
+        notes.append(line)
     planned = {c.name for c in cells}
     other = sorted(p.name for p in store.cells_dir.iterdir() if p.is_dir() and p.name not in planned)
     if other:

@@ -23,6 +23,7 @@ import torch
 
 from prunefair.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401 (re-exported)
 from prunefair.prune.interop import load_checkpoint, load_fitting_state, untied  # noqa: F401 (load_checkpoint re-exported)
+from prunefair.study.result_checks import CorruptResult, check_result, data_problem  # noqa: F401 (re-exported)
 
 
 def read_json(path: str | Path) -> Any:
@@ -31,29 +32,6 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
-
-
-class CorruptResult(ValueError):
-    """A cell's result.json that cannot be read, or lacks what its status needs (e.g. edited by hand)."""
-
-
-def check_result(r: Any, path: Path) -> dict:
-    """``r`` if it is a well-formed result record, else CorruptResult naming the file and what is wrong."""
-    if not isinstance(r, dict):
-        raise CorruptResult(f"{path}: expected a JSON object, found {type(r).__name__}")
-    status = r.get("status")
-    if status not in ("done", "failed"):
-        raise CorruptResult(f"{path}: status {status!r} is neither 'done' nor 'failed'")
-    need = ["key"]  # a failure record only has to say which cell failed and why
-    if status == "done":
-        need += ["kind", "seed", "metrics"] + (["rate", "method", "oneshot"] if r.get("kind") == "prune" else [])
-    missing = [k for k in need if k not in r]
-    if missing:
-        raise CorruptResult(f"{path}: missing {', '.join(missing)}")
-    bad = [k for k in ("metrics", "oneshot") if k in r and not isinstance(r[k], dict)]
-    if bad:
-        raise CorruptResult(f"{path}: {bad[0]} is not an object")
-    return r
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -134,11 +112,14 @@ class Store:
         if not p.is_file():
             return None
         try:
-            return check_result(read_json(p), p)
+            r = check_result(read_json(p), p)
         except CorruptResult:
             raise
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise CorruptResult(str(exc) if str(p) in str(exc) else f"{p}: {exc}") from None
+        if r.get("data") is not None and (problem := data_problem(r, self.data_description())):
+            raise CorruptResult(f"{p}: {problem}")
+        return r
 
     def has_model(self, name: str, key: str) -> bool:
         """The cell's checkpoint is there and was written for ``key`` (one written by a run of another config,
@@ -157,9 +138,26 @@ class Store:
             return False
         return bool(r) and r.get("status") == "done" and r.get("key") == key and not on_other_data(r, data)
 
+    def resume_summary(self, cells, data: str | None) -> str | None:
+        """What a rerun keeps of ``cells`` (objects with a name and a key): ``resuming ROOT: N of M cells are done
+        and kept, K to run``, where cells done on other data than ``data`` (the fingerprint of the data at hand) are
+        counted as to run, not as kept; None when no cell is done or outdated (nothing to resume)."""
+        if not self.cells_dir.is_dir():
+            return None
+        states = [self.cell_state(c.name, c.key, data)[0] for c in cells]
+        done, outdated = states.count("done"), states.count("outdated")
+        if not done and not outdated:
+            return None
+        other = f" ({outdated} of them computed on other data)" if outdated else ""
+        return f"resuming {self.root}: {done} of {len(states)} cells are done and kept, {len(states) - done} to " \
+               f"run{other}"
+
     def note_other_data(self, cells, data: str, log) -> None:
-        """``log`` which of ``cells`` (objects with a name and a key) are done on other data than ``data``, the
-        fingerprint of the data at hand: they are recomputed, not reused."""
+        """``log`` what a rerun keeps of ``cells`` (objects with a name and a key; see ``resume_summary``), then which
+        of them are done on other data than ``data``, the fingerprint of the data at hand (just loaded, so only an
+        executor knows it): they are recomputed, not reused."""
+        if summary := self.resume_summary(cells, data):
+            log(summary)
         for c in cells:
             try:
                 r = self.read_result(c.name)
@@ -194,12 +192,17 @@ class Store:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
+    def data_description(self) -> dict | None:
+        """The study's ``data.json`` (what the last run loaded: groups, sizes, fingerprint), None if unreadable."""
+        try:
+            d = json.loads((self.root / "data.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return d if isinstance(d, dict) else None
+
     def data_fingerprint(self) -> str | None:
         """The fingerprint of the data the study's last run loaded (``data.json``), None if unknown."""
-        try:
-            fp = json.loads((self.root / "data.json").read_text()).get("fingerprint")
-        except (OSError, ValueError, AttributeError):
-            return None
+        fp = (self.data_description() or {}).get("fingerprint")
         return fp if isinstance(fp, str) else None
 
     def cell_state(self, name: str, key: str, data: str | None = None) -> tuple[str, str]:
