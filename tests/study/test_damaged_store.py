@@ -31,6 +31,23 @@ def finished(tmp_path):
     return cfg, Path(cfg["output_dir"])
 
 
+@pytest.fixture(scope="module")
+def _finished_once(tmp_path_factory):
+    cfg = tiny_study(tmp_path_factory.mktemp("once"), diagnostics={"trace_samples": 0, "max_samples": 32})
+    run_cells(cfg)
+    return cfg
+
+
+@pytest.fixture()
+def finished_copy(_finished_once, tmp_path):
+    """``finished``'s study run once per module, copied for each test (the same folder a fresh run writes)."""
+    import shutil
+
+    out = tmp_path / "study"
+    shutil.copytree(_finished_once["output_dir"], out)
+    return {**_finished_once, "output_dir": str(out)}, out
+
+
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_a_damaged_result_is_named_reported_and_recomputed(finished, damage):
     cfg, out = finished
@@ -257,14 +274,14 @@ INNER_DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", INNER_DAMAGE)
-def test_a_result_malformed_inside_is_corrupt_named_and_recomputed(finished, damage, monkeypatch):
+def test_a_result_malformed_inside_is_corrupt_named_and_recomputed(finished_copy, damage, monkeypatch):
     """A result.json with every key but a malformed inside passed as done: status said "done", report and every
     later study stopped with a traceback or an error naming no file (or left the cell out of the tables)."""
     import prunefair.cli
     from rich.console import Console
 
     monkeypatch.setattr(prunefair.cli, "console", Console(width=1000))  # status's table rows on one line each
-    cfg, out = finished
+    cfg, out = finished_copy
     name, change, problem = INNER_DAMAGE[damage]
     target = out / "cells" / name / "result.json"
     good = json.loads(target.read_text())
