@@ -165,6 +165,7 @@ def group_size(
         cfg = load_config(config, overrides=overrides, preset=preset or ("digits" if config is None else None))
     except ConfigError as exc:
         _fail(str(exc))
+    _writable(Path(cfg.output_dir), f"output_dir{' (--out)' if out is not None else ''} = {cfg.output_dir}")
     try:
         table = run_group_size(cfg, group=group, factors=values, match_steps=match_steps, quiet=quiet)
     except ConfigError as exc:
@@ -228,7 +229,7 @@ def report(
     if problems:
         empty = ", and are empty" if results.by_group.empty else ""
         _print_problems(problems + [f"the tables leave out {len(problems)} failed or corrupt cell(s){empty}; rerun "
-                                    "the study to recompute them"])
+                                    "the study to recompute them (except where a line says to delete a file)"])
         raise typer.Exit(1)
 
 

@@ -129,6 +129,24 @@ def test_group_size_refuses_studies_of_different_experiments(tmp_path):
         group_size_table([a["output_dir"], b["output_dir"]])
 
 
+def test_group_size_names_a_corrupt_dense_cell_instead_of_missing_diagnostics(finished_copy):
+    """It once said "no per-group gradient norms stored ... run the study with diagnostics first"."""
+    from prunefair.report.group_size import group_size_table
+
+    _, out = finished_copy
+    _edit(out / "cells" / "s0_dense" / "result.json", _cut_count)
+    with pytest.raises(ValueError, match=r"dense cell\(s\) failed or corrupt, their gradient norms are missing: "
+                                         r"s0_dense: .*count has 3 values"):
+        group_size_table([out])
+
+
+def test_group_size_refuses_an_out_that_is_a_file(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    res = CliRunner().invoke(app, ["group-size", "--group", "1", "--factors", "1,2", "--out", str(blocker)])
+    assert res.exit_code == 2 and "is a file, not a folder" in " ".join(res.output.split())
+
+
 def test_status_names_a_broken_config_and_messages_keep_brackets(finished, tmp_path):
     cfg, out = finished
     text = (out / "config.toml").read_text().replace("epochs = 3", "epoch = 3", 1)
@@ -310,6 +328,7 @@ def test_a_result_of_an_older_version_that_cannot_be_paired_is_listed_not_fatal(
     assert [(r["name"], r["status"]) for r in results.failed] == [("s0_p0.5_nft", "corrupt")]
     error = results.failed[0]["error"]
     assert error.startswith(str(target)) and "different groups" in error and "s0_dense" in error
+    assert "a rerun keeps it: delete the file" in error  # (the rerun cannot tell: no data fingerprint to check)
     assert set(results.measures.sparsity) == {0.0, 0.9}
 
 

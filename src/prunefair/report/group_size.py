@@ -30,6 +30,10 @@ def group_size_table(study_dirs: list[str | Path]) -> pd.DataFrame:
         res = StudyResults.from_store(d)
         rs = res.config.data.resample
         _check_same_experiment(seen, d, res.config)
+        bad = [f"{r['name']}: {r.get('error')}" for r in res.failed if str(r.get("name", "")).endswith("_dense")]
+        if bad:  # its gradient norms would be missing from the table, or blamed on the diagnostics
+            raise ValueError(f"{d}: dense cell(s) failed or corrupt, their gradient norms are missing: "
+                             + "; ".join(bad) + " (rerun the study)")
         diag = diagnostics_table(res.cells)
         diag = diag[diag.diagnostic == "grad_norm"]
         if diag.empty:

@@ -155,7 +155,8 @@ def _tables(cells: list[dict], store: Store) -> tuple[pd.DataFrame, pd.DataFrame
         except (KeyError, TypeError, ValueError) as exc:
             path, dense_path = store.result_path(r["name"]), store.result_path(d["name"])
             detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
-            unusable[r["name"]] = f"{path}: {detail}" + (f" (against {dense_path})" if r is not d else "")
+            unusable[r["name"]] = f"{path}: {detail}" + (f" (against {dense_path})" if r is not d else "") + \
+                "; a rerun keeps it: delete the file (or the dense cell's, if that one is wrong) to recompute it"
             continue
         group_rows += g
         measure_rows += m
