@@ -34,23 +34,26 @@ def as_input_tensor(x, *, arg: str, token_ids: bool = False) -> torch.Tensor:
                          f"(numpy) or x.permute(0, 3, 1, 2) (torch)")
     if len(t) == 0:
         raise ValueError(f"{arg} holds no samples")
+    given = t
     if t.dtype not in (torch.uint8, torch.float32):
         if t.dtype == torch.bool or t.is_complex():
             raise ValueError(f"{arg}: dtype {t.dtype} is not supported; give uint8 images or float features")
-        if t.is_floating_point():  # NaN/inf in the values given, before the cast can make any
-            _check_finite(t, arg)
-        given = t.dtype
         t = t.float()
-        overflow = _non_finite_samples(t)
-        if overflow is not None:  # finite before the cast: values beyond float32's range (about 3.4e38)
-            bad, first = overflow
-            raise ValueError(f"{arg} ({str(given).removeprefix('torch.')}) has values that overflow float32 "
+    found = _non_finite_samples(t) if t.is_floating_point() else None  # one pass when all is well
+    if found is None:
+        return t
+    if given is not t and given.is_floating_point():  # NaN/inf in the values given, or made by the cast?
+        found_given = _non_finite_samples(given)
+        if found_given is None:  # finite before the cast: values beyond float32's range (about 3.4e38)
+            bad, first = found
+            raise ValueError(f"{arg} ({str(given.dtype).removeprefix('torch.')}) has values that overflow float32 "
                              f"(|value| > {torch.finfo(torch.float32).max:.3g}) in {bad} sample(s) (the first: "
                              f"index {first}); prunefair computes in float32: rescale or standardise them before "
                              "registering")
-    elif t.is_floating_point():  # float32 as given (a cast value was checked above)
-        _check_finite(t, arg)
-    return t
+        found = found_given
+    bad, first = found
+    raise ValueError(f"{arg} holds NaN or inf in {bad} sample(s) (the first: index {first}); "
+                     "remove or impute them before registering")
 
 
 def _non_finite_samples(t: torch.Tensor) -> tuple[int, int] | None:
@@ -60,14 +63,6 @@ def _non_finite_samples(t: torch.Tensor) -> tuple[int, int] | None:
         return None
     rows = (~finite).flatten(1).any(1)
     return int(rows.sum()), int(rows.nonzero()[0])
-
-
-def _check_finite(t: torch.Tensor, arg: str) -> None:
-    found = _non_finite_samples(t)
-    if found is not None:
-        bad, first = found
-        raise ValueError(f"{arg} holds NaN or inf in {bad} sample(s) (the first: index {first}); "
-                         "remove or impute them before registering")
 
 
 def as_values(v, *, arg: str, n: int) -> np.ndarray:
