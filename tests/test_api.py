@@ -68,3 +68,28 @@ def test_study_on_a_one_class_folder_fails_before_any_cell(tmp_path):
                                    f"data.root={root}", "--set", "data.target=label", "--set", "data.group=sex",
                                    "--set", "data.workers=1", "--out", str(tmp_path / "cli")])
     assert out.exit_code == 2 and "a classifier needs at least two" in " ".join(out.output.split())  # as --help says
+
+
+def test_data_refused_in_a_started_study_exits_2_without_a_resume_hint(tmp_path):
+    """A study ran on a two-class folder; its CSV then lost a class. The rerun once exited 1 with 'rerun the same
+    command to resume', which refuses again: the data is now refused as it would be in a new folder (exit 2)."""
+    from tests.data.conftest import write_jpeg
+
+    root = tmp_path / "imgs"
+    rows = ["file,label,sex"]
+    for i in range(40):
+        write_jpeg(root / f"{i}.png", seed=i, size=8)
+        rows.append(f"{i}.png,{i % 2},{'f' if i % 4 < 2 else 'm'}")
+    (root / "attributes.csv").write_text("\n".join(rows) + "\n")
+    args = ["study", "--preset", "digits", "--set", "data.dataset=folder", "--set", f"data.root={root}", "--set",
+            "data.target=label", "--set", "data.group=sex", "--set", "data.workers=1", "--set", "model.name=mlp",
+            "--set", "train.epochs=1", "--seeds", "0", "--rates", "0.5", "--out", str(tmp_path / "s"), "-q"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    (root / "attributes.csv").write_text("\n".join(r.replace(",1,", ",0,") for r in rows) + "\n")
+    again = CliRunner().invoke(app, args)
+    text = " ".join(again.output.split())
+    assert again.exit_code == 2, again.output
+    assert "has 1 class(es) in the train split" in text and "the data was refused before anything ran on it; " \
+        "finished cells are kept" in text and "rerun the same command" not in text
+    assert len(list((tmp_path / "s" / "cells").iterdir())) == 2  # both cells still there

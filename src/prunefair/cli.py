@@ -72,7 +72,8 @@ def study(
     """Train (or reuse) dense models, prune at every rate, fine-tune, measure every group, write the study folder.
 
     Without --config or --preset it runs the digits preset. Rerunning the same command resumes: finished cells are
-    kept, failed or missing ones are run. Exits with 1 when a cell failed (the others are kept), 2 on a bad setting.
+    kept, failed or missing ones are run. Exits with 1 when a cell failed (the others are kept), 2 on a bad setting
+    or data the settings cannot use.
     """
     from prunefair.api import CellsFailed, run_study
     from prunefair.config import ConfigError, load_config
@@ -99,9 +100,7 @@ def study(
         _fail(str(exc), 1)
     except (OSError, ValueError, RuntimeError) as exc:  # a missing data folder, a full disk, a lost worker
         started = (Path(cfg.output_dir) / "cells").is_dir()  # else there is nothing to resume: the setting is wrong
-        refused = isinstance(exc, ValueError) and not started  # the data or a setting refused before any cell
-        _fail(f"{exc}\n(finished cells are kept; rerun the same command to resume)" if started else str(exc),
-              2 if refused else 1)
+        _fail(_resume_message(exc, started, "cells"), 2 if _refused(exc, started) else 1)
     except KeyboardInterrupt:  # here, not in main(): typer turns it into a bare exit 130 before main sees it
         _fail(_INTERRUPTED, 130)
     if not quiet:
@@ -117,6 +116,24 @@ def study(
     _print_problems(problems)
     if problems:
         raise typer.Exit(1)
+
+
+def _refused(exc: BaseException, started: bool) -> bool:
+    """A setting or the data refused (exit 2): any ValueError before the first cell, and the data at any time
+    (rerunning as is would refuse it again)."""
+    from prunefair.data import DataRefused
+
+    return isinstance(exc, DataRefused) or (isinstance(exc, ValueError) and not started)
+
+
+def _resume_message(exc: BaseException, started: bool, what: str) -> str:
+    from prunefair.data import DataRefused
+
+    if not started:
+        return str(exc)
+    if isinstance(exc, DataRefused):
+        return f"{exc}\n(the data was refused before anything ran on it; finished {what} are kept)"
+    return f"{exc}\n(finished {what} are kept; rerun the same command to resume)"
 
 
 def _cell_problems(results) -> list[str]:
@@ -172,8 +189,7 @@ def group_size(
         _fail(str(exc))
     except (OSError, ValueError, RuntimeError) as exc:
         started = any(Path(cfg.output_dir).glob("f*/cells"))  # else nothing to resume: the setting is wrong
-        _fail(f"{exc}\n(finished studies are kept; rerun the same command to resume)" if started else str(exc),
-              1 if started else 2)
+        _fail(_resume_message(exc, started, "studies"), 2 if _refused(exc, started) or not started else 1)
     except KeyboardInterrupt:
         _fail(_INTERRUPTED, 130)
     means = table.groupby(["factor", "group"]).grad_norm.mean().unstack()

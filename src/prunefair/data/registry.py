@@ -98,6 +98,11 @@ register_dataset(DatasetInfo(
 ))
 
 
+class DataRefused(ValueError):
+    """A study's data could not be used as its settings name it (raised by ``study.load_study_data`` while loading;
+    nothing was computed with that data). The message is the loader's own; rerunning as is refuses again."""
+
+
 def load_dataset(
     name: str,
     *,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from prunefair.config import StudyConfig
-from prunefair.data import DatasetSplits, load_dataset
+from prunefair.data import DataRefused, DatasetSplits, load_dataset
 from prunefair.measure import evaluate_groups
 from prunefair.mitigate import objective_for
 from prunefair.models import build_model, count_parameters
@@ -37,12 +37,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_study_data(cfg: StudyConfig) -> DatasetSplits:
+    """The study's data. A ValueError of the loader (one class left, an unreadable image, a resampled split too
+    large) comes back as ``DataRefused``, with its message, so that callers can tell it from a failed cell."""
     d = cfg.data
     options = {k: getattr(d, k) for k in ("age_bins", "drop_duplicates", "skip_unreadable", "limit", "csv",
                                           "svhn_extra", "cache_dir", "workers")}
-    return load_dataset(d.dataset, root=d.root, target=d.target, group=d.group, image_size=d.image_size,
-                        val_fraction=d.val_fraction, test_fraction=d.test_fraction, split_seed=d.split_seed,
-                        options=options, resample=d.resample.model_dump() if d.resample else None)
+    try:
+        return load_dataset(d.dataset, root=d.root, target=d.target, group=d.group, image_size=d.image_size,
+                            val_fraction=d.val_fraction, test_fraction=d.test_fraction, split_seed=d.split_seed,
+                            options=options, resample=d.resample.model_dump() if d.resample else None)
+    except DataRefused:
+        raise
+    except ValueError as exc:
+        raise DataRefused(str(exc)) from exc
 
 
 def build_study_model(cfg: StudyConfig, data: DatasetSplits) -> nn.Module:
