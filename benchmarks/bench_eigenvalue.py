@@ -81,10 +81,10 @@ def stacked_line(model, group_data, pyhessian_values, pyhessian_times, clock, de
             torch.cuda.synchronize()
         times.append(clock() - t0)
     t, tb = statistics.median(times), sum(pyhessian_times)
-    rel = max(abs(r.value - b) / abs(b) for r, b in zip(results, pyhessian_values))
+    rel = max((abs(r.value - b) / abs(b) for r, b in zip(results, pyhessian_values) if b > 0), default=0.0)
     print(f"all {len(group_data)} groups at once (stacked operator, Lanczos in lockstep, {products} stacked "
           f"products): {t:.3g} s against PyHessian group by group {tb:.3g} s: speed-up {tb / t:.2f}x; "
-          f"eigenvalues agree within {rel * 100:.3f}%")
+          f"eigenvalues agree within {rel * 100:.3f}% (where PyHessian's value is positive)")
 
 
 def trained_model(args, dev):
@@ -158,7 +158,7 @@ def main() -> None:
         model, data = trained_model(args, dev)
     model.eval()
     ratios, worst, value_ratios, worst_value, errors = [], 0.0, [], 0.0, []
-    pyhessian_values, pyhessian_times, group_data, ours_times = [], [], [], []
+    pyhessian_values, pyhessian_times, group_data, ours_times, negative = [], [], [], [], []
     for a in range(args.groups):
         idx = torch.nonzero(data.g == a).flatten()[: args.samples]
         x, y = data.to_float(data.x[idx].to(dev)), data.y[idx].to(dev)
@@ -199,16 +199,25 @@ def main() -> None:
         ours_times.append(to)
         group_data.append((x, y))
         rel = abs(res.value - base) / abs(base)
-        worst = max(worst, rel)
-        ratios.append(tb / to)
         tv = statistics.median(t_value)
+        ratios.append(tb / to)
         value_ratios.append(tb / tv)
-        worst_value = max(worst_value, abs(val.value - base) / abs(base))
+        if base > 0:
+            worst = max(worst, rel)
+            worst_value = max(worst_value, abs(val.value - base) / abs(base))
+        else:
+            negative.append(data.group_names[a])
         print(f"group {data.group_names[a]} ({len(idx)} samples): prunefair lambda {res.value:.5g} "
               f"({res.method}, {res.hvps} products, relative residual {res.relative_residual:.1e}) in {to:.3g} s; "
               f"PyHessian {base:.5g} ({base_products} products) in {tb:.3g} s; speed-up {tb / to:.2f}x; relative "
               f"difference {rel:.2e}; random start {val.value:.5g} ({val.hvps} products) in {tv:.3g} s, "
               f"speed-up {tb / tv:.2f}x")
+        if base > 0 and res.value > base * 1.01:
+            print(f"   prunefair's value is a Ritz value, a lower bound on the top eigenvalue: PyHessian's power "
+                  f"iteration stopped {res.value / base - 1:.1%} short (its tolerance is on the change per step)")
+        if base <= 0:
+            print(f"   PyHessian's power iteration returned a negative eigenvalue (the largest in magnitude, a barely "
+                  f"trained model): not the top eigenvalue, so left out of the agreement")
         if args.reference:  # untimed: Lanczos to a 1e-7 residual, the value both are judged against
             ref = hessian_top_eigenvalue(model, x, y, seed=a, tol=1e-7, max_iter=100, criterion="residual").value
             errors.append((abs(res.value - ref) / abs(ref), abs(base - ref) / abs(ref)))
@@ -221,7 +230,9 @@ def main() -> None:
               f"{max(base_err):.1e}")
     print(f"per-group top eigenvalue: speed-up over PyHessian, median over {len(ratios)} groups "
           f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x; target >= 4); "
-          f"eigenvalues agree within {worst * 100:.3f}% (target <= 1%)")
+          f"eigenvalues agree within {worst * 100:.3f}% (target <= 1%)"
+          + (f"; {len(negative)} group(s) left out of the agreement, PyHessian's value negative: "
+             f"{', '.join(negative)}" if negative else ""))
     print(f"every group's eigenvalue, times summed: prunefair {sum(ours_times):.3g} s, PyHessian "
           f"{sum(pyhessian_times):.3g} s: {sum(pyhessian_times) / sum(ours_times):.2f}x")
     stacked_line(model, group_data, pyhessian_values, pyhessian_times, clock, dev)
