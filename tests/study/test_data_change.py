@@ -157,3 +157,20 @@ def test_the_resume_note_counts_cells_computed_on_other_data_as_to_run(tmp_path)
     assert resuming == [f"resuming {root}: 0 of 2 cells are done and kept, 2 to run (2 of them computed on other data)"]
     assert sum("computed on other data (fingerprint" in ln for ln in said.lines) == 2
     assert any("0 of 2 cells are done and kept, 2 to run" in n for n in resume_notes(config, "another-fingerprint"))
+
+
+def test_data_json_is_read_again_when_it_changes(tmp_path):
+    """Store caches data.json for the results it checks; a new data.json (an atomic write: a new file) or one
+    edited in place is read again, a removed one gives None."""
+    from prunefair.study.store import Store, atomic_write_json
+
+    store = Store(tmp_path)
+    assert store.data_description() is None
+    atomic_write_json(tmp_path / "data.json", {"fingerprint": "a"})
+    assert store.data_fingerprint() == "a"
+    atomic_write_json(tmp_path / "data.json", {"fingerprint": "b"})
+    assert store.data_fingerprint() == "b"
+    (tmp_path / "data.json").write_text(json.dumps({"fingerprint": "cc"}))  # in place, another size
+    assert store.data_fingerprint() == "cc"
+    (tmp_path / "data.json").unlink()
+    assert store.data_description() is None

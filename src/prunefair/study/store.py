@@ -95,6 +95,7 @@ class Store:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self._data_json: tuple[tuple, dict | None] | None = None  # (data.json's stat, its parsed content)
 
     @property
     def cells_dir(self) -> Path:
@@ -193,12 +194,21 @@ class Store:
             return None
 
     def data_description(self) -> dict | None:
-        """The study's ``data.json`` (what the last run loaded: groups, sizes, fingerprint), None if unreadable."""
+        """The study's ``data.json`` (what the last run loaded: groups, sizes, fingerprint), None if unreadable.
+        Parsed again only when the file changed (its inode, size or mtime): every result read checks against it.
+        The dict is shared between calls: read it, do not change it."""
+        p = self.root / "data.json"
         try:
-            d = json.loads((self.root / "data.json").read_text())
+            st = p.stat()
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if self._data_json is not None and self._data_json[0] == stamp:
+                return self._data_json[1]
+            d = json.loads(p.read_text())
         except (OSError, ValueError):
             return None
-        return d if isinstance(d, dict) else None
+        d = d if isinstance(d, dict) else None
+        self._data_json = (stamp, d)
+        return d
 
     def data_fingerprint(self) -> str | None:
         """The fingerprint of the data the study's last run loaded (``data.json``), None if unknown."""
