@@ -128,8 +128,9 @@ def test_selection_under_a_schedule_keeps_a_model_at_the_final_mask(schedule, me
 def test_mitigate_options_from_python_are_range_checked():
     splits = load_dataset("digits")
     dense = build_model("mlp", num_classes=10, input_shape=splits.train.input_shape, width=0.25)
-    for key, value, rule in (("vkd_alpha", 1.5, "in [0, 1]"), ("eps", -0.5, ">= 0"),
-                             ("selection_tolerance", -1, ">= 0"), ("vkd_temperature", 0, "> 0")):
+    for key, value, rule in (("vkd_alpha", 1.5, "a finite number in [0, 1]"), ("eps", -0.5, "a finite number >= 0"),
+                             ("selection_tolerance", -1, "a finite number >= 0"),
+                             ("vkd_temperature", 0, "a finite number > 0")):
         with pytest.raises(ValueError, match=rf"mitigate option {key} = {value!r}: must be {re.escape(rule)}"):
             objective_for("vkd", dense_model=dense, data=splits, options={key: value})
 

@@ -10,6 +10,8 @@ from pydantic import (
     AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator,
 )
 
+from prunefair.mitigate.settings import MitigateFields
+
 
 class ConfigError(ValueError):
     """A study file or override is invalid; the message names the source, key and allowed values."""
@@ -228,22 +230,54 @@ class FinetuneConfig(TrainConfig):
     lr: float = Field(default=0.01, gt=0.0)
     methods: list[Literal["nft", "el", "el_rb", "ceag", "vkd"]] = Field(default_factory=lambda: ["nft"], min_length=1)
 
+    @field_validator("methods")
+    @classmethod
+    def _unique_methods(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):  # a repeated method would be counted once per copy, as if it had more seeds
+            raise ValueError(f"methods contain duplicates: {v}")
+        return v
 
-class MitigateConfig(_Section):
-    """Options of the mitigation methods (see docs/mitigation.md); defaults mirror mitigate.MitigateOptions."""
 
-    el_dual_lr: float = Field(default=1e-3, ge=0.0)
-    dual_update: Literal["epoch", "batch"] = "epoch"
-    buffer_size: int = Field(default=40, ge=1)
-    eps: float = Field(default=0.01, ge=0.0)
-    ceag_dual_lr: float = Field(default=0.01, ge=0.0)
-    el_tolerance: float = Field(default=0.05, ge=0.0)
-    vkd_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
-    vkd_temperature: float = Field(default=2.0, gt=0.0)
-    vkd_dual_lr: float = Field(default=2.0, ge=0.0)
-    vkd_val_every: int = Field(default=0, ge=0)
-    selection: Literal["last", "val_accuracy", "val_max_psi"] = "last"
-    selection_tolerance: float = Field(default=0.01, ge=0.0)
+# the fine-tuning methods that read each [mitigate] key; "report": mitigation.csv, written when any method but nft runs
+# (eps bounds psi_holds_share there, el_tolerance el_holds_share)
+MITIGATE_READERS = {
+    "el_dual_lr": ("el", "el_rb"), "dual_update": ("el",), "buffer_size": ("el_rb", "ceag"),
+    "eps": ("ceag", "vkd", "report"), "ceag_dual_lr": ("ceag",), "el_tolerance": ("report",),
+    "vkd_alpha": ("vkd",), "vkd_temperature": ("vkd",), "vkd_dual_lr": ("vkd",), "vkd_val_every": ("vkd",),
+}
+
+
+class MitigateConfig(_Section, MitigateFields):
+    """Options of the mitigation methods (see docs/mitigation.md): the fields, defaults and ranges of
+    mitigate.settings.MitigateFields, which MitigateOptions (from Python) is checked against too."""
+
+    def ineffective(self, methods: list[str]) -> list[str]:
+        """Why each key set away from its default changes nothing for ``methods`` (finetune.methods): no method among
+        them reads it. For a warning, not an error: the same file may run other methods later. (A key at its default
+        cannot be told from one left unset once the config is resolved: config.toml writes every default out.)"""
+        out = []
+        for key, readers in MITIGATE_READERS.items():
+            value = getattr(self, key)
+            if value != type(self).model_fields[key].default and not _reads(readers, methods):
+                note = " (el_rb takes its dual step after every mini-batch)" if key == "dual_update" and \
+                    "el_rb" in methods else ""
+                out.append(f"mitigate.{key} = {value!r} has no effect: only {_readers_text(readers)} "
+                           f"{'reads' if len(readers) == 1 else 'read'} it{note}, and finetune.methods = {methods}")
+        tolerance = self.selection_tolerance
+        if self.selection != "val_max_psi" and tolerance != type(self).model_fields["selection_tolerance"].default:
+            out.append(f"mitigate.selection_tolerance = {tolerance!r} has no effect: only selection = 'val_max_psi' "
+                       f"reads it, and mitigate.selection = {self.selection!r}")
+        return out
+
+
+def _reads(readers: tuple[str, ...], methods: list[str]) -> bool:
+    """Whether a key read by ``readers`` is read in a study of ``methods``."""
+    return any(r in methods for r in readers) or ("report" in readers and any(m != "nft" for m in methods))
+
+
+def _readers_text(readers: tuple[str, ...]) -> str:
+    names = [r if r != "report" else "mitigation.csv (written when a method other than nft runs)" for r in readers]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 class EvalConfig(_Section):

@@ -86,6 +86,14 @@ class StudyConfig(_Section):
                 UserWarning, stacklevel=2)
         return self
 
+    @model_validator(mode="after")
+    def _mitigate_settings_read(self, info: ValidationInfo) -> "StudyConfig":
+        """Warn about a [mitigate] key set away from its default that no method of the study reads."""
+        if not stored(info):  # said when the study ran
+            for message in self.mitigate.ineffective(self.finetune.methods):
+                warnings.warn(message, UserWarning, stacklevel=2)
+        return self
+
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 

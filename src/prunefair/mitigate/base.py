@@ -56,6 +56,7 @@ class MitigationObjective(Objective):
     """Base of NFT, EL, EL+RB, CEAG and VKD: tracks validation metrics and keeps every epoch's state."""
 
     name = "nft"
+    dual_lr_key: str | None = None  # the [mitigate] key of the method's dual step size (None: no duals)
 
     def __init__(self, *, num_groups: int, val: GroupedData | None = None, dense_val: GroupStats | None = None,
                  selection: str = "last", tolerance: float = 0.01, eval_batch_size: int = 512,
@@ -85,6 +86,11 @@ class MitigationObjective(Objective):
     def method_log(self, epoch: int) -> dict:
         """Multipliers and violations of the method (and its end-of-epoch dual step)."""
         return {}
+
+    def dual_step_setting(self) -> str | None:
+        """The dual step size as the study file sets it (``mitigate.ceag_dual_lr=0.01``), for the advice of a
+        diverged run (train.loop.divergence_advice); None for a method without duals."""
+        return None if self.dual_lr_key is None else f"mitigate.{self.dual_lr_key}={self.duals.lr}"
 
     # -- per-epoch violation bookkeeping shared by the Lagrangian methods --------------------------
     def _reset_epoch(self) -> None:

@@ -28,6 +28,7 @@ from prunefair.mitigate.replay import GroupReplayBuffer
 
 class CEAG(MitigationObjective):
     name = "ceag"
+    dual_lr_key = "ceag_dual_lr"
 
     def __init__(self, *, num_groups: int, dense_train: GroupStats, eps: float = 0.01, dual_lr: float = 0.01,
                  buffer_size: int = 40, **kw) -> None:

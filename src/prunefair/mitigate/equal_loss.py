@@ -25,6 +25,7 @@ from prunefair.mitigate.replay import GroupReplayBuffer
 
 class EqualLoss(MitigationObjective):
     name = "el"
+    dual_lr_key = "el_dual_lr"
 
     def __init__(self, *, num_groups: int, dual_lr: float = 1e-3, dual_update: str = "epoch", **kw) -> None:
         super().__init__(num_groups=num_groups, **kw)
@@ -52,6 +53,9 @@ class EqualLoss(MitigationObjective):
             self.duals.step(viol, present)
         return loss
 
+    def dual_step_setting(self) -> str:
+        return f"{super().dual_step_setting()} with mitigate.dual_update={self.dual_update!r}"
+
     def method_log(self, epoch: int) -> dict:
         if self.dual_update == "epoch":
             self.duals.step(*self.epoch_violations())
@@ -75,6 +79,9 @@ class EqualLossReplay(EqualLoss):
         w = torch.where(full, self.shares, torch.zeros_like(self.shares))
         j = (w * torch.nan_to_num(means)).sum() / w.sum()
         return (means - j).abs(), full
+
+    def dual_step_setting(self) -> str:
+        return MitigationObjective.dual_step_setting(self)  # a step every mini-batch: dual_update is not read
 
     def batch_loss(self, logits, y, g):
         losses = F.cross_entropy(logits, y, reduction="none")

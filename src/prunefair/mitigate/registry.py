@@ -3,22 +3,42 @@ the dense model and the [mitigate] options."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+from typing import Literal, get_args, get_origin
 
 import numpy as np
+from pydantic import ValidationError
 
 from prunefair.data import DatasetSplits
-from prunefair.mitigate.base import SELECTIONS, MitigationObjective, dense_group_stats
+from prunefair.mitigate.base import MitigationObjective, dense_group_stats
 from prunefair.mitigate.ceag import CEAG
 from prunefair.mitigate.equal_loss import EqualLoss, EqualLossReplay
+from prunefair.mitigate.settings import MitigateFields
 from prunefair.mitigate.vkd import ValidationDistillation
 
 METHODS = ("nft", "el", "el_rb", "ceag", "vkd")
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def _rule(key: str) -> str:
+    """What MitigateFields (the study file's rules) allows for ``key``, read from its field: 'a finite number >= 0',
+    'an integer >= 1', 'a finite number in [0, 1]', 'epoch or batch'."""
+    field = MitigateFields.model_fields[key]
+    if get_origin(field.annotation) is Literal:
+        choices = [str(c) for c in get_args(field.annotation)]
+        return f"{', '.join(choices[:-1])} or {choices[-1]}"
+    bounds = {name: getattr(m, name) for m in field.metadata for name in _BOUNDS if hasattr(m, name)}
+    kind = "an integer" if field.annotation is int else "a finite number"
+    low, high = [k for k in bounds if k[0] == "g"], [k for k in bounds if k[0] == "l"]
+    if low and high:
+        lo, hi = low[0], high[0]
+        return f"{kind} in {'[' if lo == 'ge' else '('}{bounds[lo]:g}, {bounds[hi]:g}{']' if hi == 'le' else ')'}"
+    return " ".join([kind] + [f"{_BOUNDS[k]} {v:g}" for k, v in bounds.items()])
 
 
 @dataclass(frozen=True)
 class MitigateOptions:
-    """Defaults of the [mitigate] section (config.MitigateConfig mirrors these)."""
+    """Defaults of the [mitigate] section (settings.MitigateFields holds the same, a test checks they agree)."""
 
     el_dual_lr: float = 1e-3
     dual_update: str = "epoch"
@@ -34,25 +54,16 @@ class MitigateOptions:
     selection_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
-        """The ranges of docs/mitigation.md (config.MitigateConfig checks the same for a study file), so options
-        given as a dict from Python are held to them too."""
-        bad = [(k, v, rule) for k, v, ok, rule in (
-            ("el_dual_lr", self.el_dual_lr, self.el_dual_lr >= 0, ">= 0"),
-            ("dual_update", self.dual_update, self.dual_update in ("epoch", "batch"), "epoch or batch"),
-            ("buffer_size", self.buffer_size, self.buffer_size >= 1, ">= 1"),
-            ("eps", self.eps, self.eps >= 0, ">= 0"),
-            ("ceag_dual_lr", self.ceag_dual_lr, self.ceag_dual_lr >= 0, ">= 0"),
-            ("el_tolerance", self.el_tolerance, self.el_tolerance >= 0, ">= 0"),
-            ("vkd_alpha", self.vkd_alpha, 0 <= self.vkd_alpha <= 1, "in [0, 1]"),
-            ("vkd_temperature", self.vkd_temperature, self.vkd_temperature > 0, "> 0"),
-            ("vkd_dual_lr", self.vkd_dual_lr, self.vkd_dual_lr >= 0, ">= 0"),
-            ("vkd_val_every", self.vkd_val_every, self.vkd_val_every >= 0, ">= 0"),
-            ("selection", self.selection, self.selection in SELECTIONS, ", ".join(SELECTIONS)),
-            ("selection_tolerance", self.selection_tolerance, self.selection_tolerance >= 0, ">= 0"),
-        ) if not ok]
-        if bad:
-            k, v, rule = bad[0]
-            raise ValueError(f"mitigate option {k} = {v!r}: must be {rule}")
+        """Checked by mitigate.settings.MitigateFields, the fields of config.MitigateConfig too (strict types, finite
+        numbers, the ranges of docs/mitigation.md): options given as a dict from Python are held to the study file's
+        rules and cannot drift from them; numpy scalars are kept as plain Python numbers."""
+        try:
+            checked = MitigateFields(**asdict(self))
+        except ValidationError as err:
+            key = str(err.errors()[0]["loc"][0])  # checked field by field: the first bad key
+            raise ValueError(f"mitigate option {key} = {getattr(self, key, None)!r}: must be {_rule(key)}") from None
+        for f in fields(self):
+            object.__setattr__(self, f.name, getattr(checked, f.name))
 
 
 def _options(options) -> MitigateOptions:
@@ -103,7 +114,7 @@ def objective_for(method: str, *, dense_model, data: DatasetSplits, options=None
 def method_options(method: str, options=None) -> dict | None:
     """The options that change a method's result (hashed into its cell key); None for plain NFT."""
     o = _options(options)
-    sel = {} if o.selection == "last" else {"selection": o.selection, "selection_tolerance": o.selection_tolerance}
+    sel = _selection_spec(o)
     per = {
         "nft": {},
         "el": {"el_dual_lr": o.el_dual_lr, "dual_update": o.dual_update},
@@ -114,3 +125,13 @@ def method_options(method: str, options=None) -> dict | None:
     }[method]
     spec = {**per, **sel}
     return spec or None
+
+
+def _selection_spec(o: MitigateOptions) -> dict:
+    """The selection options in a cell key: none under 'last' (keys of old studies hold). Only 'val_max_psi' reads
+    the tolerance; under 'val_accuracy' it is hashed at its default whatever its value, so changing it reruns nothing
+    and stored cells (hashed with the default) keep their keys."""
+    if o.selection == "last":
+        return {}
+    tolerance = o.selection_tolerance if o.selection == "val_max_psi" else MitigateOptions.selection_tolerance
+    return {"selection": o.selection, "selection_tolerance": tolerance}

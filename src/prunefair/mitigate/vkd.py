@@ -34,6 +34,7 @@ from prunefair.measure import pruning_impact
 from prunefair.mitigate.base import MitigationObjective
 from prunefair.mitigate.duals import DualAscent
 from prunefair.models.modes import module_modes, restore_modes
+from prunefair.train.loop import loss_precision
 
 
 def distillation_losses(logits: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, *, alpha: float,
@@ -49,6 +50,7 @@ def distillation_losses(logits: torch.Tensor, teacher: torch.Tensor, y: torch.Te
 
 class ValidationDistillation(MitigationObjective):
     name = "vkd"
+    dual_lr_key = "vkd_dual_lr"
 
     def __init__(self, *, num_groups: int, dense_model, alpha: float = 0.5, temperature: float = 2.0,
                  eps: float = 0.01, dual_lr: float = 2.0, val_every: int = 0, **kw) -> None:
@@ -80,9 +82,11 @@ class ValidationDistillation(MitigationObjective):
         if self._inputs is None or len(self._inputs) != len(y):
             raise RuntimeError("vkd: the batch inputs were not captured (was start() called with this model?)")
         with torch.no_grad():
-            teacher = self.teacher(self._inputs.detach()).float()
+            teacher = self.teacher(self._inputs.detach())
         self._inputs = None
-        losses = distillation_losses(logits.float(), teacher, y, alpha=self.alpha, temperature=self.temperature)
+        logits = loss_precision(logits)  # float64 kept, float16 / bfloat16 up to float32
+        teacher = loss_precision(teacher).to(logits.dtype)
+        losses = distillation_losses(logits, teacher, y, alpha=self.alpha, temperature=self.temperature)
         if self.val_every and self._batches >= self.val_every:  # k primal steps since the last dual step
             stats = self.evaluate_val()
             self.after_val(stats, pruning_impact(self.dense_val, stats))

@@ -32,18 +32,30 @@ def loss_precision(logits: torch.Tensor) -> torch.Tensor:
     return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
 
 
-def divergence_advice(lr: float, weight_decay: float | None) -> str:
-    """The usual causes of a diverged run, with the values in use."""
-    if weight_decay is None:
-        return f"lower the learning rate (lr={lr}) or check the data"
-    return f"lower the learning rate (lr={lr}) or the weight decay (weight_decay={weight_decay}), or check the data"
+def divergence_advice(lr: float, weight_decay: float | None, *, dual_step: str | None = None) -> str:
+    """The usual causes of a diverged run, with the values in use; ``dual_step`` names a mitigation method's dual step
+    setting and its value (``mitigate.ceag_dual_lr=1000000.0``), a cause as likely as the learning rate."""
+    causes = [f"the dual step size ({dual_step})"] if dual_step else []
+    causes.append(f"the learning rate (lr={lr})")
+    if weight_decay is not None:
+        causes.append(f"the weight decay (weight_decay={weight_decay})")
+    if len(causes) == 1:
+        return f"lower {causes[0]} or check the data"
+    return f"lower {', '.join(causes[:-1])} or {causes[-1]}, or check the data"
 
 
-def check_finite_weights(model: nn.Module, who: str, lr: float, weight_decay: float | None = None) -> None:
+def dual_step_setting(objective: Objective) -> str | None:
+    """The objective's dual step setting and value for ``divergence_advice`` (mitigation methods); None without one."""
+    setting = getattr(objective, "dual_step_setting", None)
+    return setting() if callable(setting) else None
+
+
+def check_finite_weights(model: nn.Module, who: str, lr: float, weight_decay: float | None = None, *,
+                         dual_step: str | None = None) -> None:
     """After the last step, whose result no later loss would show: non-finite weights are an error."""
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise NonFiniteLossError(f"{who}: the weights are not finite after the last step; "
-                                 f"{divergence_advice(lr, weight_decay)}")
+                                 f"{divergence_advice(lr, weight_decay, dual_step=dual_step)}")
 
 
 @dataclass(frozen=True)
@@ -166,12 +178,13 @@ def fit(
             if not math.isfinite(mean_loss):
                 raise NonFiniteLossError(
                     f"{description}: non-finite training loss ({mean_loss}) in epoch {epoch + 1}; "
-                    f"{divergence_advice(settings.lr, settings.weight_decay)}")
+                    f"{divergence_advice(settings.lr, settings.weight_decay, dual_step=dual_step_setting(objective))}")
             record = {"epoch": epoch + 1, "loss": mean_loss, "lr": opt.param_groups[0]["lr"]}
             if on_epoch_start is not None:
                 record["sparsity"] = masks.sparsity if masks is not None else 0.0
             record.update(objective.end_epoch(epoch))
             history.epochs.append(record)
-    check_finite_weights(model, description, settings.lr, settings.weight_decay)
+    check_finite_weights(model, description, settings.lr, settings.weight_decay,
+                         dual_step=dual_step_setting(objective))
     model.eval()
     return history
