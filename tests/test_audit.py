@@ -143,3 +143,34 @@ def test_a_checkpoint_with_nan_weights_or_integer_weights_is_refused_naming_file
     with pytest.raises(ValueError, match=r"int\.safetensors: tensor net\.1\.weight is int64, the model's "
                                          r"parameter is float32"):
         audit_pair(CFG, pair / "dense.safetensors", tmp_path / "int.safetensors", splits=["test"])
+
+
+def test_audit_groups_csv_holds_every_diagnostic_of_the_dense_model(pair, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    cfg = {**CFG, "diagnostics": {**CFG["diagnostics"], "trace_samples": 2}}
+    r = audit_pair(cfg, pair / "dense.safetensors", pair / "pruned.pth", splits=["test"])
+    r.write(tmp_path)
+    t = pd.read_csv(tmp_path / "audit_groups_test.csv")
+    d = r.diagnostics.frame()
+    for c in ("grad_norm", "hessian_top_eigenvalue", "hessian_iterations", "hessian_residual", "hessian_samples",
+              "hessian_trace", "hessian_trace_se", "gini", "margin"):
+        np.testing.assert_allclose(t[c].to_numpy(float), d[c].to_numpy(float), rtol=1e-12, err_msg=c)
+    assert t.f_one_minus_f.isna().all()  # ten classes: f(1-f) is of binary tasks, NaN here (same columns always)
+
+
+def test_audit_diagnoses_with_the_models_channels_last(pair, monkeypatch):
+    import prunefair.audit as audit
+
+    seen = {}
+
+    def record(model, data, **kw):
+        seen.update(kw)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(audit, "diagnose_groups", record)
+    cfg = resolve_config({**CFG, "model": {**CFG["model"], "channels_last": True}})
+    with pytest.raises(RuntimeError, match="recorded"):
+        audit._diagnose(cfg, None, load_study_data(cfg), torch.device("cpu"))
+    assert seen["channels_last"] is True

@@ -20,7 +20,8 @@ from prunefair.config import StudyConfig, resolve_config
 from prunefair.data import DatasetSplits
 from prunefair.diagnostics import BoundCheck, GroupDiagnostics, diagnose_groups, theorem1_check
 from prunefair.diagnostics.correlation import spearman_across_groups
-from prunefair.measure import PruningImpact, evaluate_groups, pruning_impact
+from prunefair.diagnostics.eigen import NotFiniteError
+from prunefair.measure import GroupStats, PruningImpact, evaluate_groups, pruning_impact
 from prunefair.prune import MaskSet, parameter_distance, pruning_function
 from prunefair.models import build_model
 from prunefair.prune.interop import ArchitectureMismatch, load_pruned
@@ -91,11 +92,27 @@ def _architecture_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureM
 
 def _diagnose(cfg: StudyConfig, model: nn.Module, data: DatasetSplits, device) -> GroupDiagnostics:
     c = cfg.diagnostics
-    return diagnose_groups(model, data.split(c.split), batch_size=c.batch_size, max_samples=None if c.max_samples == "all" else c.max_samples,
+    return diagnose_groups(model, data.split(c.split), batch_size=c.batch_size,
+                           max_samples=None if c.max_samples == "all" else c.max_samples,
                            eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
-                           trace_samples=c.trace_samples, seed=c.seed, device=device, split=c.split)
+                           trace_samples=c.trace_samples, seed=c.seed, device=device,
+                           channels_last=cfg.model.channels_last, split=c.split)
 
 
+def _finite_losses(stats: GroupStats, which: str, split: str) -> GroupStats:
+    """``stats`` if every group with samples has a finite mean loss; else a ValueError naming the model, split and
+    group (NaN inputs or overflowing weights), instead of NaN measures and numpy's "Eigenvalues did not converge"."""
+    loss = np.asarray(stats.loss, float)
+    for a in np.flatnonzero((stats.count > 0) & ~np.isfinite(loss)):
+        raise NotFiniteError(f"{which} model, group {stats.group_names[a]!r} on {split}: the mean loss is not finite "
+                             f"({loss[a]}): NaN inputs, or weights so large that the logits overflow", index=int(a))
+    return stats
+
+
+# the dense model's diagnostics beside each split's per-group deltas in audit_groups_<split>.csv (f_one_minus_f:
+# NaN unless the task is binary, so that the columns are the same for every task)
+DIAGNOSTIC_COLUMNS = ("grad_norm", "hessian_top_eigenvalue", "hessian_iterations", "hessian_residual",
+                      "hessian_samples", "hessian_trace", "hessian_trace_se", "gini", "f_one_minus_f", "margin")
 CORRELATED = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "f_one_minus_f", "margin", "loss")
 
 
@@ -114,7 +131,7 @@ class AuditResult:
     def group_table(self, split: str) -> pd.DataFrame:
         t = self.impacts[split].by_group.copy()
         d = self.diagnostics.frame()
-        for c in ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "margin"):
+        for c in DIAGNOSTIC_COLUMNS:
             t[c] = d[c].to_numpy()
         b = self.bound.table.set_index("group_id").reindex(range(len(t)))  # unchecked groups (no data): NaN
         if split == self.diagnostics.split:
@@ -168,8 +185,8 @@ def audit_pair(cfg: StudyConfig | dict | str | Path, dense_path: str | Path, pru
     impacts = {}
     for s in splits:
         kw = dict(batch_size=cfg.eval.batch_size, device=device)
-        impacts[s] = pruning_impact(evaluate_groups(dense, data.split(s), **kw),
-                                    evaluate_groups(pruned, data.split(s), **kw))
+        impacts[s] = pruning_impact(_finite_losses(evaluate_groups(dense, data.split(s), **kw), "dense", s),
+                                    _finite_losses(evaluate_groups(pruned, data.split(s), **kw), "pruned", s))
     diag = _diagnose(cfg, dense, data, device)
     distance = parameter_distance(pruned, dense)
     on = diag.split

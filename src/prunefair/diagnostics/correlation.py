@@ -26,8 +26,8 @@ class RankCorrelation:
     low: float
     high: float
     confidence: float
-    n_groups: int
-    n_seeds: int
+    n_groups: int  # groups that entered: both values finite in a seed with a defined rho
+    n_seeds: int  # seeds that entered: those with a defined rho (the interval's degrees of freedom + 1)
     interval: str  # "seeds-t" or "none"
     per_seed: tuple[float, ...]
     p_value: float = float("nan")  # two-sided permutation test of no association (mean rho over seeds)
@@ -113,11 +113,15 @@ def _across_groups(xb: bytes, yb: bytes, shape: tuple[int, int], confidence: flo
     tables, and one-shot models that every method shares), each a 2,000-shuffle permutation test."""
     x = np.frombuffer(xb, dtype=float).reshape(shape)
     y = np.frombuffer(yb, dtype=float).reshape(shape)
-    S, G = x.shape
+    S = x.shape[0]
     per_seed = np.array([_spearman(x[s], y[s]) for s in range(S)])
     defined = np.flatnonzero(np.isfinite(per_seed))
+    # what entered the calculation: seeds with a defined rho, and groups with both values in one of them (where no
+    # seed has a rho, the groups with both values in any seed: e.g. 2, which is why there is none)
+    both = np.isfinite(x) & np.isfinite(y)
+    n_groups = int(both[defined].any(axis=0).sum()) if defined.size else int(both.any(axis=0).sum())
     if defined.size == 0:
-        return RankCorrelation(math.nan, math.nan, math.nan, confidence, G, S, "none", tuple(per_seed))
+        return RankCorrelation(math.nan, math.nan, math.nan, confidence, n_groups, 0, "none", tuple(per_seed))
     good = per_seed[defined]
     rho = float(good.mean())
     low = high = math.nan
@@ -126,5 +130,5 @@ def _across_groups(xb: bytes, yb: bytes, shape: tuple[int, int], confidence: flo
         half = stats.t.ppf(0.5 + confidence / 2, good.size - 1) * good.std(ddof=1) / np.sqrt(good.size)
         low, high, how = max(-1.0, rho - half), min(1.0, rho + half), "seeds-t"
     p = _permutation_p(x, y, defined, rho, n_perm, seed)
-    return RankCorrelation(rho, float(low), float(high), confidence, G, S, how,
+    return RankCorrelation(rho, float(low), float(high), confidence, n_groups, int(defined.size), how,
                            tuple(float(v) for v in per_seed), float(p))

@@ -14,7 +14,7 @@ from prunefair.data import GroupedData
 from prunefair.diagnostics.boundary import group_boundary_distance
 from prunefair.diagnostics.bound import theorem1_terms
 from prunefair.diagnostics.eigen import (
-    EigenResult, check_start, lanczos_lockstep, start_vector, top_eigenvalue,
+    EigenResult, NotFiniteError, check_start, lanczos_lockstep, start_vector, top_eigenvalue,
 )
 from prunefair.diagnostics.stacked_hvp import StackedGroupHessian
 from prunefair.diagnostics.gradients import group_gradient_norms
@@ -28,6 +28,12 @@ DIAGNOSTICS = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "
 # ... and per group, as records under "per_group"
 DETAILS = ("count", "loss", "accuracy", "hessian_samples", "hessian_trace_se")
 ARRAYS = DIAGNOSTICS + DETAILS
+
+# diagnose_groups's defaults are the [diagnostics] section's (config.DiagnosticsConfig), so that a model diagnosed
+# from Python gets the numbers a study or `prunefair diagnose` gives; the config comes later in the pipeline and
+# cannot be imported here: tests/diagnostics/test_outputs_and_defaults.py holds the two equal
+DEFAULT_MAX_SAMPLES = 256  # samples per group for the Hessian
+DEFAULT_TRACE_SAMPLES = 10  # Hutchinson probes per group
 
 
 def _jsonable(a) -> list:
@@ -69,8 +75,10 @@ class GroupDiagnostics:
         """Theorem 1 terms at ||theta_bar - theta*|| = distance, groups ranked by the bound (1 = most harm)."""
         first, second, bound = theorem1_terms(self.grad_norm, self.hessian_top_eigenvalue, distance)
         df = pd.DataFrame({"group": list(self.group_names), "n": self.count, "grad_norm": self.grad_norm,
-                           "hessian_top_eigenvalue": self.hessian_top_eigenvalue, "gradient_term": first, "curvature_term": second,
-                           "bound": bound, "gini": self.gini, "margin": self.margin})
+                           "hessian_top_eigenvalue": self.hessian_top_eigenvalue, "gradient_term": first,
+                           "curvature_term": second, "bound": bound, "hessian_trace": self.hessian_trace,
+                           "hessian_trace_se": self.hessian_trace_se, "gini": self.gini,
+                           "f_one_minus_f": self.f_one_minus_f, "margin": self.margin})
         df["rank"] = df.bound.rank(ascending=False, method="min").astype("Int64")
         return df.sort_values("rank", kind="stable").reset_index(drop=True)
 
@@ -122,12 +130,31 @@ def _hessian_inputs(data: GroupedData, idx: torch.Tensor, device, channels_last:
     return x, data.y[idx].to(device)
 
 
+def _check_losses(data: GroupedData, loss: np.ndarray, split: str | None) -> None:
+    """Each group's mean loss (computed anyway) must be a number: NaN inputs or overflowing weights are said here,
+    with the group, instead of as NaN diagnostics or numpy's "Eigenvalues did not converge" later."""
+    counts = data.group_counts()
+    for a, v in enumerate(np.asarray(loss, float)):
+        if counts[a] and not np.isfinite(v):
+            on = f" on {split}" if split else ""
+            raise NotFiniteError(f"group {data.group_names[a]!r}{on}: the mean loss of the model is not finite ({v}): "
+                                 "NaN inputs, or weights so large that the logits overflow", index=a)
+
+
+def _named(exc: NotFiniteError, data: GroupedData, a: int | None, split: str | None) -> NotFiniteError:
+    """``exc`` with the group (and split) it came from in front of its message."""
+    on = f" on {split}" if split else ""
+    where = f"group {data.group_names[a]!r}{on}" if a is not None else f"a group{on}"
+    message = str(exc).split(": ", 1)[1] if str(exc).startswith("operator ") else str(exc)
+    return NotFiniteError(f"{where}: {message}", index=a)
+
+
 def diagnose_groups(
     model: nn.Module,
     data: GroupedData,
     *,
     batch_size: int = 512,
-    max_samples: int | None = 512,
+    max_samples: int | None = DEFAULT_MAX_SAMPLES,
     eigen_method: str = "lanczos",
     hvp: str = "auto",
     max_iter: int = 50,
@@ -135,7 +162,7 @@ def diagnose_groups(
     criterion: str = "eigenvalue",
     start: str = "gradient",
     stacked: bool = False,
-    trace_samples: int = 0,
+    trace_samples: int = DEFAULT_TRACE_SAMPLES,
     seed: int = 0,
     device: torch.device | str = "cpu",
     channels_last: bool = False,
@@ -144,6 +171,11 @@ def diagnose_groups(
 ) -> GroupDiagnostics:
     """Gradient norms (exact, whole groups), Hessian top eigenvalues and traces (on up to ``max_samples`` per
     group, seeded), distances to the decision boundary and per-group loss/accuracy of ``model`` in eval mode.
+    The defaults are those of the study file's [diagnostics] section (256 samples per group for the Hessian, 10
+    Hutchinson probes; ``trace_samples=0``: no trace, 10 fewer products per group).
+
+    A loss, gradient or Hessian-vector product that is not finite (NaN inputs, overflowing weights) is a
+    ``NotFiniteError`` (a ValueError) naming the group, checked on numbers read anyway (no extra pass).
 
     ``stacked`` runs every group's Lanczos together on ``StackedGroupHessian`` (one pass per product for all
     groups; same values). Off by default: measured slower than group by group (CPU 0.55x on UTKFace, H200 0.96x
@@ -156,6 +188,7 @@ def diagnose_groups(
     with eval_mode(model):
         t0 = time.perf_counter()
         stats = evaluate_groups(model, data, batch_size=batch_size, device=device, channels_last=channels_last)
+        _check_losses(data, stats.loss, split)
         grads = group_gradient_norms(model, data, batch_size=batch_size, device=device, channels_last=channels_last,
                                      check_full=check_prop1)
         t1 = time.perf_counter()
@@ -173,9 +206,13 @@ def diagnose_groups(
         if use_stacked:  # every group's product in one pass
             op = StackedGroupHessian(model, [x for x, _ in inputs.values()], [y for _, y in inputs.values()],
                                      chunk_size=batch_size)
-            results = lanczos_lockstep(op, op.dim, len(inputs), max_iter=max_iter, tol=tol, seed=seed,
-                                       device=op.device, dtype=op.dtype, criterion=criterion,
-                                       starts=start_vector(op, start))
+            try:
+                results = lanczos_lockstep(op, op.dim, len(inputs), max_iter=max_iter, tol=tol, seed=seed,
+                                           device=op.device, dtype=op.dtype, criterion=criterion,
+                                           starts=start_vector(op, start))
+            except NotFiniteError as exc:
+                a = list(inputs)[exc.index] if exc.index is not None else None
+                raise _named(exc, data, a, split) from None
             op.release()
             for a, res in zip(inputs, results):
                 lam[a], eigen[a] = res.value, res.to_dict()
@@ -184,15 +221,20 @@ def diagnose_groups(
         for a, (x, y) in per_group.items():
             op = GroupHessian(model, x, y, method=method, chunk_size=batch_size, rules=rules)
             method, rules = op.method, op.rules  # "auto" is decided once (on the first group), then reused
-            if not use_stacked:
-                res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol,
-                                                  seed=seed, device=op.device, dtype=op.dtype, criterion=criterion,
-                                                  start=start_vector(op, start))
-                lam[a], eigen[a] = res.value, res.to_dict()
-            if trace_samples:
-                tr = hutchinson_trace(op, op.dim, samples=trace_samples, seed=seed, device=op.device, dtype=op.dtype)
-                trace[a], trace_se[a] = tr.value, tr.stderr
-            op.release()
+            try:
+                if not use_stacked:
+                    res: EigenResult = top_eigenvalue(op, op.dim, method=eigen_method, max_iter=max_iter, tol=tol,
+                                                      seed=seed, device=op.device, dtype=op.dtype,
+                                                      criterion=criterion, start=start_vector(op, start))
+                    lam[a], eigen[a] = res.value, res.to_dict()
+                if trace_samples:
+                    tr = hutchinson_trace(op, op.dim, samples=trace_samples, seed=seed, device=op.device,
+                                          dtype=op.dtype)
+                    trace[a], trace_se[a] = tr.value, tr.stderr
+            except NotFiniteError as exc:
+                raise _named(exc, data, a, split) from None
+            finally:
+                op.release()
         hvp_used = "stacked" if use_stacked else (method if per_group else None)
         t3 = time.perf_counter()
     settings = {"batch_size": batch_size, "max_samples": max_samples, "eigen_method": eigen_method,

@@ -11,6 +11,7 @@ g = 0, so the group terms cancel and larger groups get smaller ||g_a||.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunefair.data import GroupedData
+from prunefair.diagnostics.eigen import NotFiniteError
 from prunefair.models import check_logits, eval_mode, input_dtype
 
 
@@ -70,6 +72,18 @@ def _flat(grads, params) -> torch.Tensor:
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
 
 
+def _grad(loss: torch.Tensor, params: list[nn.Parameter]) -> tuple[torch.Tensor, ...]:
+    """d loss / d params; a parameter the forward pass does not use (an auxiliary head) gets a zero gradient."""
+    return torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+
+
+def _check_finite(group: str, loss: float, grad_norm: float) -> None:
+    for what, v in (("mean loss", loss), ("gradient norm", grad_norm)):
+        if not math.isfinite(v):
+            raise NotFiniteError(f"group {group!r}: the {what} of the model is not finite ({v}): NaN inputs, or "
+                                 "weights so large that the logits or the gradient overflow")
+
+
 def full_gradient(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
                   device: torch.device | str = "cpu", channels_last: bool = False) -> torch.Tensor:
     """|D| g: the summed gradient over every sample, from plain mixed batches (an independent computation)."""
@@ -80,8 +94,12 @@ def full_gradient(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
     for x, y, _ in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
                                    dtype=input_dtype(model)):
         loss = F.cross_entropy(check_logits(model(x), len(y)), y, reduction="sum")
-        torch._foreach_add_(acc, torch.autograd.grad(loss, params))
-    return _flat(acc, params).double()
+        torch._foreach_add_(acc, _grad(loss, params))
+    flat = _flat(acc, params).double()
+    if not math.isfinite(float(flat.norm())):
+        raise NotFiniteError("the full-data gradient is not finite (NaN or inf): NaN inputs, or weights so large that "
+                             "the logits or the gradient overflow")
+    return flat
 
 
 def group_gradient_norms(
@@ -107,21 +125,28 @@ def group_gradient_norms(
         total = None
         vectors = [None] * G if keep_vectors else None
         acc: list[torch.Tensor] | None = None
+        loss_sum: torch.Tensor | None = None
         current = -1
         batches = group_batches(data, batch_size=batch_size)
         for i, (a, idx) in enumerate(batches):
             if a != current:
                 acc = [torch.zeros_like(p) for p in params]
+                loss_sum = None
                 current = a
             x = data.to_float(data.x[idx].to(device), input_dtype(model))
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.y[idx].to(device)
             loss = F.cross_entropy(check_logits(model(x), len(y)), y, reduction="sum")
-            torch._foreach_add_(acc, torch.autograd.grad(loss, params))
+            torch._foreach_add_(acc, _grad(loss, params))
+            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
             if i + 1 == len(batches) or batches[i + 1][0] != a:  # group a is complete
                 flat = _flat(acc, params).double()
-                norms[a] = float(flat.norm()) / counts[a]
+                # one read of two numbers per group (the norm is read anyway): a non-finite loss or gradient ends
+                # here with the group named, not as NaN eigenvalues or a LinAlgError further on
+                norm, summed = torch.stack([flat.norm(), loss_sum.double()]).tolist()
+                _check_finite(data.group_names[a], summed / counts[a], norm / counts[a])
+                norms[a] = norm / counts[a]
                 total = flat.clone() if total is None else total.add_(flat)
                 if keep_vectors:
                     vectors[a] = (flat / counts[a]).float()

@@ -103,7 +103,9 @@ class GroupHessian:
             try:
                 with second_order_rules(self.model, self.rules, channels_last=channels_last):
                     loss = F.cross_entropy(check_logits(self.model(xi), len(y)), y, reduction="sum")
-                    grads = torch.autograd.grad(loss, self.params, create_graph=True)
+                    # a parameter the forward pass does not use (an auxiliary head) has no gradient: None here,
+                    # zero rows and columns of H (``_backward``)
+                    grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
             except RuntimeError:
                 if i + 1 == len(layouts):
                     raise
@@ -138,6 +140,9 @@ class GroupHessian:
         unclaimed: then that product again without the fusion (on the graph built again if it was not kept), and
         never with it for this operator."""
         grads = graph()
+        used = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+        if len(used) < len(grads):  # unused parameters: no gradient, so no term in H v, and zero rows of H v
+            return self._backward_used(graph, grads, vs, used, keep=keep)
         if self._fuse:
             with fused_input_adjoints() as fused:
                 hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep)
@@ -147,6 +152,28 @@ class GroupHessian:
             grads = grads if keep else graph()
         hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep)
         return torch.cat([h.reshape(-1) for h in hv])
+
+    def _backward_used(self, graph, grads, vs: list[torch.Tensor], used: list[int], *, keep: bool) -> torch.Tensor:
+        """``_backward`` for a model with parameters its forward pass does not use: only the gradients that exist
+        are differentiated, and the rows of H v of parameters they do not depend on are zero."""
+        outputs, grad_outputs = [grads[i] for i in used], [vs[i] for i in used]
+
+        def product() -> tuple[torch.Tensor, ...]:
+            return torch.autograd.grad(outputs, self.params, grad_outputs=grad_outputs, retain_graph=keep,
+                                       allow_unused=True, materialize_grads=True)
+
+        if not outputs:
+            return torch.zeros(self.dim, device=self.device, dtype=self.dtype)
+        if self._fuse:
+            with fused_input_adjoints() as fused:
+                hv = product()
+            if fused.complete:
+                return torch.cat([h.reshape(-1) for h in hv])
+            self._fuse = False
+            if not keep:
+                grads = graph()
+                outputs = [grads[i] for i in used]
+        return torch.cat([h.reshape(-1) for h in product()])
 
     # -- forward-over-reverse ------------------------------------------------------------------
     def _hvp_forward_over_reverse(self, v: torch.Tensor) -> torch.Tensor:
@@ -174,12 +201,14 @@ class GroupHessian:
         Lanczos started from it needs about half the products of a random start."""
         if self.method == "double_backward" and self.cache_graph:
             graphs = self._grad_graphs()
-            flat = [torch.cat([g.detach().reshape(-1) for g in grads]) for grads in graphs]
+            flat = [torch.cat([(g.detach() if g is not None else torch.zeros_like(p)).reshape(-1)
+                               for g, p in zip(grads, self.params)]) for grads in graphs]
         else:
             flat = []
             for x, y in self.chunks:
                 loss = F.cross_entropy(self.model(x), y, reduction="sum")
-                flat.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)]))
+                grads = torch.autograd.grad(loss, self.params, allow_unused=True, materialize_grads=True)
+                flat.append(torch.cat([g.reshape(-1) for g in grads]))
         return torch.stack(flat).sum(0) / self.n
 
     # -- choosing and calling ------------------------------------------------------------------

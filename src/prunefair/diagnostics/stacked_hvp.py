@@ -60,21 +60,29 @@ class StackedGroupHessian:
 
         e = s + self.chunk_size
         losses = vmap(group_loss)(tuple(self.stacked), self.x[:, s:e], self.y[:, s:e], self.w[:, s:e])
-        return torch.autograd.grad(losses.sum(), self.stacked, create_graph=True)
+        # a parameter the forward pass does not use (an auxiliary head): no gradient (None), zero rows of H
+        return torch.autograd.grad(losses.sum(), self.stacked, create_graph=True, allow_unused=True)
 
     def _flat(self, tensors) -> torch.Tensor:
-        return torch.cat([t.reshape(self.groups, -1) for t in tensors], dim=1)
+        return torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(self.groups, -1)
+                          for t, p in zip(tensors, self.stacked)], dim=1)
 
     def gradient(self) -> torch.Tensor:
         """[groups, dim]: each group's gradient of its mean loss (free: the graph holds it)."""
-        return sum(self._flat([g.detach() for g in graph]) for graph in self._graphs)
+        return sum(self._flat([None if g is None else g.detach() for g in graph]) for graph in self._graphs)
 
     def __call__(self, V: torch.Tensor) -> torch.Tensor:
         self.products += 1
         parts = [t.view(self.groups, *s) for t, s in zip(torch.split(V, self.numels, dim=1), self.shapes)]
         out = torch.zeros(self.groups, self.dim, device=self.device, dtype=self.dtype)
         for graph in self._graphs:
-            out += self._flat(torch.autograd.grad(graph, self.stacked, grad_outputs=parts, retain_graph=True))
+            used = [i for i, g in enumerate(graph) if g is not None and g.requires_grad]
+            if len(used) == len(graph):
+                out += self._flat(torch.autograd.grad(graph, self.stacked, grad_outputs=parts, retain_graph=True))
+            elif used:
+                out += self._flat(torch.autograd.grad([graph[i] for i in used], self.stacked,
+                                                      grad_outputs=[parts[i] for i in used], retain_graph=True,
+                                                      allow_unused=True))
         return out
 
     def release(self) -> None:

@@ -8,6 +8,8 @@ from typing import Callable
 
 import torch
 
+from prunefair.diagnostics.eigen import _PRODUCT, NotFiniteError
+
 
 @dataclass(frozen=True)
 class TraceEstimate:
@@ -30,5 +32,7 @@ def hutchinson_trace(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *
     for _ in range(samples):
         v = (torch.randint(0, 2, (dim,), generator=g) * 2 - 1).to(device=device, dtype=dtype)
         vals.append(float(v @ matvec(v)))
+        if not math.isfinite(vals[-1]):
+            raise NotFiniteError(_PRODUCT.format("Hessian-vector product", f"v^T H v = {vals[-1]}"))
     t = torch.tensor(vals, dtype=torch.float64)
     return TraceEstimate(float(t.mean()), float(t.std(unbiased=True)) / math.sqrt(samples), samples, seed)

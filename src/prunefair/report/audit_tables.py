@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 
 def _f(v, digits: int = 3, scale: float = 1.0) -> str:
@@ -47,20 +50,39 @@ def audit_diagnostics_table(result) -> Table:
     """The dense model's diagnostics per group (they do not depend on the split the pair is compared on)."""
     d = result.diagnostics
     table = Table(box=box.SIMPLE_HEAD, title=f"diagnostics of the dense model on {d.split}")
-    for c in ("group", "‖g_a‖", "λ(H_a)", "1−Σp²", "margin"):
-        table.add_column(c, justify="left" if c == "group" else "right", overflow="fold")
+    cols = [("‖g_a‖", d.grad_norm), ("λ(H_a)", d.hessian_top_eigenvalue)]
+    if np.isfinite(np.asarray(d.hessian_trace, float)).any():  # the trace, when asked (trace_samples > 0)
+        cols += [("tr(H_a)", d.hessian_trace), ("± SE", d.hessian_trace_se)]
+    cols.append(("1−Σp²", d.gini))
+    if np.isfinite(np.asarray(d.f_one_minus_f, float)).any():  # binary tasks only
+        cols.append(("f(1−f)", d.f_one_minus_f))
+    cols.append(("margin", d.margin))
+    table.add_column("group", justify="left", overflow="fold")
+    for label, _ in cols:
+        table.add_column(label, justify="right", overflow="fold")
     for a, name in enumerate(d.group_names):
-        table.add_row(str(name), _f(float(d.grad_norm[a])), _f(float(d.hessian_top_eigenvalue[a])),
-                      _f(float(d.gini[a])), _f(float(d.margin[a])))
+        table.add_row(str(name), *(_f(float(values[a])) for _, values in cols))
     return table
 
 
-def correlation_table(result) -> Table:
+def correlation_table(result) -> Table | Text:
+    """Spearman ρ per split, diagnostic and outcome; a split with fewer than 3 groups (with data) has no ρ at all
+    (a rank correlation of 2 points is ±1 by construction): one line says so instead of a table of "-"."""
+    corr = result.correlations
+    few = corr[corr.n_groups < 3] if len(corr) else corr
+    short = {s: int(few[few.split == s].n_groups.max()) for s in dict.fromkeys(few.split)} if len(few) else {}
+    note = ("Spearman ρ across groups: not defined with fewer than 3 groups ("
+            + ", ".join(f"{n} on {s}" for s, n in short.items()) + ")") if short else ""
+    rows = corr[corr.n_groups >= 3] if len(corr) else corr
+    if short and rows.empty:
+        return Text(note)
     table = Table(box=box.SIMPLE_HEAD, title="Spearman ρ across groups (p: permutation test of no association)")
     for c in ("split", "diagnostic", "outcome", "ρ", "p"):
         table.add_column(c, justify="right" if c in ("ρ", "p") else "left")
-    for _, r in result.correlations.iterrows():
+    for _, r in rows.iterrows():
         table.add_row(r.split, r.diagnostic, r.outcome, _f(r.rho, 2), _f(r.p_value, 3))
+    if note:
+        table.caption = note
     return table
 
 
@@ -71,7 +93,8 @@ def diagnose_table(result, rate: float) -> Table:
     for c in ("rank", "group", "n", "‖g_a‖", "λ(H_a)", "‖g_a‖ d", "½ λ d²", "bound", "1−Σp²", "margin"):
         table.add_column(c, justify="left" if c == "group" else "right", overflow="fold")
     for _, r in t.iterrows():
-        table.add_row(str(r["rank"]), str(r.group), str(r.n), _f(r.grad_norm), _f(r.hessian_top_eigenvalue),
+        rank = "-" if pd.isna(r["rank"]) else str(r["rank"])  # a group without samples has no bound, no rank
+        table.add_row(rank, str(r.group), str(r.n), _f(r.grad_norm), _f(r.hessian_top_eigenvalue),
                       _f(r.gradient_term), _f(r.curvature_term), _f(r.bound), _f(r.gini), _f(r.margin))
     d = result.diagnostics
     rules = " with rules" if d.settings.get("hvp_rules") else ""
