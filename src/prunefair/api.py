@@ -94,6 +94,7 @@ def run_group_size(
         check_resampled_size(len(train), count, f, group=group, key="factors")
     with warnings.catch_warnings():  # said once for the config given; the experiment needs only gradient norms
         warnings.filterwarnings("ignore", message="diagnostics.split = .* is not among eval.splits")
+        warnings.filterwarnings("ignore", message=r"mitigate\.\w+ = .* has no effect")  # said for the config given
         plans = plan_group_size(cfg, group=group, factors=factors, train_size=len(train), group_count=count,
                                 out=out, match_steps=match_steps)
         for p in plans:

@@ -38,3 +38,23 @@ def test_a_setting_no_method_reads_warns_when_the_study_is_configured():
 
     with pytest.warns(UserWarning, match=r"mitigate.ceag_dual_lr = 0.5 has no effect: only ceag reads it"):
         validate_config({"finetune": {"methods": ["nft"]}, "mitigate": {"ceag_dual_lr": 0.5}}, source="t")
+
+
+def test_a_stored_config_with_a_repeated_method_still_reads_once_per_method():
+    """Folders written before repeats were refused: status and report read them, each method once."""
+    cfg = validate_config({"finetune": {"methods": ["nft", "el", "nft"]}}, source="t", stored=True)
+    assert cfg.finetune.methods == ["nft", "el"]
+
+
+def test_the_advice_leaves_out_a_dual_step_of_zero():
+    from prunefair.mitigate.ceag import CEAG
+    from prunefair.mitigate.equal_loss import EqualLoss
+    from prunefair.measure import GroupStats
+
+    import numpy as np
+
+    dense = GroupStats(("a", "b"), np.array([2, 2]), np.array([1, 1]), np.array([1.0, 1.0]))
+    assert CEAG(num_groups=2, dense_train=dense, dual_lr=0.0).dual_step_setting() is None
+    assert EqualLoss(num_groups=2, dual_lr=0.0).dual_step_setting() is None
+    assert EqualLoss(num_groups=2, dual_lr=0.5).dual_step_setting() == \
+        "mitigate.el_dual_lr=0.5 with mitigate.dual_update='epoch'"

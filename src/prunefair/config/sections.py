@@ -232,10 +232,12 @@ class FinetuneConfig(TrainConfig):
 
     @field_validator("methods")
     @classmethod
-    def _unique_methods(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):  # a repeated method would be counted once per copy, as if it had more seeds
-            raise ValueError(f"methods contain duplicates: {v}")
-        return v
+    def _unique_methods(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if len(set(v)) == len(v):
+            return v
+        if stored(info):  # a folder run before repeats were refused: its cells are one per method, read them once
+            return list(dict.fromkeys(v))
+        raise ValueError(f"methods contain duplicates: {v}")  # each copy would be counted as if it were a seed
 
 
 # the fine-tuning methods that read each [mitigate] key; "report": mitigation.csv, written when any method but nft runs

@@ -90,7 +90,9 @@ class MitigationObjective(Objective):
     def dual_step_setting(self) -> str | None:
         """The dual step size as the study file sets it (``mitigate.ceag_dual_lr=0.01``), for the advice of a
         diverged run (train.loop.divergence_advice); None for a method without duals."""
-        return None if self.dual_lr_key is None else f"mitigate.{self.dual_lr_key}={self.duals.lr}"
+        if self.dual_lr_key is None or not self.duals.lr:  # no step, or a step of 0: not a cause
+            return None
+        return f"mitigate.{self.dual_lr_key}={self.duals.lr}"
 
     # -- per-epoch violation bookkeeping shared by the Lagrangian methods --------------------------
     def _reset_epoch(self) -> None:

@@ -53,8 +53,9 @@ class EqualLoss(MitigationObjective):
             self.duals.step(viol, present)
         return loss
 
-    def dual_step_setting(self) -> str:
-        return f"{super().dual_step_setting()} with mitigate.dual_update={self.dual_update!r}"
+    def dual_step_setting(self) -> str | None:
+        setting = super().dual_step_setting()
+        return None if setting is None else f"{setting} with mitigate.dual_update={self.dual_update!r}"
 
     def method_log(self, epoch: int) -> dict:
         if self.dual_update == "epoch":
@@ -80,7 +81,7 @@ class EqualLossReplay(EqualLoss):
         j = (w * torch.nan_to_num(means)).sum() / w.sum()
         return (means - j).abs(), full
 
-    def dual_step_setting(self) -> str:
+    def dual_step_setting(self) -> str | None:
         return MitigationObjective.dual_step_setting(self)  # a step every mini-batch: dual_update is not read
 
     def batch_loss(self, logits, y, g):

@@ -130,7 +130,7 @@ def method_options(method: str, options=None) -> dict | None:
 def _selection_spec(o: MitigateOptions) -> dict:
     """The selection options in a cell key: none under 'last' (keys of old studies hold). Only 'val_max_psi' reads
     the tolerance; under 'val_accuracy' it is hashed at its default whatever its value, so changing it reruns nothing
-    and stored cells (hashed with the default) keep their keys."""
+    (stored cells hashed with the default keep their keys; those hashed with another tolerance rerun once)."""
     if o.selection == "last":
         return {}
     tolerance = o.selection_tolerance if o.selection == "val_max_psi" else MitigateOptions.selection_tolerance

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ def worker_runner(cfg_dict: dict, store_root, *, threads: int | None = None, pro
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        cfg = validate_config(cfg_dict, source="worker config")
+        with warnings.catch_warnings():  # the config's warnings were said by the driver, for the study
+            warnings.simplefilter("ignore", UserWarning)
+            cfg = validate_config(cfg_dict, source="worker config")
     except ConfigError as exc:
         from prunefair.models import model_names
 
