@@ -158,6 +158,12 @@ def test_audit_groups_csv_holds_every_diagnostic_of_the_dense_model(pair, tmp_pa
               "hessian_trace", "hessian_trace_se", "gini", "margin"):
         np.testing.assert_allclose(t[c].to_numpy(float), d[c].to_numpy(float), rtol=1e-12, err_msg=c)
     assert t.f_one_minus_f.isna().all()  # ten classes: f(1-f) is of binary tasks, NaN here (same columns always)
+    # the columns of earlier versions keep their places; the details come last
+    assert list(t.columns) == ["group", "n", "acc_dense", "acc_pruned", "loss_dense", "loss_pruned", "accuracy_drop",
+                               "excess_loss", "psi", "normalized_accuracy", "grad_norm", "hessian_top_eigenvalue",
+                               "hessian_trace", "gini", "margin", "bound_train", "hessian_iterations",
+                               "hessian_residual", "hessian_samples", "hessian_trace_se", "f_one_minus_f"]
+    assert str(t.hessian_iterations.dtype) == "int64"
 
 
 def test_audit_diagnoses_with_the_models_channels_last(pair, monkeypatch):

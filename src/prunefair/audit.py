@@ -20,6 +20,7 @@ from prunefair.config import StudyConfig, resolve_config
 from prunefair.data import DatasetSplits
 from prunefair.diagnostics import BoundCheck, GroupDiagnostics, diagnose_groups, theorem1_check
 from prunefair.diagnostics.correlation import spearman_across_groups
+from prunefair.diagnostics.diagnose import HARM_DETAILS
 from prunefair.diagnostics.eigen import NotFiniteError
 from prunefair.measure import GroupStats, PruningImpact, evaluate_groups, pruning_impact
 from prunefair.prune import MaskSet, parameter_distance, pruning_function
@@ -111,8 +112,11 @@ def _finite_losses(stats: GroupStats, which: str, split: str) -> GroupStats:
 
 # the dense model's diagnostics beside each split's per-group deltas in audit_groups_<split>.csv (f_one_minus_f:
 # NaN unless the task is binary, so that the columns are the same for every task)
-DIAGNOSTIC_COLUMNS = ("grad_norm", "hessian_top_eigenvalue", "hessian_iterations", "hessian_residual",
-                      "hessian_samples", "hessian_trace", "hessian_trace_se", "gini", "f_one_minus_f", "margin")
+# audit_groups_<split>.csv: these after the deltas, then the bound columns, then DIAGNOSTIC_DETAILS (added later, at
+# the end, so that the columns of earlier versions keep their places)
+DIAGNOSTIC_COLUMNS = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "margin")
+DIAGNOSTIC_DETAILS = ("hessian_iterations", "hessian_residual", "hessian_samples", "hessian_trace_se",
+                      "f_one_minus_f")
 CORRELATED = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "f_one_minus_f", "margin", "loss")
 
 
@@ -138,6 +142,8 @@ class AuditResult:
             t["bound"], t["bound_holds"] = b.bound.to_numpy(), b.holds.to_numpy()
         else:  # Theorem 1 bounds R(a) on the diagnostics' split: beside this split's R(a) it holds nothing
             t[f"bound_{self.diagnostics.split}"] = b.bound.to_numpy()
+        for c in DIAGNOSTIC_DETAILS:
+            t[c] = d[c].to_numpy()
         return t
 
     def to_dict(self) -> dict:
@@ -227,6 +233,7 @@ class DiagnoseResult:
         paths = {"json": out / "diagnose.json", "csv": out / "diagnose.csv"}
         atomic_write_json(paths["json"], strict_json(self.to_dict()))
         table = pd.concat([t.assign(rate=r, distance=self.distances[r]) for r, t in self.rankings.items()])
+        table = table[[c for c in table.columns if c not in HARM_DETAILS] + list(HARM_DETAILS)]  # older columns first
         atomic_write_text(paths["csv"], table.to_csv(index=False))
         return paths
 

@@ -104,3 +104,55 @@ def test_cli_diagnose_and_audit_exit_2_naming_the_non_finite_loss(tmp_path):
                                    *common])
     assert res.exit_code == 2, res.output
     assert "not finite" in res.output and "dense model, group '" in res.output
+
+
+def _scaled_linear_data(dtype):
+    torch.manual_seed(0)
+    n = 60
+    x, y, g = torch.randn(n, 5), torch.randint(0, 3, (n,)), torch.arange(n) % 3
+    model = torch.nn.Linear(5, 3).eval()
+    with torch.no_grad():
+        model.weight.mul_(1e-12)  # logits and loss ordinary (about 1), curvature about 1e23
+    return model.to(dtype), GroupedData((x.double() * 1e12).to(dtype), y, g, ("a", "b", "c"), ("g0", "g1", "g2"))
+
+
+def test_a_float32_product_whose_norm_overflows_is_said_as_such():
+    """Finite entries whose float32 norm overflows (||Hv|| > 1.8e19) are not 'NaN inputs or overflowing logits':
+    the message says to run in float64, where the eigenvalue comes out (5.9e23)."""
+    model, data = _scaled_linear_data(torch.float32)
+    with pytest.raises(ValueError, match=r"group 'g\d' on train: the Hessian-vector product's norm overflows float32 "
+                                         r"\(its largest entry is .*\): .* run the diagnostics on the model in float64"):
+        diagnose_groups(model, data, trace_samples=0, split="train")
+    model, data = _scaled_linear_data(torch.float64)
+    d = diagnose_groups(model, data, trace_samples=0)
+    assert (d.hessian_top_eigenvalue > 1e23).all() and all(e["converged"] for e in d.eigen)
+
+
+def test_a_finite_loss_whose_float32_sum_overflows_is_not_refused():
+    """Per-batch loss sums of 1e37 add up past float32's range; the group's mean loss (1e37) is finite."""
+    torch.manual_seed(0)
+    n = 150
+    x, g, y = torch.randn(n, 5), torch.arange(n) % 3, torch.ones(n, dtype=torch.long)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        model[2].bias[0] = 1e37
+    data = GroupedData(x, y, g, ("a", "b", "c"), ("g0", "g1", "g2"))
+    norms = group_gradient_norms(model, data, batch_size=16)
+    assert math.isfinite(norms.full_norm) and all(math.isfinite(v) for v in norms.norms)
+
+
+def test_a_gradient_error_names_the_split(monkeypatch):
+    """A gradient that overflows where the loss does not: group_gradient_norms names the group, diagnose_groups
+    adds the split."""
+    import prunefair.diagnostics.diagnose as diagnose
+    from prunefair.diagnostics.eigen import NotFiniteError
+
+    data = tiny_data()
+    name = data.group_names[1]
+
+    def overflowing(*args, **kwargs):
+        raise NotFiniteError(f"group {name!r}: the gradient norm of the model is not finite (inf): ...", index=1)
+
+    monkeypatch.setattr(diagnose, "group_gradient_norms", overflowing)
+    with pytest.raises(ValueError, match=rf"^group '{name}' on val: the gradient norm of the model is not finite"):
+        diagnose_groups(tiny_model(batch_norm=False), data, trace_samples=0, split="val")

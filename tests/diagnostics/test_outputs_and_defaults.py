@@ -95,6 +95,9 @@ def test_diagnose_csv_holds_the_trace_and_f_one_minus_f(tmp_path):
     assert t.loc["g0", "hessian_trace"] == pytest.approx(d.hessian_trace[0])
     assert t.loc["g1", "f_one_minus_f"] == pytest.approx(d.f_one_minus_f[1])
     assert np.isnan(t.loc["nobody", "hessian_trace"])
+    assert list(pd.read_csv(tmp_path / "diagnose.csv").columns) == [  # earlier versions' columns in their places
+        "group", "n", "grad_norm", "hessian_top_eigenvalue", "gradient_term", "curvature_term", "bound", "gini",
+        "margin", "rank", "rate", "distance", "hessian_trace", "hessian_trace_se", "f_one_minus_f"]
 
 
 def test_python_defaults_are_the_diagnostics_sections():

@@ -32,6 +32,7 @@ ARRAYS = DIAGNOSTICS + DETAILS
 # diagnose_groups's defaults are the [diagnostics] section's (config.DiagnosticsConfig), so that a model diagnosed
 # from Python gets the numbers a study or `prunefair diagnose` gives; the config comes later in the pipeline and
 # cannot be imported here: tests/diagnostics/test_outputs_and_defaults.py holds the two equal
+HARM_DETAILS = ("hessian_trace", "hessian_trace_se", "f_one_minus_f")  # predicted_harm's last columns
 DEFAULT_MAX_SAMPLES = 256  # samples per group for the Hessian
 DEFAULT_TRACE_SAMPLES = 10  # Hutchinson probes per group
 
@@ -67,7 +68,7 @@ class GroupDiagnostics:
     def frame(self) -> pd.DataFrame:
         df = pd.DataFrame({k: getattr(self, k) for k in ARRAYS})
         df.insert(0, "group", list(self.group_names))
-        df["hessian_iterations"] = [e["iterations"] if e else None for e in self.eigen]
+        df["hessian_iterations"] = pd.array([e["iterations"] if e else None for e in self.eigen], dtype="Int64")
         df["hessian_residual"] = [e["residual"] if e else None for e in self.eigen]
         return df
 
@@ -76,10 +77,10 @@ class GroupDiagnostics:
         first, second, bound = theorem1_terms(self.grad_norm, self.hessian_top_eigenvalue, distance)
         df = pd.DataFrame({"group": list(self.group_names), "n": self.count, "grad_norm": self.grad_norm,
                            "hessian_top_eigenvalue": self.hessian_top_eigenvalue, "gradient_term": first,
-                           "curvature_term": second, "bound": bound, "hessian_trace": self.hessian_trace,
-                           "hessian_trace_se": self.hessian_trace_se, "gini": self.gini,
-                           "f_one_minus_f": self.f_one_minus_f, "margin": self.margin})
+                           "curvature_term": second, "bound": bound, "gini": self.gini, "margin": self.margin})
         df["rank"] = df.bound.rank(ascending=False, method="min").astype("Int64")
+        for c in HARM_DETAILS:  # after the columns of earlier versions (diagnose.csv puts them after rate, distance)
+            df[c] = getattr(self, c)
         return df.sort_values("rank", kind="stable").reset_index(drop=True)
 
     def to_dict(self) -> dict:
@@ -189,8 +190,14 @@ def diagnose_groups(
         t0 = time.perf_counter()
         stats = evaluate_groups(model, data, batch_size=batch_size, device=device, channels_last=channels_last)
         _check_losses(data, stats.loss, split)
-        grads = group_gradient_norms(model, data, batch_size=batch_size, device=device, channels_last=channels_last,
-                                     check_full=check_prop1)
+        try:
+            grads = group_gradient_norms(model, data, batch_size=batch_size, device=device,
+                                         channels_last=channels_last, check_full=check_prop1)
+        except NotFiniteError as exc:  # its message names the group; the split is added here
+            name = f"group {data.group_names[exc.index]!r}" if exc.index is not None else None
+            if not (split and name and str(exc).startswith(f"{name}: ")):
+                raise
+            raise NotFiniteError(f"{name} on {split}{str(exc)[len(name):]}", index=exc.index) from None
         t1 = time.perf_counter()
         boundary = group_boundary_distance(model, data, batch_size=batch_size, device=device,
                                            channels_last=channels_last)
@@ -213,7 +220,8 @@ def diagnose_groups(
             except NotFiniteError as exc:
                 a = list(inputs)[exc.index] if exc.index is not None else None
                 raise _named(exc, data, a, split) from None
-            op.release()
+            finally:
+                op.release()
             for a, res in zip(inputs, results):
                 lam[a], eigen[a] = res.value, res.to_dict()
         per_group = inputs if not use_stacked or trace_samples else {}  # eigenvalues group by group, and traces

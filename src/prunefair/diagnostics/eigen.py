@@ -48,6 +48,16 @@ class NotFiniteError(ValueError):
 _PRODUCT = "the {} is not finite ({}): NaN inputs, or weights so large that the logits or the gradient overflow"
 
 
+def _not_finite(w: torch.Tensor, value: float) -> NotFiniteError:
+    """The error for a product whose norm (or residual) came out as ``value``, NaN or inf: a product with an entry
+    that is not finite, or finite entries whose norm overflows the dtype (float32 beyond about 1.8e19)."""
+    if bool(torch.isfinite(w).all()):
+        return NotFiniteError(f"the Hessian-vector product's norm overflows {str(w.dtype).replace('torch.', '')} "
+                              f"(its largest entry is {float(w.abs().max()):.3g}): the curvature is too large for "
+                              "this precision; run the diagnostics on the model in float64 (model.double())")
+    return NotFiniteError(_PRODUCT.format("Hessian-vector product", value))
+
+
 @dataclass(frozen=True)
 class EigenResult:
     value: float
@@ -135,7 +145,7 @@ class Lanczos:
         self.Q[k - 1] = q
         norm = float(w.norm())
         if not math.isfinite(norm):  # a NaN or inf product would end in numpy's "Eigenvalues did not converge"
-            raise NotFiniteError(_PRODUCT.format("Hessian-vector product", norm))
+            raise _not_finite(w, norm)
         self.norm = max(self.norm, norm)  # ||H q|| <= ||H||: the scale a breakdown is judged at
         self.alphas.append(float(w @ q))
         basis = self.Q[:k]
@@ -234,7 +244,7 @@ def power_top_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor], dim: in
         previous, lam = lam, float(w @ v)
         residual = float((w - lam * v).norm())
         if not math.isfinite(residual):
-            raise NotFiniteError(_PRODUCT.format("Hessian-vector product", residual))
+            raise _not_finite(w, residual)
         if _done("value" if criterion == "value" else "residual", k, lam, previous, residual, 0.0, tol):
             converged = True
             break

@@ -77,11 +77,11 @@ def _grad(loss: torch.Tensor, params: list[nn.Parameter]) -> tuple[torch.Tensor,
     return torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
 
 
-def _check_finite(group: str, loss: float, grad_norm: float) -> None:
+def _check_finite(data: GroupedData, a: int, loss: float, grad_norm: float) -> None:
     for what, v in (("mean loss", loss), ("gradient norm", grad_norm)):
         if not math.isfinite(v):
-            raise NotFiniteError(f"group {group!r}: the {what} of the model is not finite ({v}): NaN inputs, or "
-                                 "weights so large that the logits or the gradient overflow")
+            raise NotFiniteError(f"group {data.group_names[a]!r}: the {what} of the model is not finite ({v}): NaN "
+                                 "inputs, or weights so large that the logits or the gradient overflow", index=a)
 
 
 def full_gradient(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
@@ -139,13 +139,14 @@ def group_gradient_norms(
             y = data.y[idx].to(device)
             loss = F.cross_entropy(check_logits(model(x), len(y)), y, reduction="sum")
             torch._foreach_add_(acc, _grad(loss, params))
-            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+            summed = loss.detach().double()  # in float64 as evaluate_groups: a float32 sum of finite losses overflows
+            loss_sum = summed if loss_sum is None else loss_sum + summed
             if i + 1 == len(batches) or batches[i + 1][0] != a:  # group a is complete
                 flat = _flat(acc, params).double()
                 # one read of two numbers per group (the norm is read anyway): a non-finite loss or gradient ends
                 # here with the group named, not as NaN eigenvalues or a LinAlgError further on
                 norm, summed = torch.stack([flat.norm(), loss_sum.double()]).tolist()
-                _check_finite(data.group_names[a], summed / counts[a], norm / counts[a])
+                _check_finite(data, a, summed / counts[a], norm / counts[a])
                 norms[a] = norm / counts[a]
                 total = flat.clone() if total is None else total.add_(flat)
                 if keep_vectors:
