@@ -69,7 +69,9 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3, 1x1 expand (x4), with a projection shortcut when shapes change."""
+    """1x1 reduce, 3x3, 1x1 expand (x4), with a projection shortcut when shapes change. The stride sits on the 3x3
+    convolution (the "v1.5" block of torchvision and most pruning code; He et al. put it on the first 1x1): the same
+    parameters (25,557,032 at 1000 classes), slightly more computation and accuracy."""
 
     expansion = 4
 

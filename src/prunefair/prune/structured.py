@@ -2,8 +2,10 @@
 
 Whole output channels of conv layers (rows of linear layers) with the smallest L2 norm are zeroed: the
 mask is expanded to the full weight shape, so training, saving and measuring work unchanged (the network
-keeps its shape; only the zeroed filters are removed from the computation's effect, biases and
-normalisation parameters are left alone).
+keeps its shape). This zeroes filters; it does not remove channels. The layer's bias and the following batch
+norm's scale and shift are not masked, so a pruned channel outputs a constant (beta - gamma * mean / std after
+a batch norm) that fine-tuning may still adjust, as a bias; Li et al. remove the channel with its batch norm.
+The sparsity counts weights only, as for the other criteria.
 
 The rate counts weights, as for unstructured pruning: layer scope removes round(rate * channels) channels
 of each layer; global scope ranks all channels by norm and removes the lowest-norm prefix whose weight
