@@ -84,3 +84,51 @@ def test_groups_too_small_for_a_split_are_recorded_and_warned(caplog):
     assert splits.empty_groups() == {"val": ["tiny"], "test": ["tiny"]}
     assert splits.describe()["empty_groups"] == {"val": ["tiny"], "test": ["tiny"]}
     assert "1 group(s) have no test samples (tiny)" in caplog.text
+
+
+def _torchvision_crop(raw: torch.Tensor, flip, dy, dx, p: int) -> torch.Tensor:
+    """torchvision's recipe by hand on stored uint8 images: flip, pad with 0 (black), crop; normalised after."""
+    out = []
+    for i in range(len(raw)):
+        xi = raw[i].flip(2) if flip[i] else raw[i]
+        padded = torch.zeros(xi.shape[0], xi.shape[1] + 2 * p, xi.shape[2] + 2 * p, dtype=raw.dtype)
+        padded[:, p:p + xi.shape[1], p:p + xi.shape[2]] = xi
+        out.append(padded[:, dy[i]:dy[i] + xi.shape[1], dx[i]:dx[i] + xi.shape[2]])
+    return torch.stack(out)
+
+
+def test_black_crop_fill_is_torchvisions_pad_before_normalise():
+    """crop_fill = "black" pads with a stored 0 ((0 - mean) / std after normalisation), as RandomCrop(padding)
+    before Normalize; the default "mean" pads with 0 after normalisation (the mean colour)."""
+    from prunefair.data.loader import flip_crop_gather, flip_crop_slices
+
+    raw = torch.randint(1, 256, (6, 3, 7, 8), dtype=torch.uint8)
+    d = GroupedData(raw, torch.zeros(6), torch.arange(6) % 2, ("c",), ("a", "b"), mean=(0.5, 0.4, 0.3),
+                    std=(0.25, 0.2, 0.1))
+    gen = torch.Generator().manual_seed(5)
+    (x,), (_,) = zip(*[(b[0], b[1]) for b in iterate_batches(d, batch_size=6, augment=Augment(2, True, "black"),
+                                                             generator=gen)])
+    gen = torch.Generator().manual_seed(5)
+    flip = torch.rand(6, generator=gen) < 0.5
+    dy, dx = torch.randint(0, 5, (6,), generator=gen), torch.randint(0, 5, (6,), generator=gen)
+    want = d.to_float(_torchvision_crop(raw, flip, dy, dx, 2))
+    assert torch.allclose(x, want, atol=1e-6)
+    assert torch.isclose(x, torch.tensor([-2.0, -2.0, -3.0]).view(1, 3, 1, 1)).any()  # a black border is there
+    fill = d.to_float(torch.zeros(1, 3, 1, 1, dtype=torch.uint8))
+    normalised = d.to_float(raw)
+    assert torch.equal(flip_crop_slices(normalised, flip, dy, dx, 2, fill),
+                       flip_crop_gather(normalised, flip, dy, dx, 2, fill))
+    gen = torch.Generator().manual_seed(5)
+    (grey,) = [b[0] for b in iterate_batches(d, batch_size=6, augment=Augment(2, True), generator=gen)]
+    assert torch.equal(grey, flip_crop_slices(normalised, flip, dy, dx, 2))  # "mean": 0 after normalisation
+
+
+def test_crop_fill_enters_the_cell_keys_only_when_set():
+    from prunefair.config import load_config
+    from prunefair.study.cells import plan_cells
+
+    plain = plan_cells(load_config(None, preset="cifar10"))
+    black = plan_cells(load_config(None, preset="cifar10", overrides=["train.crop_fill=black"]))
+    mean = plan_cells(load_config(None, preset="cifar10", overrides=["train.crop_fill=mean"]))
+    assert plain[0][0].key == mean[0][0].key == "f55c1f7d3e5e"  # its key before crop_fill existed
+    assert black[0][0].key != plain[0][0].key

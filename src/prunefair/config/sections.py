@@ -152,7 +152,15 @@ class TrainConfig(_Section):
     weight_decay: float = Field(default=1e-4, ge=0.0)
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     crop_padding: int = Field(default=0, ge=0)
+    crop_fill: Literal["mean", "black"] = "mean"  # the padded border; in cell keys only when not the default
     flip: bool = False
+
+    def key_spec(self) -> dict:
+        """The section as it enters cell keys: crop_fill only when not "mean" (keys of older studies hold)."""
+        d = self.model_dump(mode="json")
+        if d["crop_fill"] == "mean":
+            d.pop("crop_fill")
+        return d
 
 
 class PruneConfig(_Section):

@@ -10,18 +10,31 @@ import torch
 from prunefair.data.base import GroupedData
 
 
+CROP_FILLS = ("mean", "black")
+
+
 @dataclass(frozen=True)
 class Augment:
-    """Random crop with zero padding and horizontal flip, applied to a float batch on its device."""
+    """Random crop with padding and horizontal flip, applied to a float (normalised) batch on its device.
+
+    ``fill``: what the padded border holds. "mean" (default): 0 in the normalised batch, the dataset's mean colour.
+    "black": the value a stored 0 takes after normalisation ((0 - mean) / std for images), as torchvision's
+    ``RandomCrop(size, padding)`` pads before ``Normalize``; ``iterate_batches`` works it out from the data."""
 
     crop_padding: int = 0
     flip: bool = False
+    fill: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.fill not in CROP_FILLS:
+            raise ValueError(f"unknown crop fill {self.fill!r}; allowed: {', '.join(CROP_FILLS)}")
 
     @property
     def active(self) -> bool:
         return self.crop_padding > 0 or self.flip
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator, fill: torch.Tensor | None = None) -> torch.Tensor:
+        """``fill``: the border's value per channel, shape (1, C, 1, 1) (None: 0)."""
         if x.dim() != 4 or not self.active:
             return x
         n, p = x.shape[0], self.crop_padding
@@ -30,9 +43,9 @@ class Augment:
             # (a copy from pinned memory still made the host allocate pinned blocks while the GPU was busy)
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
             return flip_crop_gather(x, *self._draws(n, torch.Generator(device=x.device).manual_seed(seed), x.device),
-                                    p)
+                                    p, fill)
         # CPU: one slice copy per sample (about 2x faster than whole-batch ops)
-        return flip_crop_slices(x, *self._draws(n, generator, x.device), p)
+        return flip_crop_slices(x, *self._draws(n, generator, x.device), p, fill)
 
     def _draws(self, n: int, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         p = self.crop_padding
@@ -55,10 +68,18 @@ def to_device_async(t: torch.Tensor, device: torch.device | str) -> torch.Tensor
     return t.pin_memory().to(device, non_blocking=True)
 
 
-def flip_crop_slices(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p: int) -> torch.Tensor:
-    """Flip sample i if flip[i], zero-pad by p, crop at (dy[i], dx[i]); one slice copy per sample."""
+def _background(x: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
+    """A tensor shaped and laid out as ``x`` holding the padding value (0, or ``fill`` per channel)."""
+    out = torch.zeros_like(x)
+    return out if fill is None else out.copy_(fill.to(x.dtype).expand_as(x))
+
+
+def flip_crop_slices(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p: int,
+                     fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Flip sample i if flip[i], pad by p (with 0, or ``fill`` per channel), crop at (dy[i], dx[i]); one slice
+    copy per sample."""
     n, _, h, w = x.shape
-    out = x.new_zeros(x.shape) if p > 0 else torch.empty_like(x)
+    out = _background(x, fill) if p > 0 else torch.empty_like(x)
     for i, (f, a, b) in enumerate(zip(flip.tolist(), dy.tolist(), dx.tolist())):
         src = x[i].flip(2) if f else x[i]
         oy, ox = a - p, b - p
@@ -67,7 +88,8 @@ def flip_crop_slices(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: 
     return out
 
 
-def flip_crop_gather(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p: int) -> torch.Tensor:
+def flip_crop_gather(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, p: int,
+                     fill: torch.Tensor | None = None) -> torch.Tensor:
     """The same as ``flip_crop_slices`` with whole-batch operations (no Python loop: suits GPUs)."""
     n, c, h, w = x.shape
     dev = x.device
@@ -75,6 +97,10 @@ def flip_crop_gather(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: 
     if p == 0:
         return x
     padded = torch.nn.functional.pad(x, (p, p, p, p))
+    if fill is not None:
+        border = torch.ones(1, 1, h + 2 * p, w + 2 * p, dtype=torch.bool, device=dev)
+        border[..., p:p + h, p:p + w] = False
+        padded = torch.where(border, fill.to(device=dev, dtype=x.dtype), padded)
     rows = dy.to(dev).view(n, 1) + torch.arange(h, device=dev).view(1, h)
     cols = dx.to(dev).view(n, 1) + torch.arange(w, device=dev).view(1, w)
     x = padded.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w + 2 * p))
@@ -101,13 +127,16 @@ def iterate_batches(
     else:
         order = torch.arange(n)
     stop = n - (n % batch_size) if drop_last else n
+    fill = None  # the crop's padding value per channel, worked out at the first batch ("black")
     if data.x.device.type != "cpu":  # data held on the device: the order goes there once per epoch
         order = to_device_async(order, data.x.device)
     for start in range(0, stop, batch_size):
         idx_d = order[start : start + batch_size]
         x = data.to_float(data.x[idx_d].to(device, non_blocking=True), dtype)
         if augment is not None and augment.active:
-            x = augment(x, generator if generator is not None else torch.default_generator)
+            if fill is None and augment.fill == "black" and x.dim() == 4:  # a stored 0, as the model sees it
+                fill = data.to_float(torch.zeros((1, x.shape[1], 1, 1), dtype=data.x.dtype, device=x.device), dtype)
+            x = augment(x, generator if generator is not None else torch.default_generator, fill)
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         yield x, data.y[idx_d].to(device, non_blocking=True), data.g[idx_d].to(device, non_blocking=True)

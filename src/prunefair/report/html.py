@@ -165,6 +165,7 @@ def build_report(results, root: str | Path, figures: dict[str, Path] | None = No
     n_seeds = int(results.measures.seed.nunique()) if not results.measures.empty else 0
     badges = [f"dataset: {cfg.data.dataset}", f"groups: {cfg.data.group}", f"model: {cfg.model.name}",
               f"{n_seeds} seed(s) done", f"{len(results.cells)} cells done", f"{len(results.failed)} failed",
+              *([f"{len(results.pending)} pending"] if getattr(results, "pending", None) else []),
               "intervals: 95% t over seeds"]
     subtitle = (f"Disparate impact of pruning on groups ({cfg.data.dataset}, group attribute "
                 f"'{cfg.data.group}'); study folder {root}")

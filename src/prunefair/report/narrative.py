@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from prunefair.report import sections
 from prunefair.report.explain import label
 from prunefair.report.sections import Context, rate_label
 from prunefair.report.stats import Interval, t_interval
@@ -20,6 +21,20 @@ def _pts(iv: Interval, lo: float = -1.0, hi: float = 1.0) -> str:
     if iv.has_ci:
         return f"{iv.mean * 100:.1f} points (95% CI {max(iv.lo, lo) * 100:.1f} to {min(iv.hi, hi) * 100:.1f})"
     return f"{iv.mean * 100:.1f} points"
+
+
+def _negated(iv: Interval) -> Interval:
+    """-x over the same seeds: a drop read as a gain."""
+    return Interval(-iv.mean, iv.std, -iv.hi, -iv.lo, iv.n, iv.confidence)
+
+
+def _moved(iv: Interval) -> str:
+    """An accuracy drop ``iv`` in words: 'fell by 2.1 points (...)', 'rose by 1.4 points (...)' for a gain (a
+    negative drop), 'changed by 0.0 points' when it rounds to nothing."""
+    shown = round(iv.mean * 100, 1)
+    if shown < 0:
+        return f"rose by {_pts(_negated(iv))}"
+    return f"{'fell' if shown > 0 else 'changed'} by {_pts(iv)}"
 
 
 def _pct(iv: Interval) -> str:
@@ -68,9 +83,11 @@ def _on_common_seeds(ms: pd.DataFrame, a: dict, b: dict, col: str) -> tuple[Inte
 
 
 def reading(results, ctx: Context) -> list[str]:
+    pending = sections.pending_sentence(results)
     if not ctx.methods or not ctx.rates:
         n = len(results.failed)
-        return [f"No pruned cell has finished yet ({len(results.cells)} done, {n} failed); there is nothing to read."]
+        return [f"No pruned cell has finished yet ({len(results.cells)} done, {n} failed); there is nothing to read.",
+                *([pending] if pending else [])]
     out: list[str] = []
     split, group = ctx.main_split, results.config.data.group
     method = ctx.methods[0]
@@ -92,17 +109,8 @@ def reading(results, ctx: Context) -> list[str]:
         out.append(f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no {split} samples and "
                    f"{'is' if len(empty) == 1 else 'are'} left out of this reading.")
 
-    drops = [(r, ctx.m(method, r, "finetuned", split, "accuracy_drop").mean) for r in ctx.rates]
-    safe = [r for r, d in drops if d <= 0.01]
-    first_bad = next((r for r, d in drops if d > 0.01), None)
-    if first_bad is None:
-        out.append(f"After fine-tuning ({method}), overall accuracy stays within 1 point of the dense model at "
-                   f"every rate studied, up to {rate_label(ctx.rates[-1])} sparsity.")
-    elif safe and safe[-1] < first_bad:
-        out.append(f"Overall accuracy stays within 1 point of the dense model up to {rate_label(safe[-1])} "
-                   f"sparsity and first falls by more at {rate_label(first_bad)}.")
-    else:
-        out.append(f"Overall accuracy already falls by more than 1 point at {rate_label(first_bad)} sparsity.")
+    out.append(_overall_sentence(method, [(r, ctx.m(method, r, "finetuned", split, "accuracy_drop").mean)
+                                          for r in ctx.rates]))
 
     top = ctx.rates[-1]
     overall = ctx.m(method, top, "finetuned", split, "accuracy_drop")
@@ -112,14 +120,16 @@ def reading(results, ctx: Context) -> list[str]:
         return out
     worst = max(gd, key=lambda k: gd[k].mean)
     least = min(gd, key=lambda k: gd[k].mean)
+    at = f"At {rate_label(top)} sparsity ({method}, after fine-tuning), {split} accuracy {_moved(overall)} overall"
+    least_text = f"{gname[least]} {'gained' if round(gd[least].mean * 100, 1) < 0 else 'lost'} " \
+                 f"{abs(gd[least].mean) * 100:.1f} points"  # a mean of -1e-17 (two seeds +-x) "lost 0.0"
     if gd[worst].mean - gd[least].mean < 0.0005:  # every group moved alike: no best and worst to name
-        out.append(f"At {rate_label(top)} sparsity ({method}, after fine-tuning), {split} accuracy fell by "
-                   f"{_pts(overall)} overall, and by as much for every {group}.")
-    else:
-        out.append(f"At {rate_label(top)} sparsity ({method}, after fine-tuning), {split} accuracy fell by "
-                   f"{_pts(overall)} overall but by {_pts(gd[worst])} for {gname[worst]}, while {gname[least]} "
-                   f"{'gained' if round(gd[least].mean * 100, 1) < 0 else 'lost'} {abs(gd[least].mean) * 100:.1f} "
-                   "points.")  # a mean of -1e-17 (two seeds +-x) "lost 0.0", not "gained 0.0"
+        out.append(f"{at}, and by as much for every {group}.")
+    elif round(overall.mean * 100, 1) > 0 and gd[worst].mean > overall.mean:  # the usual case: some lost more
+        out.append(f"{at} but by {_pts(gd[worst])} for {gname[worst]}, while {least_text}.")
+    else:  # overall accuracy held or rose: the group that fared worst, in words that fit its sign
+        out.append(f"{at}; for {gname[worst]}, the {group} that fared worst, it {_moved(gd[worst])}, while "
+                   f"{least_text}.")
 
     gap_d, gap_p = _on_common_seeds(
         ms, {"method": "dense", "sparsity": 0.0, "stage": "dense", "split": split},
@@ -166,7 +176,31 @@ def reading(results, ctx: Context) -> list[str]:
     out += _group_size_sentences(ctx)
     if results.failed:
         out.append(f"{len(results.failed)} cell(s) failed and are missing from these numbers (see Failed cells).")
+    if pending:
+        out.append(pending)
     return [s[:1].upper() + s[1:] for s in out]
+
+
+def _overall_sentence(method: str, drops: list[tuple[float, float]]) -> str:
+    """How overall accuracy after fine-tuning compares with the dense model's across the rates (ascending), from
+    the mean drop at each (a negative drop is a gain): within 1 point, never more than 1 point below (with a gain
+    of more), or the first rate where it falls by more than 1 point."""
+    first_bad = next((r for r, d in drops if d > 0.01), None)
+    before = [(r, d) for r, d in drops if first_bad is None or r < first_bad]
+    if not before:
+        return f"After fine-tuning ({method}), overall accuracy already falls by more than 1 point at " \
+               f"{rate_label(first_bad)} sparsity, the lowest rate studied."
+    upto = f"{'at every rate studied, ' if first_bad is None else ''}up to {rate_label(before[-1][0])} sparsity"
+    gains = [(r, d) for r, d in before if d < -0.01]  # rose by more than 1 point: not "within 1 point"
+    if gains:
+        r_best, d_best = min(gains, key=lambda x: x[1])
+        held = f"is never more than 1 point below the dense model's {upto}, and rises above it by up to " \
+               f"{-d_best * 100:.1f} points (at {rate_label(r_best)})"
+    else:
+        held = f"stays within 1 point of the dense model {upto}"
+    tail = "" if first_bad is None else \
+        f"; the first rate where it falls by more than 1 point is {rate_label(first_bad)}"
+    return f"After fine-tuning ({method}), overall accuracy {held}{tail}."
 
 
 def _diagnostic_sentences(ctx: Context, method: str, top: float) -> list[str]:

@@ -241,16 +241,36 @@ def layer_sparsity_table(results) -> Html | None:
                  caption="achieved sparsity per layer (%), mean over seeds and methods")
 
 
+def pending_sentence(results) -> str | None:
+    """'1 of 6 planned cells is pending (s1_p0.9_nft) ...', with those holding results of other settings or data;
+    None when every planned cell has a result."""
+    pending = getattr(results, "pending", [])
+    if not pending:
+        return None
+    n, planned = len(pending), getattr(results, "planned", 0) or len(pending)
+    names = ", ".join(pending[:5]) + (f" and {n - 5} more" if n > 5 else "")
+    why = []
+    if k := len(getattr(results, "other_settings", [])):
+        why.append(f"{k} of them hold a result of other settings than config.toml (edited after it ran?)")
+    if k := len(getattr(results, "other_data", [])):
+        why.append(f"{k} of them a result computed on other data than data.json records")
+    return (f"{n} of {planned} planned cells {'is' if n == 1 else 'are'} pending ({names}) and missing from these "
+            f"numbers{'; ' + '; '.join(why) if why else ''}: rerun the study to finish "
+            f"{'it' if n == 1 else 'them'} (prunefair status shows whether a study is running).")
+
+
 def failed_section(results) -> Html:
     total = len(results.cells) + len(results.failed)
+    pending = [para(s, "note")] if (s := pending_sentence(results)) else []
     if not results.failed:
-        return section("failed", "Failed cells", para(f"All {total} stored cells of this configuration finished."))
+        return section("failed", "Failed cells", para(f"All {total} stored cells of this configuration finished."),
+                       *pending)
     rows = [[r.get("name", "?"), r.get("seed", ""), r.get("method", ""), r.get("rate", ""),
              Html(f"<span class=err>{esc(r.get('error', 'unknown error'))}</span>")] for r in results.failed]
     return section("failed", "Failed cells",
                    para(f"{len(results.failed)} of {total} cells failed; their numbers are missing from the "
                         "tables above. Rerun the study to retry them."),
-                   table(["cell", "seed", "method", "rate", "error"], rows))
+                   table(["cell", "seed", "method", "rate", "error"], rows), *pending)
 
 
 def _val(v) -> str:

@@ -35,22 +35,29 @@ def group_table(results: StudyResults, *, split: str | None = None, method: str 
     fmt = _fmt if spread else (lambda mean, std, *a: _fmt(mean, float("nan"), *a))
     spread = "one seed" if n_seeds == 1 else f"mean±std over {n_seeds} seeds" if spread else \
         f"mean over {n_seeds} seeds (std in summary.csv)"
+    summ = results.summary()
+    summ = summ[(summ.split == split)]
+    sd = summ[summ.stage == "dense"]
+    sp = summ[(summ.stage == "finetuned") & (summ.method == method)]
+    # a column over fewer seeds than the title says (a cell failed or pending): marked, and said below the table
+    seeds = {"dense": int(sd.seeds.iloc[0]) if len(sd) else 0,
+             **{f"{r * 100:g}%": int(sp[sp.sparsity == r].seeds.iloc[0]) if (sp.sparsity == r).any() else 0
+                for r in rates}}
+    fewer = {c: n for c, n in seeds.items() if n < n_seeds}
+    caption = "; ".join(f"{c}: {n} of {n_seeds} seeds" for c, n in fewer.items()) if n_seeds > 1 else ""
     table = Table(box=box.SIMPLE_HEAD,
-                  title=f"{results.config.name}: {split} accuracy per {results.config.data.group} (%), {method}, {spread}")
+                  title=f"{results.config.name}: {split} accuracy per {results.config.data.group} (%), {method}, "
+                        f"{spread}",
+                  caption=f"* {caption} (cells failed or pending)" if caption else None)
     table.add_column(results.config.data.group, overflow="fold")
-    table.add_column("dense", justify="right", overflow="fold")
-    for r in rates:
-        table.add_column(f"{r * 100:g}%", justify="right", overflow="fold")
+    for c in seeds:
+        table.add_column(f"{c}*" if c in fewer and caption else c, justify="right", overflow="fold")
     for _, row in dense.iterrows():
         cells = [fmt(row.acc_dense_mean, row.acc_dense_std)]
         for r in rates:
             p = pruned[(pruned.sparsity == r) & (pruned.group == row.group)]
             cells.append(fmt(p.acc_pruned_mean.iloc[0], p.acc_pruned_std.iloc[0]) if len(p) else "-")
         table.add_row(str(row.group), *cells)
-    summ = results.summary()
-    summ = summ[(summ.split == split)]
-    sd = summ[summ.stage == "dense"]
-    sp = summ[(summ.stage == "finetuned") & (summ.method == method)]
     table.add_section()
     for label, col, scale in [("overall acc", "acc_pruned", 100), ("acc gap", "accuracy_gap_pruned", 100),
                               ("max psi", "max_psi", 100), ("Psi_PW", "psi_pw", 100), ("xi (loss gap)", "xi", 1)]:

@@ -38,12 +38,12 @@ class PruneCell:
 def dense_spec(cfg: StudyConfig, seed: int) -> dict:
     data = cfg.data.model_dump(mode="json", exclude={"cache_dir", "workers"})  # these never change results
     return {"data": data, "model": cfg.model.model_dump(mode="json"),
-            "train": cfg.train.model_dump(mode="json"), "seed": seed, "splits": cfg.eval.splits}
+            "train": cfg.train.key_spec(), "seed": seed, "splits": cfg.eval.splits}
 
 
 def plan_cells(cfg: StudyConfig) -> tuple[list[DenseCell], list[PruneCell]]:
     dense_cells, prune_cells = [], []
-    ft = cfg.finetune.model_dump(mode="json")
+    ft = cfg.finetune.key_spec()
     ft.pop("methods")
     prune = cfg.prune.key_spec()  # default fields left out, so keys of older studies hold
     for seed in cfg.seeds:

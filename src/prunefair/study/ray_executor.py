@@ -160,7 +160,8 @@ class RayExecutor:
                 if any(c.dense == d and not store.is_done(c.name, c.key, fp) for c in prune_cells):
                     submit_prunes(d, ray.put(_cell_files(store, d.name)))
             else:  # to train, or (stored) to reload and compute the diagnostics of the current section
-                store.mark_running(d.name, d.key, executor="ray")
+                diagnostics = {"stage": "diagnostics", "diagnostics": diagnostics_key(cfg, d)} if stored else {}
+                store.mark_running(d.name, d.key, executor="ray", **diagnostics)  # status: "queued or running"
                 pending[dense_remote.remote(cfg_dict, d.name, _cell_files(store, d.name) if stored else None)] = d
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -29,6 +29,13 @@ class StudyResults:
     measures: pd.DataFrame
     cells: list[dict] = field(repr=False)
     failed: list[dict] = field(default_factory=list)
+    # planned cells with no usable result (none stored, or only one of other settings or data), by name; of them,
+    # those whose stored done result has another key (config.toml edited after it ran, or a copied result.json)
+    # and those computed on other data than data.json records: `prunefair study` recomputes both
+    pending: list[str] = field(default_factory=list)
+    other_settings: list[str] = field(default_factory=list)
+    other_data: list[str] = field(default_factory=list)
+    planned: int = 0
 
     def __repr__(self) -> str:
         seeds = sorted({int(r["seed"]) for r in self.cells if "seed" in r})
@@ -45,7 +52,7 @@ class StudyResults:
                 raise FileNotFoundError(f"{cfg_path}: not a study folder (no config.toml)")
             config = load_config(cfg_path, stored=True)
         dense_cells, prune_cells = plan_cells(config)
-        cells, failed = [], []
+        cells, failed, pending, other_settings, other_data = [], [], [], [], []
         data = store.data_fingerprint()  # of the data the last run loaded
         for cell in [*dense_cells, *prune_cells]:
             try:
@@ -54,9 +61,14 @@ class StudyResults:
                 failed.append(failure_record(cell, str(exc), status="corrupt"))
                 continue
             if r is None or r.get("key") != cell.key:
+                pending.append(cell.name)
+                if r is not None and r.get("status") == "done":  # config.toml edited since, or a copied file
+                    other_settings.append(cell.name)
                 continue
-            if on_other_data(r, data):
-                continue  # computed on other data: the next run recomputes it (status says "outdated")
+            if on_other_data(r, data):  # the next run recomputes it (status says "outdated")
+                pending.append(cell.name)
+                other_data.append(cell.name)
+                continue
             if isinstance(cell, DenseCell) and r.get("diagnostics") and \
                     (not config.diagnostics.enabled or not diagnostics_current(config, cell, r)):
                 r = {k: v for k, v in r.items() if k != "diagnostics"}  # turned off, or under another [diagnostics]
@@ -68,7 +80,36 @@ class StudyResults:
             named = {c.name: c for c in [*dense_cells, *prune_cells]}
             cells = [r for r in cells if r["name"] not in unusable]
             failed += [failure_record(named[name], message, status="corrupt") for name, message in unusable.items()]
-        return cls(config, by_group, measures, cells, failed)
+        return cls(config, by_group, measures, cells, failed, pending, other_settings, other_data,
+                   planned=len(dense_cells) + len(prune_cells))
+
+    def left_out_notes(self, root: str | Path | None = None) -> list[str]:
+        """A line per kind of stored result that the tables leave out though its cell is planned: results of other
+        settings than config.toml, and results computed on other data than data.json records, naming up to five
+        cells and what to do; [] if none."""
+        where = Path(root if root is not None else self.config.output_dir)
+        out = []
+        if n := len(self.other_settings):
+            out.append(f"{where}: {n} stored result(s) are of other settings than config.toml (edited after they "
+                       f"ran, or copied from another study?): {_names(self.other_settings)}; `prunefair study` "
+                       "recomputes them; restore config.toml to report them")
+        if n := len(self.other_data):
+            out.append(f"{where}: {n} stored result(s) were computed on other data than data.json records (the data "
+                       f"changed, or a rerun on changed data was interrupted): {_names(self.other_data)}; "
+                       "`prunefair study` recomputes them on the data as it is now")
+        return out
+
+    def pending_note(self, root: str | Path | None = None) -> str | None:
+        """'N of M planned cells are pending (names)', None if none is: cells without a usable result (not run yet,
+        running, killed, or holding a result of other settings or data), left out of the tables."""
+        if not self.pending:
+            return None
+        where = Path(root if root is not None else self.config.output_dir)
+        n = len(self.pending)
+        one = n == 1
+        return f"{where}: {n} of {self.planned} planned cells {'is' if one else 'are'} pending " \
+               f"({_names(self.pending)}), not in the tables: `prunefair status {where}` says whether " \
+               f"{'it runs' if one else 'they run'}, `prunefair study` finishes {'it' if one else 'them'}"
 
     def summary(self) -> pd.DataFrame:
         """Every measure, mean and std (ddof 1) over seeds, per (method, sparsity, stage, split); the std is NaN
@@ -115,6 +156,11 @@ class StudyResults:
             paths["layer_sparsity"] = root / "layer_sparsity.csv"
             atomic_write_text(paths["layer_sparsity"], layers.to_csv(index=False))
         return paths
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    """Up to ``most`` names, then how many more."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _cell_rows(r: dict, d: dict) -> tuple[list[pd.DataFrame], list[dict]]:

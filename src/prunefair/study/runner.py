@@ -60,8 +60,8 @@ def build_study_model(cfg: StudyConfig, data: DatasetSplits) -> nn.Module:
 def _settings(section, model_cfg) -> TrainSettings:
     return TrainSettings(epochs=section.epochs, batch_size=section.batch_size, lr=section.lr,
                          momentum=section.momentum, weight_decay=section.weight_decay, schedule=section.schedule,
-                         crop_padding=section.crop_padding, flip=section.flip, precision=model_cfg.precision,
-                         compile=model_cfg.compile)
+                         crop_padding=section.crop_padding, flip=section.flip, crop_fill=section.crop_fill,
+                         precision=model_cfg.precision, compile=model_cfg.compile)
 
 
 @dataclass
@@ -228,6 +228,8 @@ class StudyRunner:
         from prunefair.diagnostics import diagnose_groups
 
         c, key = self.cfg.diagnostics, diagnostics_key(self.cfg, d)
+        # `prunefair status` shows the done cell as running while they compute (stale if this process dies)
+        self.store.mark_running(d.name, d.key, stage="diagnostics", diagnostics=key)
         try:
             diag = diagnose_groups(dense, self.data.split(c.split), batch_size=c.batch_size, max_samples=None if c.max_samples == "all" else c.max_samples,
                                    eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
@@ -237,7 +239,8 @@ class StudyRunner:
         except Exception as exc:
             self.progress.log(f"[red]diagnostics of {d.name} failed: {exc}")
             entry = {"key": key, "error": f"{type(exc).__name__}: {exc}"}
-        self._store_diagnostics(d, entry)
+        self._store_diagnostics(d, entry)  # writing the result clears the marker
+        self.store.clear_running(d.name)  # also where there was no result to write them into
 
     def run_prune_cell(self, c: PruneCell, dense: nn.Module) -> dict:
         self.store.mark_running(c.name, c.key)

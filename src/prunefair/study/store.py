@@ -39,7 +39,19 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata
     from safetensors.torch import save
 
     flat = {k: v.detach().contiguous().cpu() for k, v in untied(tensors).items()}
-    atomic_write_bytes(path, save(flat, metadata=metadata))
+    atomic_write_bytes(path, _sorted_header(save(flat, metadata=metadata)))
+
+
+def _sorted_header(blob: bytes) -> bytes:
+    """``blob`` (a safetensors file) with its JSON header's keys sorted. safetensors writes the metadata keys in an
+    order that changes from process to process (a hash map), so one seed's checkpoints differed in bytes though
+    not in numbers; sorted, the same tensors and metadata give the same file. The header keeps its length (the
+    same compact JSON, padded with spaces as safetensors pads it), so the data offsets stand."""
+    n = int.from_bytes(blob[:8], "little")
+    text = json.dumps(json.loads(blob[8:8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:  # not the compact JSON expected: leave the file as safetensors wrote it
+        return blob
+    return blob[:8] + text.ljust(n, b" ") + blob[8 + n:]
 
 
 def checkpoint_metadata(path: str | Path) -> dict[str, str]:
@@ -215,34 +227,52 @@ class Store:
         fp = (self.data_description() or {}).get("fingerprint")
         return fp if isinstance(fp, str) else None
 
-    def cell_state(self, name: str, key: str, data: str | None = None) -> tuple[str, str]:
+    def cell_state(self, name: str, key: str, data: str | None = None,
+                   diagnostics: str | None = None) -> tuple[str, str]:
         """(state, detail): done, outdated (done on other data than ``data``, the fingerprint of the data now),
-        running (a live process has it, even over an earlier failure), failed, corrupt (a damaged result.json),
-        stale (its process is gone) or pending."""
+        running (a live process has it, even over an earlier failure; for a done dense cell: computes its
+        diagnostics, those of key ``diagnostics``, the ones the study wants), queued or running (submitted as a Ray
+        task: Ray does not say whether it has started), failed, corrupt (a damaged result.json), stale (its process
+        is gone) or pending (the detail says when a result of other settings is stored)."""
         try:
             r, corrupt = self.read_result(name), None
         except CorruptResult as exc:
             r, corrupt = None, exc
         mine = r is not None and r.get("key") == key
+        m = self.read_running(name)
+        if m is not None and m.get("key") != key:
+            m = None  # a marker of another config
         if mine and on_other_data(r, data):
             if not self._running_now(name, key):
                 return "outdated", f"computed on other data (fingerprint {r['data']}; data.json now {data}): the " \
                                    "next run recomputes it"
         elif mine and r.get("status") == "done":
-            return "done", ""
-        m = self.read_running(name)
-        if m is not None and m.get("key") == key:
-            who = f"{m.get('host')}:{m.get('pid')}"
-            since = time.strftime("%H:%M:%S", time.localtime(m.get("started", 0)))
-            if m.get("host") != socket.gethostname() or _pid_alive(int(m.get("pid", -1))):
-                return "running", f"{who} since {since}"
+            stored = (r.get("diagnostics") or {}).get("key") if isinstance(r.get("diagnostics"), dict) else None
+            if m is None or m.get("stage") != "diagnostics" or diagnostics is None \
+                    or m.get("diagnostics") != diagnostics or stored == diagnostics:
+                return "done", ""
+            return _marker_state(m, diagnostics=True)
+        if m is not None:
             # writing a result clears the marker: a marker left is newer than any failure or damage recorded
-            return "stale", f"was run by {who} since {since}; that process is gone (rerun to resume)"
+            return _marker_state(m)
         if corrupt is not None:
             return "corrupt", f"{corrupt} (rerun the study to recompute the cell)"
         if mine and r.get("status") == "failed":
             return "failed", r.get("error", "")
+        if self.other_settings(name, key):
+            return "pending", "a result of other settings than config.toml is stored (config.toml edited after it " \
+                              "ran, or the file copied from another study?): the next run recomputes it; restore " \
+                              "config.toml to use it"
         return "pending", ""
+
+    def other_settings(self, name: str, key: str) -> bool:
+        """The cell holds a done result of another key than ``key`` (its settings changed since it ran: config.toml
+        edited, or a result.json copied from another study)."""
+        try:
+            r = self.read_result(name)
+        except CorruptResult:
+            return False
+        return r is not None and r.get("status") == "done" and r.get("key") != key
 
     def _running_now(self, name: str, key: str) -> bool:
         m = self.read_running(name)
@@ -260,6 +290,24 @@ class Store:
             except CorruptResult:
                 pass
         return [r for r in out if r is not None]
+
+
+def _marker_state(m: dict, diagnostics: bool = False) -> tuple[str, str]:
+    """(state, detail) of the running marker ``m`` of a cell: running (its process is alive, or on another host),
+    queued or running (a Ray task, whose driver is alive), or stale (the process on this host is gone);
+    ``diagnostics``: the marker of a done dense cell whose diagnostics are being computed."""
+    who = f"{m.get('host')}:{m.get('pid')}"
+    since = time.strftime("%H:%M:%S", time.localtime(m.get("started", 0)))
+    what = "computing its diagnostics (the model and its result are stored): " if diagnostics else ""
+    if m.get("host") != socket.gethostname() or _pid_alive(int(m.get("pid", -1))):
+        if m.get("executor") == "ray":
+            return "queued or running", f"{what}a Ray task submitted by {who} at {since} (Ray does not say " \
+                                        "whether it has started)"
+        return "running", f"{what}{who} since {since}"
+    if diagnostics:
+        return "stale", f"its diagnostics were computed by {who} since {since}; that process is gone (rerun to " \
+                        "compute them; the model and its result are stored)"
+    return "stale", f"was run by {who} since {since}; that process is gone (rerun to resume)"
 
 
 def _pid_alive(pid: int) -> bool:

@@ -69,6 +69,7 @@ class TrainSettings:
     nesterov: bool = False
     crop_padding: int = 0
     flip: bool = False
+    crop_fill: str = "mean"  # the padded border: "mean" (0 after normalisation) or "black" (torchvision's)
     precision: str = "fp32"  # fp32 | bf16 (autocast; CUDA or CPU)
     compile: bool = False  # torch.compile the forward pass (helps on GPU, not on CPU)
 
@@ -133,7 +134,7 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                           weight_decay=settings.weight_decay, nesterov=settings.nesterov)
-    augment = Augment(settings.crop_padding, settings.flip)
+    augment = Augment(settings.crop_padding, settings.flip, settings.crop_fill)
     # batch norm in train mode cannot normalise one sample: a last batch of one (a different sample each epoch,
     # as batches are shuffled) is skipped, as torch's drop_last would
     drop_last = len(data) % settings.batch_size == 1 and any(isinstance(m, _BatchNorm) for m in model.modules())
