@@ -28,3 +28,17 @@ def test_a_broken_link_in_the_way_is_called_one(tmp_path):
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     with pytest.raises(OSError, match=r"dangling is a broken link \(to .*nowhere\)"):
         atomic_write_bytes(tmp_path / "dangling" / "a.bin", b"data")
+
+
+def test_a_failed_rename_names_the_file_not_the_temporary_one(tmp_path):
+    """os.replace's error names the temporary file (and the target): the message names the target alone."""
+    import pytest
+
+    from prunefair.io import atomic_write_text
+
+    (tmp_path / "summary.csv").mkdir()  # a folder where the file belongs
+    with pytest.raises(OSError) as err:
+        atomic_write_text(tmp_path / "summary.csv", "x")
+    text = err.value.strerror
+    assert text.startswith(f"{tmp_path / 'summary.csv'}: cannot write (Is a directory)") and ".tmp" not in text
+    assert err.value.filename is None and not list(tmp_path.glob(".*.tmp"))

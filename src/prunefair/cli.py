@@ -237,7 +237,7 @@ def report(
     left_out = results.left_out_notes(study_dir)  # done results of other settings or data: not this config's
     if left_out and not results.cells:  # nothing of config.toml to report: the last report's files stay as they are
         _print_problems(_cell_problems(results) + left_out + [
-            f"{study_dir}: no stored result matches config.toml and data.json, so nothing was rewritten (the tables, "
+            f"{study_dir}: no finished result matches config.toml and data.json, so nothing was rewritten (the tables, "
             "figures and report.html are still those of the last report)"])
         raise typer.Exit(1)
     try:
@@ -283,8 +283,9 @@ def _os_error(exc: OSError, folder: Path, what: str = "write") -> str:
         message = exc.strerror
     else:
         message = f"{folder}: cannot {what} ({exc})"
-    fix = f"make {folder} writable, or copy the folder and report the copy" if what == "write" else \
-        f"make {folder} readable"
+    fix = f"check that {folder} and what is in it can be written (no file where a folder belongs, no read-only " \
+          "file or file system), or copy the folder and report the copy; files written before this one are new, " \
+          "the others as they were" if what == "write" else f"make {folder} readable"
     return f"{message}; {fix}"
 
 

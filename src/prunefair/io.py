@@ -54,10 +54,13 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError) and str(path) not in str(exc):
+        # the system's own errors name the temporary file (os.replace: both): said of ``path`` instead; ours,
+        # already naming it, pass as they are
+        if isinstance(exc, OSError) and (exc.filename is not None or str(path) not in str(exc)):
             hint = " (disk full?)" if exc.errno == errno.ENOSPC else ""
-            raise OSError(exc.errno, f"{path}: cannot write{hint} ({exc}); the previous file, if any, is intact") \
-                from exc
+            reason = exc.strerror if exc.filename is not None and exc.strerror else str(exc)
+            raise OSError(exc.errno, f"{path}: cannot write{hint} ({reason}); the previous file, if any, is "
+                                     "intact") from exc
         raise
 
 

@@ -132,3 +132,17 @@ def test_crop_fill_enters_the_cell_keys_only_when_set():
     mean = plan_cells(load_config(None, preset="cifar10", overrides=["train.crop_fill=mean"]))
     assert plain[0][0].key == mean[0][0].key == "f55c1f7d3e5e"  # its key before crop_fill existed
     assert black[0][0].key != plain[0][0].key
+
+
+def test_crop_fill_is_left_out_of_keys_and_config_toml_where_it_changes_nothing():
+    """Without padding the fill is never seen (no key change, no rerun); at its default it is not written to
+    config.toml, so a folder written before the option compares equal on resume and older versions read new ones."""
+    from prunefair.config import load_config
+    from prunefair.study.cells import plan_cells
+
+    base = load_config(None, preset="digits")
+    black = load_config(None, preset="digits", overrides=["train.crop_fill=black", "finetune.crop_fill=black"])
+    assert base.train.crop_padding == 0 and plan_cells(base)[1][0].key == plan_cells(black)[1][0].key
+    assert "crop_fill" not in base.to_toml() and black.to_toml().count('crop_fill = "black"') == 2
+    cifar = load_config(None, preset="cifar10")
+    assert cifar.train.crop_padding > 0 and "crop_fill" not in cifar.to_toml()

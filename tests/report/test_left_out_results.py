@@ -136,7 +136,7 @@ def test_report_on_a_folder_it_cannot_write_says_so_in_one_line(folder):
         _undo_readonly(folder)
     assert res.exit_code == 2, res.output
     assert res.output.count("\n") == 1 and "Traceback" not in res.output, res.output
-    assert f"{folder / 'table.csv'}: cannot write" in res.output and f"make {folder} writable" in res.output
+    assert f"{folder / 'table.csv'}: cannot write" in res.output and f"check that {folder} and what is in it can be written" in res.output
     assert "2 when the folder cannot be read or written" in _squash(CliRunner().invoke(
         app, ["report", "--help"], env={"COLUMNS": "200"}).output)
 
@@ -180,3 +180,21 @@ def test_reading_names_the_first_rate_where_accuracy_falls_by_more_than_1_point(
     assert "within 1 point" not in gain_then_bad and "rises above it by up to 3.0 points (at 50%)" in gain_then_bad
     assert "stays within 1 point of the dense model at every rate studied, up to 90%" in \
         _overall_sentence("nft", [(0.5, -0.005), (0.9, 0.01)])
+
+
+def test_a_drop_that_rounds_to_zero_is_not_printed_as_minus_zero():
+    from prunefair.report.narrative import _moved
+    from prunefair.report.stats import Interval
+
+    assert _moved(Interval(-0.0004, 0.0, -0.0004, -0.0004, 1, 0.95)) == "changed by less than 0.1 points"
+    assert _moved(Interval(0.0004, 0.0, 0.0004, 0.0004, 1, 0.95)) == "changed by less than 0.1 points"
+    assert _moved(Interval(-0.014, 0.0, -0.014, -0.014, 1, 0.95)).startswith("rose by 1.4 points")
+
+
+def test_one_rate_studied_is_the_only_rate_not_the_lowest():
+    from prunefair.report.narrative import _overall_sentence
+
+    assert _overall_sentence("nft", [(0.95, 0.05)]).endswith("at 95% sparsity, the only rate studied.")
+    assert _overall_sentence("nft", [(0.9, 0.03), (0.95, 0.05)]).endswith("the lowest rate studied.")
+    # 1.004 points prints as 1.0: judged as printed, so "within 1 point", not "rises above it by up to 1.0"
+    assert "stays within 1 point" in _overall_sentence("nft", [(0.5, -0.01004), (0.9, 0.01004)])

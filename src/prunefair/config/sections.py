@@ -156,9 +156,10 @@ class TrainConfig(_Section):
     flip: bool = False
 
     def key_spec(self) -> dict:
-        """The section as it enters cell keys: crop_fill only when not "mean" (keys of older studies hold)."""
+        """The section as it enters cell keys: crop_fill only where it can change training, "black" with
+        crop_padding > 0 (keys of older studies hold)."""
         d = self.model_dump(mode="json")
-        if d["crop_fill"] == "mean":
+        if d["crop_fill"] == "mean" or not d["crop_padding"]:
             d.pop("crop_fill")
         return d
 

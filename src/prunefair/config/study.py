@@ -100,7 +100,11 @@ class StudyConfig(_Section):
     def to_toml(self) -> str:
         import tomli_w
 
-        return tomli_w.dumps(_drop_none(self.to_dict()))
+        d = _drop_none(self.to_dict())
+        for section in ("train", "finetune"):  # an option added later, at its default: left out, so that the file
+            if d[section].get("crop_fill") == "mean":  # reads as before (resume notes, earlier versions)
+                d[section].pop("crop_fill")
+        return tomli_w.dumps(d)
 
 
 def config_hash(obj: Any) -> str:

@@ -34,7 +34,9 @@ def _moved(iv: Interval) -> str:
     shown = round(iv.mean * 100, 1)
     if shown < 0:
         return f"rose by {_pts(_negated(iv))}"
-    return f"{'fell' if shown > 0 else 'changed'} by {_pts(iv)}"
+    if shown == 0:  # -0.04 would print as "-0.0"
+        return "changed by less than 0.1 points"
+    return f"fell by {_pts(iv)}"
 
 
 def _pct(iv: Interval) -> str:
@@ -185,11 +187,13 @@ def _overall_sentence(method: str, drops: list[tuple[float, float]]) -> str:
     """How overall accuracy after fine-tuning compares with the dense model's across the rates (ascending), from
     the mean drop at each (a negative drop is a gain): within 1 point, never more than 1 point below (with a gain
     of more), or the first rate where it falls by more than 1 point."""
+    drops = [(r, round(d * 100, 1) / 100) for r, d in drops]  # judged as printed (1.004 points is "1.0")
     first_bad = next((r for r, d in drops if d > 0.01), None)
     before = [(r, d) for r, d in drops if first_bad is None or r < first_bad]
     if not before:
+        which = "the only rate studied" if len(drops) == 1 else "the lowest rate studied"
         return f"After fine-tuning ({method}), overall accuracy already falls by more than 1 point at " \
-               f"{rate_label(first_bad)} sparsity, the lowest rate studied."
+               f"{rate_label(first_bad)} sparsity, {which}."
     upto = f"{'at every rate studied, ' if first_bad is None else ''}up to {rate_label(before[-1][0])} sparsity"
     gains = [(r, d) for r, d in before if d < -0.01]  # rose by more than 1 point: not "within 1 point"
     if gains:
