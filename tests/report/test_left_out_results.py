@@ -106,6 +106,7 @@ def test_a_missing_cell_is_named_pending_in_the_report_and_marked_in_the_termina
     html = (folder / "report.html").read_text()
     assert "1 of 6 planned cells is pending (s1_p0.9_nft) and missing from these numbers" in html
     assert "1 pending" in html  # the badge
+    assert ">Failed and pending cells<" in html  # the section's title (it said "Failed cells")
     console = Console(record=True, width=200)
     console.print(group_table(StudyResults.from_store(folder)))
     text = console.export_text()

@@ -259,15 +259,20 @@ def pending_sentence(results) -> str | None:
             f"{'it' if n == 1 else 'them'} (prunefair status shows whether a study is running).")
 
 
+def failed_title(results) -> str:
+    """The last section's title: it lists failed cells, and pending ones when there are any."""
+    return "Failed and pending cells" if getattr(results, "pending", []) else "Failed cells"
+
+
 def failed_section(results) -> Html:
     total = len(results.cells) + len(results.failed)
     pending = [para(s, "note")] if (s := pending_sentence(results)) else []
     if not results.failed:
-        return section("failed", "Failed cells", para(f"All {total} stored cells of this configuration finished."),
+        return section("failed", failed_title(results), para(f"All {total} stored cells of this configuration finished."),
                        *pending)
     rows = [[r.get("name", "?"), r.get("seed", ""), r.get("method", ""), r.get("rate", ""),
              Html(f"<span class=err>{esc(r.get('error', 'unknown error'))}</span>")] for r in results.failed]
-    return section("failed", "Failed cells",
+    return section("failed", failed_title(results),
                    para(f"{len(results.failed)} of {total} cells failed; their numbers are missing from the "
                         "tables above. Rerun the study to retry them."),
                    table(["cell", "seed", "method", "rate", "error"], rows), *pending)
@@ -331,5 +336,6 @@ def all_sections(results, ctx: Context) -> list[tuple[str, str, Html]]:
     other = other_figures_section(ctx)
     if other:
         out.append(("figures", "Other figures", other))
-    out += [("failed", "Failed cells", failed_section(results)), ("settings", "Settings", settings_section(results))]
+    out += [("failed", failed_title(results), failed_section(results)),
+            ("settings", "Settings", settings_section(results))]
     return out
