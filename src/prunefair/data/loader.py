@@ -84,7 +84,8 @@ def flip_crop_slices(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: 
         src = x[i].flip(2) if f else x[i]
         oy, ox = a - p, b - p
         y0, y1, x0, x1 = max(0, oy), min(h, h + oy), max(0, ox), min(w, w + ox)
-        out[i, :, y0 - oy : y1 - oy, x0 - ox : x1 - ox] = src[:, y0:y1, x0:x1]
+        if y1 > y0 and x1 > x0:  # padding as wide as the image can leave a crop of padding alone
+            out[i, :, y0 - oy : y1 - oy, x0 - ox : x1 - ox] = src[:, y0:y1, x0:x1]
     return out
 
 
