@@ -39,6 +39,10 @@ class CellsFailed(UserWarning):
     """Some cells of a study failed (their errors are in ``StudyResults.failed``)."""
 
 
+class LeftOutResults(UserWarning):
+    """``write_outputs`` found no finished result matching the study's config.toml and data.json."""
+
+
 def _resolve(config, overrides) -> StudyConfig:
     if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides or []):
         raise TypeError(f"overrides must be a list of 'key=value' strings, e.g. ['train.epochs=5'], got {overrides!r}")
@@ -145,8 +149,16 @@ def _dataset_of(dirs: list[Path]) -> str:
 
 def write_outputs(results: StudyResults, root: str | Path, *,
                   group_size_dirs: list[str | Path] | None = None) -> dict[str, Path]:
-    """Tables (CSV), figures (PNG) and the self-contained report (report.html) of a study, from its results."""
+    """Tables (CSV), figures (PNG) and the self-contained report (report.html) of a study, from its results.
+
+    Stored results of other settings or data are left out (``results.left_out_notes()``); when no finished result
+    matches, the tables come out empty and a ``LeftOutResults`` warning says why (``prunefair report`` rewrites
+    nothing then)."""
     from prunefair.report import write_figures
+
+    if not results.cells and (notes := results.left_out_notes(root)):
+        warnings.warn(LeftOutResults("no finished result matches config.toml and data.json, so the tables are empty: "
+                                     + "; ".join(notes)), stacklevel=2)
     from prunefair.report.diagnostics_figures import write_diagnostics_outputs
     from prunefair.report.html import write_report
     from prunefair.report.mitigation import write_mitigation_outputs

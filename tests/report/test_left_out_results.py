@@ -80,6 +80,10 @@ def test_report_refuses_to_empty_the_outputs_when_no_stored_result_matches(folde
     else:
         assert "6 outdated" in st.output
         assert "6 stored result(s) were computed on other data than" in _squash(st.output)
+    from prunefair.api import LeftOutResults, write_outputs  # from Python: written (empty), with a warning
+
+    with pytest.warns(LeftOutResults, match="no finished result matches config.toml and data.json"):
+        write_outputs(StudyResults.from_store(folder), folder)
 
 
 def test_report_of_a_partly_edited_config_writes_what_matches_and_names_the_rest(folder):
