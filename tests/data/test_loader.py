@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import torch
 
@@ -147,3 +148,22 @@ def test_crop_fill_is_left_out_of_keys_and_config_toml_where_it_changes_nothing(
     assert "crop_fill" not in base.to_toml() and black.to_toml().count('crop_fill = "black"') == 2
     cifar = load_config(None, preset="cifar10")
     assert cifar.train.crop_padding > 0 and "crop_fill" not in cifar.to_toml()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "permuted"])
+def test_flip_crop_slices_equals_gather_in_every_dtype_and_layout(dtype, layout):
+    """The CPU loop slices numpy views where numpy has the dtype (bfloat16: torch's own slices)."""
+    from prunefair.data.loader import flip_crop_gather, flip_crop_slices
+
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(7, 3, 6, 5, generator=g) * 200).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "permuted":  # a batch read from (N, H, W, C) pixels, as a per-file pipeline makes it
+        x = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    flip = torch.rand(7, generator=g) < 0.5
+    dy, dx = torch.randint(0, 5, (7,), generator=g), torch.randint(0, 5, (7,), generator=g)
+    fill = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    for f in (None, fill):
+        assert torch.equal(flip_crop_slices(x, flip, dy, dx, 2, f), flip_crop_gather(x, flip, dy, dx, 2, f))
