@@ -161,3 +161,16 @@ def test_one_class_left_in_train_after_filters_is_refused(tmp_path):
         (root / "a" / f"{i}.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"data.target = 'label' has 1 class\(es\) in the train split"):
         load_dataset("folder", root=str(root), target="label", group="sex", options={"skip_unreadable": True})
+
+
+def test_nan_as_text_sorts_the_same_in_every_process():
+    """'nan' in a CSV (read as text) once sorted by a NaN key: its order followed the set's hash order, so group ids,
+    strata and splits changed with PYTHONHASHSEED."""
+    import subprocess
+    import sys
+
+    code = ("from prunefair.data.attributes import categorical; "
+            "print(categorical(['3', 'nan', '1', '10', '0', '2', '7', '5', 'NaN', 'b', 'a']).names)")
+    outs = {subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "PYTHONHASHSEED": str(s)},
+                           capture_output=True, text=True, check=True).stdout for s in range(4)}
+    assert outs == {"('0', '1', '2', '3', '5', '7', '10', 'NaN', 'a', 'b', 'nan')\n"}

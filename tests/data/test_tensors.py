@@ -236,3 +236,28 @@ def test_finite_float64_x_that_overflows_float32_is_named_as_an_overflow_not_as_
     with pytest.raises(ValueError, match=r"x holds NaN or inf in 1 sample\(s\) \(the first: index 5\)"):
         register_arrays("overflow", x, Y)
     register_arrays("overflow_ok", X.astype("float64") * 1e30, Y)  # large but within float32
+
+
+def test_uint8_features_are_used_as_given_and_mean_std_checked_when_registered():
+    """uint8 (N, F) flags reached the model divided by 255; a mean for features, or of the wrong length for the
+    images' channels, registered fine and crashed at the first batch."""
+    import numpy as np
+    import pytest
+
+    from prunefair.data import load_dataset, register_arrays
+
+    rng = np.random.default_rng(0)
+    flags = rng.integers(0, 2, size=(60, 5)).astype(np.uint8)
+    register_arrays("uint8_flags", flags, flags[:, 0])
+    d = load_dataset("uint8_flags")
+    assert d.train.to_float(d.train.x).max() == 1.0 and set(d.train.to_float(d.train.x).unique().tolist()) == {0, 1}
+    with pytest.raises(ValueError, match=r"mean/std normalise uint8 \(N, C, H, W\) images; x is \(60, 5\)"):
+        register_arrays("bad_norm", flags, flags[:, 0], mean=(0.5,) * 5, std=(0.5,) * 5)
+    images = rng.integers(0, 256, size=(40, 3, 4, 4)).astype(np.uint8)
+    with pytest.raises(ValueError, match=r"mean has 2 value\(s\) for 3 channel\(s\)"):
+        register_arrays("bad_norm", images, np.arange(40) % 2, mean=(0.5, 0.5), std=(0.5, 0.5))
+    with pytest.raises(ValueError, match=r"std = \[0.5, 0.0, 0.5\]: finite numbers, each > 0"):
+        register_arrays("bad_norm", images, np.arange(40) % 2, mean=(0.5,) * 3, std=(0.5, 0.0, 0.5))
+    with pytest.raises(ValueError, match="give mean and std together"):
+        register_arrays("bad_norm", images, np.arange(40) % 2, mean=(0.5,) * 3)
+    register_arrays("good_norm", images, np.arange(40) % 2, mean=(0.4, 0.5, 0.6), std=(0.2, 0.2, 0.2))

@@ -15,7 +15,8 @@ from prunefair.data.attributes import Attribute, categorical
 
 
 def as_input_tensor(x, *, arg: str, token_ids: bool = False) -> torch.Tensor:
-    """``x`` as a CPU tensor (uint8 kept, everything else float32), checked: 2-d or 4-d, samples, finite.
+    """``x`` as a CPU tensor (uint8 images kept, everything else float32, uint8 (N, F) features included), checked:
+    2-d or 4-d, samples, finite.
     ``token_ids=True``: (N, L) non-negative integer token ids, kept as int64."""
     try:
         t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
@@ -35,6 +36,8 @@ def as_input_tensor(x, *, arg: str, token_ids: bool = False) -> torch.Tensor:
     if len(t) == 0:
         raise ValueError(f"{arg} holds no samples")
     given = t
+    if t.dtype == torch.uint8 and t.dim() == 2:  # features used as given (0/1 flags stay 0/1): uint8 means images
+        t = t.float()
     if t.dtype not in (torch.uint8, torch.float32):
         if t.dtype == torch.bool or t.is_complex():
             raise ValueError(f"{arg}: dtype {t.dtype} is not supported; give uint8 images or float features")

@@ -107,7 +107,11 @@ def categorical(values, *, order: list[str] | None = None) -> Attribute:
 
 
 def _natural_key(v: str):
+    """Numbers by value, then everything else as text. "nan" (a value as a CSV can hold it) is text: as a number it
+    compares with nothing, and the order (so group ids, strata and splits) then followed the set's hash order,
+    which changes from process to process."""
     try:
-        return (0, float(v), v)
+        number = float(v)
     except ValueError:
         return (1, 0.0, v)
+    return (1, 0.0, v) if number != number else (0, number, v)

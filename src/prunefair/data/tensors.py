@@ -84,6 +84,7 @@ def grouped_from_arrays(x, y, *, attributes: dict | None = None, names: dict | N
     """One GroupedData from arrays, checked and coded as ``register_arrays`` does."""
     _check_token_ids(token_ids, mean, std)
     xt = as_input_tensor(x, arg="x", token_ids=token_ids)
+    _check_normaliser(xt, mean, std)
     attrs = _code([_raw_columns(xt, y, attributes, suffix="")], names)
     return _grouped([xt], attrs, target=target, group=group, mean=mean, std=std, info=info,
                     token_ids=token_ids)[0]
@@ -96,6 +97,26 @@ def _check_token_ids(token_ids, mean, std) -> None:
         raise ValueError("mean/std normalise images; token ids (token_ids=True) are passed to the model as they are")
 
 
+def _check_normaliser(x: torch.Tensor, mean, std) -> None:
+    """``mean``/``std`` normalise uint8 images, one number per channel (both given, or neither: 0.5 each)."""
+    if mean is None and std is None:
+        return
+    if x.dtype != torch.uint8 or x.dim() != 4:
+        raise ValueError(f"register_arrays: mean/std normalise uint8 (N, C, H, W) images; x is "
+                         f"{tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} (used as given): leave them out")
+    if mean is None or std is None:
+        raise ValueError("register_arrays: give mean and std together (or neither: 0.5 per channel)")
+    channels = x.shape[1]
+    for arg, v in (("mean", mean), ("std", std)):
+        values = np.asarray(v, dtype=float).reshape(-1)
+        if len(values) != channels:
+            raise ValueError(f"register_arrays: {arg} has {len(values)} value(s) for {channels} channel(s); give "
+                             "one per channel")
+        if not np.isfinite(values).all() or (arg == "std" and (values <= 0).any()):
+            raise ValueError(f"register_arrays: {arg} = {values.tolist()}: finite numbers"
+                             f"{', each > 0' if arg == 'std' else ''}")
+
+
 def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: dict | None = None,
                     x_test=None, y_test=None, attributes_test: dict | None = None, mean=None, std=None,
                     description: str = "", overwrite: bool = False, token_ids: bool = False) -> None:
@@ -104,9 +125,10 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
     Inputs ``x`` (numpy array or torch tensor):
       - ``(N, F)`` features (tabular), or ``(N, C, H, W)`` images, channels first; 1-d and 3-d are refused
         (one grey channel: ``x[:, None]``), and so is channels-last ``(N, H, W, C)``.
-      - uint8 images are 0..255, scaled by 1/255 then normalised with ``mean``/``std`` per channel (default 0.5,
-        0.5); float inputs are used as given (float32; other numeric dtypes are converted) and must be finite:
-        NaN or inf is refused, naming the first sample.
+      - uint8 images are 0..255, scaled by 1/255 then normalised with ``mean``/``std``, one number per channel
+        (default 0.5, 0.5; checked here). Everything else is used as given (float32; other numeric dtypes, uint8
+        (N, F) features included, are converted) and must be finite: NaN or inf is refused, naming the first
+        sample.
       - ``token_ids=True``: ``x`` (and ``x_test``) hold (N, L) integer token ids >= 0 for a model that embeds them
         (``nn.Embedding``); they are kept int64 and passed to the model as they are (no ``mean``/``std``).
     Labels ``y`` and each ``attributes[key]``: one value per sample (1-d, N long; one-hot ``y`` is refused).
@@ -138,6 +160,7 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
         raise ValueError("register_arrays: attributes_test given without x_test and y_test")
     _check_token_ids(token_ids, mean, std)
     xt = as_input_tensor(x, arg="x", token_ids=token_ids)
+    _check_normaliser(xt, mean, std)
     parts = [_raw_columns(xt, y, attributes, suffix="")]
     xs = [xt]
     if x_test is not None:
