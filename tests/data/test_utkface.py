@@ -151,3 +151,16 @@ def test_real_full_folder_duplicates(shared_data, tmp_path):
     for p in src.glob("*.jpg"):
         by_hash.setdefault(hashlib.sha1(p.read_bytes()).hexdigest(), []).append(p.name)
     assert sum(len(v) for v in by_hash.values() if len(v) > 1) == 765
+
+
+def test_images_whose_names_do_not_end_in_jpg_are_counted_and_said(tmp_path, caplog):
+    """'.JPG' or '.jpeg' files were neither read nor counted."""
+    from prunefair.data.utkface import scan_folder
+    from tests.data.conftest import write_jpeg
+
+    write_jpeg(tmp_path / "30_1_0_20170109150557335.jpg.chip.jpg", seed=1, size=8)
+    write_jpeg(tmp_path / "31_0_1_20170109150557336.JPG", seed=2, size=8)
+    write_jpeg(tmp_path / "32_0_2_20170109150557337.jpeg", seed=3, size=8)
+    files, _, stats = scan_folder(tmp_path)
+    assert len(files) == 1 and stats["skipped_other_extension"] == 2
+    assert "2 image file(s) not read: their names do not end in 'jpg'" in caplog.text

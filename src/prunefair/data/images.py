@@ -2,7 +2,8 @@
 
 Decoding uses Pillow (no torchvision), in a process pool when there are many files. The on-disk cache
 is one ``.npy`` per (file list, preprocessing): its name is a hash of every source file's name, size and
-modification time plus the target size, so a changed file or setting never reads a stale cache. Files
+modification time plus the target size, so an edited file or a changed setting reads a new cache (a file
+rewritten with the same size and its old mtime, as ``cp -p`` or ``rsync -t`` can leave it, is not noticed). Files
 are written atomically (temporary file, then rename). A file that cannot be decoded raises
 :class:`ImageReadError` naming it, or, with ``skip_unreadable``, is left out and counted.
 """

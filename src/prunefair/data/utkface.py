@@ -71,7 +71,13 @@ def scan_folder(root: str | Path) -> tuple[list[str], list[ParsedName], dict]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data.root = {str(root)!r}: UTKFace folder not found")
-    names = sorted(p.name for p in root.iterdir() if p.name.endswith("jpg") and p.is_file())
+    entries = [p for p in root.iterdir() if p.is_file()]
+    names = sorted(p.name for p in entries if p.name.endswith("jpg"))
+    other_images = sorted(p.name for p in entries if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+                          and not p.name.endswith("jpg"))
+    if other_images:  # UTKFace's names all end in "jpg": these are not read, and are said to be
+        log.warning("UTKFace: %d image file(s) not read: their names do not end in 'jpg' as UTKFace's do: %s",
+                    len(other_images), other_images[:5])
     if not names:
         raise FileNotFoundError(f"data.root = {str(root)!r}: no *.jpg files (expected UTKFace's "
                                 "[age]_[gender]_[race]_[date&time].jpg.chip.jpg)")
@@ -88,7 +94,7 @@ def scan_folder(root: str | Path) -> tuple[list[str], list[ParsedName], dict]:
         if p.repaired:
             repaired.append(n)
     stats = {"files_found": len(names), "skipped_unparseable_name": len(unparsed), "names_without_race": len(no_race),
-             "names_repaired": len(repaired)}
+             "names_repaired": len(repaired), "skipped_other_extension": len(other_images)}
     if unparsed:
         log.warning("UTKFace: skipped %d file(s) whose name does not parse: %s", len(unparsed), unparsed[:5])
     if no_race:
