@@ -152,13 +152,14 @@ def write_outputs(results: StudyResults, root: str | Path, *,
     """Tables (CSV), figures (PNG) and the self-contained report (report.html) of a study, from its results.
 
     Stored results of other settings or data are left out (``results.left_out_notes()``); when no finished result
-    matches, the tables come out empty and a ``LeftOutResults`` warning says why (``prunefair report`` rewrites
-    nothing then)."""
+    matches, nothing is written (the last report's files stay, as ``prunefair report`` keeps them), a
+    ``LeftOutResults`` warning says why, and the result is {}."""
     from prunefair.report import write_figures
 
     if not results.cells and (notes := results.left_out_notes(root)):
-        warnings.warn(LeftOutResults("no finished result matches config.toml and data.json, so the tables are empty: "
+        warnings.warn(LeftOutResults("no finished result matches config.toml and data.json, so nothing was rewritten: "
                                      + "; ".join(notes)), stacklevel=2)
+        return {}
     from prunefair.report.diagnostics_figures import write_diagnostics_outputs
     from prunefair.report.html import write_report
     from prunefair.report.mitigation import write_mitigation_outputs

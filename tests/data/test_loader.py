@@ -167,3 +167,17 @@ def test_flip_crop_slices_equals_gather_in_every_dtype_and_layout(dtype, layout)
     fill = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
     for f in (None, fill):
         assert torch.equal(flip_crop_slices(x, flip, dy, dx, 2, f), flip_crop_gather(x, flip, dy, dx, 2, f))
+
+
+def test_flip_crop_slices_with_uint8_draws_and_a_negative_view():
+    """uint8 offsets wrapped (dy - p = 255) in the numpy loop; a tensor with torch's negative bit cannot be a numpy
+    view: both as the whole-batch gather computes them."""
+    from prunefair.data.loader import flip_crop_gather, flip_crop_slices
+
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    flip, d = torch.tensor([False]), torch.tensor([0], dtype=torch.uint8)
+    assert torch.equal(flip_crop_slices(x, flip, d, d, 1), flip_crop_gather(x, flip, d.long(), d.long(), 1))
+    neg = torch.randn(2, 3, 4, 4, dtype=torch.cfloat).conj().imag
+    assert neg.is_neg()
+    flip, dy, dx = torch.tensor([True, False]), torch.tensor([0, 2]), torch.tensor([1, 2])
+    assert torch.equal(flip_crop_slices(neg, flip, dy, dx, 1), flip_crop_gather(neg, flip, dy, dx, 1))

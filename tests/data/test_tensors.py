@@ -251,7 +251,7 @@ def test_uint8_features_are_used_as_given_and_mean_std_checked_when_registered()
     register_arrays("uint8_flags", flags, flags[:, 0])
     d = load_dataset("uint8_flags")
     assert d.train.to_float(d.train.x).max() == 1.0 and set(d.train.to_float(d.train.x).unique().tolist()) == {0, 1}
-    with pytest.raises(ValueError, match=r"mean/std normalise uint8 \(N, C, H, W\) images; x is \(60, 5\)"):
+    with pytest.raises(ValueError, match=r"mean/std normalise uint8 \(N, C, H, W\) images; x holds \(N, F\) features"):
         register_arrays("bad_norm", flags, flags[:, 0], mean=(0.5,) * 5, std=(0.5,) * 5)
     images = rng.integers(0, 256, size=(40, 3, 4, 4)).astype(np.uint8)
     with pytest.raises(ValueError, match=r"mean has 2 value\(s\) for 3 channel\(s\)"):
@@ -261,3 +261,25 @@ def test_uint8_features_are_used_as_given_and_mean_std_checked_when_registered()
     with pytest.raises(ValueError, match="give mean and std together"):
         register_arrays("bad_norm", images, np.arange(40) % 2, mean=(0.5,) * 3)
     register_arrays("good_norm", images, np.arange(40) % 2, mean=(0.4, 0.5, 0.6), std=(0.2, 0.2, 0.2))
+
+
+def test_mean_std_forms_that_once_passed_the_check_and_failed_later_or_were_refused():
+    import numpy as np
+    import pytest
+    import torch
+
+    from prunefair.data import load_dataset, register_arrays
+
+    rng = np.random.default_rng(1)
+    images, y = rng.integers(0, 256, size=(40, 3, 4, 4)).astype(np.uint8), np.arange(40) % 2
+    register_arrays("norm_shapes", images, y, mean=np.full((1, 3, 1, 1), 0.5), std=torch.full((3,), 0.25,
+                                                                                                requires_grad=True))
+    d = load_dataset("norm_shapes")
+    assert d.train.mean == (0.5, 0.5, 0.5) and d.train.std == (0.25, 0.25, 0.25)
+    d.train.to_float(d.train.x[:2])  # once: "unhashable type: 'numpy.ndarray'"
+    register_arrays("norm_one", images, y, mean=[0.5], std=[0.5])  # one number for every channel, as before
+    assert load_dataset("norm_one").train.mean == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match=r"mean = \['0.5', '0.5', '0.5'\]: numbers, one per channel"):
+        register_arrays("norm_bad", images, y, mean=["0.5"] * 3, std=[0.5] * 3)
+    with pytest.raises(ValueError, match=r"x holds float64 images, used as given: leave mean and std out"):
+        register_arrays("norm_bad", images.astype(np.float64), y, mean=[0.5] * 3, std=[0.5] * 3)

@@ -104,7 +104,8 @@ def test_gender_target_keeps_files_without_race_and_age_bins(tmp_path):
 
 def test_real_names_match_the_published_counts(shared_data):
     files, parsed, stats = scan_folder(shared_data / "utkface")
-    assert stats == {"files_found": 23708, "skipped_unparseable_name": 0, "names_without_race": 3, "names_repaired": 2}
+    assert stats == {"files_found": 23708, "skipped_unparseable_name": 0, "names_without_race": 3, "names_repaired": 2,
+                     "skipped_other_extension": 0}
     assert Counter(p.gender for p in parsed) == {0: 12391, 1: 11317}
     assert Counter(p.race for p in parsed if p.race >= 0) == {0: 10078, 1: 4526, 2: 3434, 3: 3975, 4: 1692}
     assert min(p.age for p in parsed) == 1 and max(p.age for p in parsed) == 116

@@ -80,10 +80,12 @@ def test_report_refuses_to_empty_the_outputs_when_no_stored_result_matches(folde
     else:
         assert "6 outdated" in st.output
         assert "6 stored result(s) were computed on other data than" in _squash(st.output)
-    from prunefair.api import LeftOutResults, write_outputs  # from Python: written (empty), with a warning
+    from prunefair.api import LeftOutResults, write_outputs  # from Python: nothing written either, and a warning
 
-    with pytest.warns(LeftOutResults, match="no finished result matches config.toml and data.json"):
-        write_outputs(StudyResults.from_store(folder), folder)
+    with pytest.warns(LeftOutResults, match="no finished result matches config.toml and data.json, so nothing was"):
+        assert write_outputs(StudyResults.from_store(folder), folder) == {}
+    assert {k: v for k, v in _outputs(folder).items() if k not in ("config.toml", "data.json")} == \
+        {k: v for k, v in before.items() if k not in ("config.toml", "data.json")}
 
 
 def test_report_of_a_partly_edited_config_writes_what_matches_and_names_the_rest(folder):
@@ -141,7 +143,8 @@ def test_report_on_a_folder_it_cannot_write_says_so_in_one_line(folder):
         _undo_readonly(folder)
     assert res.exit_code == 2, res.output
     assert res.output.count("\n") == 1 and "Traceback" not in res.output, res.output
-    assert f"{folder / 'table.csv'}: cannot write" in res.output and f"check that {folder} and what is in it can be written" in res.output
+    assert f"{folder / 'table.csv'}: cannot write" in res.output
+    assert f"check that {folder} and what is in it can be written" in res.output
     assert "2 when the folder cannot be read or written" in _squash(CliRunner().invoke(
         app, ["report", "--help"], env={"COLUMNS": "200"}).output)
 

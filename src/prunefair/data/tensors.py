@@ -84,7 +84,7 @@ def grouped_from_arrays(x, y, *, attributes: dict | None = None, names: dict | N
     """One GroupedData from arrays, checked and coded as ``register_arrays`` does."""
     _check_token_ids(token_ids, mean, std)
     xt = as_input_tensor(x, arg="x", token_ids=token_ids)
-    _check_normaliser(xt, mean, std)
+    mean, std = _normaliser(xt, x, mean, std)
     attrs = _code([_raw_columns(xt, y, attributes, suffix="")], names)
     return _grouped([xt], attrs, target=target, group=group, mean=mean, std=std, info=info,
                     token_ids=token_ids)[0]
@@ -97,24 +97,34 @@ def _check_token_ids(token_ids, mean, std) -> None:
         raise ValueError("mean/std normalise images; token ids (token_ids=True) are passed to the model as they are")
 
 
-def _check_normaliser(x: torch.Tensor, mean, std) -> None:
-    """``mean``/``std`` normalise uint8 images, one number per channel (both given, or neither: 0.5 each)."""
+def _normaliser(x: torch.Tensor, given, mean, std) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """``mean``/``std`` checked and made tuples of floats: they normalise uint8 (N, C, H, W) images, one number per
+    channel (or one for all), both given or neither (0.5 each). ``given``: ``x`` as the caller gave it (for the
+    message)."""
     if mean is None and std is None:
-        return
+        return None, None
     if x.dtype != torch.uint8 or x.dim() != 4:
-        raise ValueError(f"register_arrays: mean/std normalise uint8 (N, C, H, W) images; x is "
-                         f"{tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} (used as given): leave them out")
+        what = "(N, F) features" if x.dim() == 2 else f"{getattr(given, 'dtype', x.dtype)} images"
+        raise ValueError(f"register_arrays: mean/std normalise uint8 (N, C, H, W) images; x holds {what}, used as "
+                         "given: leave mean and std out")
     if mean is None or std is None:
         raise ValueError("register_arrays: give mean and std together (or neither: 0.5 per channel)")
-    channels = x.shape[1]
+    channels, out = x.shape[1], []
     for arg, v in (("mean", mean), ("std", std)):
-        values = np.asarray(v, dtype=float).reshape(-1)
+        values = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+        if values.dtype.kind not in "iuf":
+            raise ValueError(f"register_arrays: {arg} = {v!r}: numbers, one per channel")
+        values = values.astype(float).reshape(-1)
+        if len(values) == 1:
+            values = np.repeat(values, channels)
         if len(values) != channels:
             raise ValueError(f"register_arrays: {arg} has {len(values)} value(s) for {channels} channel(s); give "
-                             "one per channel")
+                             "one per channel (or one for all)")
         if not np.isfinite(values).all() or (arg == "std" and (values <= 0).any()):
             raise ValueError(f"register_arrays: {arg} = {values.tolist()}: finite numbers"
                              f"{', each > 0' if arg == 'std' else ''}")
+        out.append(tuple(values.tolist()))
+    return out[0], out[1]
 
 
 def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: dict | None = None,
@@ -160,7 +170,7 @@ def register_arrays(name: str, x, y, *, attributes: dict | None = None, names: d
         raise ValueError("register_arrays: attributes_test given without x_test and y_test")
     _check_token_ids(token_ids, mean, std)
     xt = as_input_tensor(x, arg="x", token_ids=token_ids)
-    _check_normaliser(xt, mean, std)
+    mean, std = _normaliser(xt, x, mean, std)
     parts = [_raw_columns(xt, y, attributes, suffix="")]
     xs = [xt]
     if x_test is not None:

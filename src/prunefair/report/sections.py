@@ -268,8 +268,9 @@ def failed_section(results) -> Html:
     total = len(results.cells) + len(results.failed)
     pending = [para(s, "note")] if (s := pending_sentence(results)) else []
     if not results.failed:
-        return section("failed", failed_title(results), para(f"All {total} stored cells of this configuration finished."),
-                       *pending)
+        done = para(f"All {total} stored cells of this configuration finished.") if total else \
+            para("No cell of this configuration has a stored result yet.")
+        return section("failed", failed_title(results), done, *pending)
     rows = [[r.get("name", "?"), r.get("seed", ""), r.get("method", ""), r.get("rate", ""),
              Html(f"<span class=err>{esc(r.get('error', 'unknown error'))}</span>")] for r in results.failed]
     return section("failed", failed_title(results),
