@@ -44,16 +44,21 @@ def test_study_with_a_huge_resample_factor_fails_before_any_cell(tmp_path):
     assert not (Path(cfg["output_dir"]) / "cells").exists()
 
 
-def test_study_on_a_one_class_folder_fails_before_any_cell(tmp_path):
-    """Every cell once ran and failed with 'the model returned logits of shape (56, 1) ... binary model'."""
+def _image_folder(root: Path, *, label) -> Path:
+    """40 tiny images with attributes.csv (file, label(i), sex alternating f/m)."""
     from tests.data.conftest import write_jpeg
 
-    root = tmp_path / "oneclass"
     rows = ["file,label,sex"]
     for i in range(40):
         write_jpeg(root / f"{i}.png", seed=i, size=8)
-        rows.append(f"{i}.png,0,{'f' if i % 2 else 'm'}")
+        rows.append(f"{i}.png,{label(i)},{'f' if i % 2 else 'm'}")
     (root / "attributes.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_study_on_a_one_class_folder_fails_before_any_cell(tmp_path):
+    """Every cell once ran and failed with 'the model returned logits of shape (56, 1) ... binary model'."""
+    root = _image_folder(tmp_path / "oneclass", label=lambda i: 0)
     cfg = tiny_study(tmp_path, data={"dataset": "folder", "root": str(root), "target": "label", "group": "sex",
                                      "workers": 1})
     with pytest.raises(ValueError, match=rf"dataset 'folder' in {root}: data.target = 'label' has 1 class\(es\) in "
@@ -73,14 +78,8 @@ def test_study_on_a_one_class_folder_fails_before_any_cell(tmp_path):
 def test_data_refused_in_a_started_study_exits_2_without_a_resume_hint(tmp_path):
     """A study ran on a two-class folder; its CSV then lost a class. The rerun once exited 1 with 'rerun the same
     command to resume', which refuses again: the data is now refused as it would be in a new folder (exit 2)."""
-    from tests.data.conftest import write_jpeg
-
-    root = tmp_path / "imgs"
-    rows = ["file,label,sex"]
-    for i in range(40):
-        write_jpeg(root / f"{i}.png", seed=i, size=8)
-        rows.append(f"{i}.png,{i % 2},{'f' if i % 4 < 2 else 'm'}")
-    (root / "attributes.csv").write_text("\n".join(rows) + "\n")
+    root = _image_folder(tmp_path / "imgs", label=lambda i: (i // 2) % 2)
+    rows = (root / "attributes.csv").read_text().splitlines()
     args = ["study", "--preset", "digits", "--set", "data.dataset=folder", "--set", f"data.root={root}", "--set",
             "data.target=label", "--set", "data.group=sex", "--set", "data.workers=1", "--set", "model.name=mlp",
             "--set", "train.epochs=1", "--seeds", "0", "--rates", "0.5", "--out", str(tmp_path / "s"), "-q"]
