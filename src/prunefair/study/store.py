@@ -243,7 +243,7 @@ class Store:
         if m is not None and m.get("key") != key:
             m = None  # a marker of another config
         if mine and on_other_data(r, data):
-            if not self._running_now(name, key):
+            if not _alive(m):
                 return "outdated", f"computed on other data (fingerprint {r['data']}; data.json now {data}): the " \
                                    "next run recomputes it"
         elif mine and r.get("status") == "done":
@@ -259,7 +259,7 @@ class Store:
             return "corrupt", f"{corrupt} (rerun the study to recompute the cell)"
         if mine and r.get("status") == "failed":
             return "failed", r.get("error", "")
-        if self.other_settings(name, key):
+        if r is not None and not mine and r.get("status") == "done":  # what other_settings() says, from r at hand
             return "pending", "a result of other settings than config.toml is stored (config.toml edited after it " \
                               "ran, or the file copied from another study?): the next run recomputes it; restore " \
                               "config.toml to use it"
@@ -274,10 +274,6 @@ class Store:
             return False
         return r is not None and r.get("status") == "done" and r.get("key") != key
 
-    def _running_now(self, name: str, key: str) -> bool:
-        m = self.read_running(name)
-        return m is not None and m.get("key") == key and \
-            (m.get("host") != socket.gethostname() or _pid_alive(int(m.get("pid", -1))))
 
     def results(self) -> list[dict]:
         """Every readable result record (damaged ones are left out; ``cell_state`` names them)."""
@@ -292,6 +288,11 @@ class Store:
         return [r for r in out if r is not None]
 
 
+def _alive(m: dict | None) -> bool:
+    """The running marker ``m`` belongs to a live process (or one on another host, which cannot be checked)."""
+    return m is not None and (m.get("host") != socket.gethostname() or _pid_alive(int(m.get("pid", -1))))
+
+
 def _marker_state(m: dict, diagnostics: bool = False) -> tuple[str, str]:
     """(state, detail) of the running marker ``m`` of a cell: running (its process is alive, or on another host),
     queued or running (a Ray task, whose driver is alive), or stale (the process on this host is gone);
@@ -299,7 +300,7 @@ def _marker_state(m: dict, diagnostics: bool = False) -> tuple[str, str]:
     who = f"{m.get('host')}:{m.get('pid')}"
     since = time.strftime("%H:%M:%S", time.localtime(m.get("started", 0)))
     what = "computing its diagnostics (the model and its result are stored): " if diagnostics else ""
-    if m.get("host") != socket.gethostname() or _pid_alive(int(m.get("pid", -1))):
+    if _alive(m):
         if m.get("executor") == "ray":
             return "queued or running", f"{what}a Ray task submitted by {who} at {since} (Ray does not say " \
                                         "whether it has started)"
