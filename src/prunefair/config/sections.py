@@ -10,6 +10,7 @@ from pydantic import (
     AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator,
 )
 
+from prunefair.diagnostics.diagnose import DEFAULT_MAX_SAMPLES, DEFAULT_TRACE_SAMPLES
 from prunefair.mitigate.settings import MitigateFields
 
 
@@ -314,12 +315,12 @@ class DiagnosticsConfig(_Section):
     enabled: bool = True
     split: Literal["train", "val", "test"] = "train"
     # per group, for the Hessian (gradients use every sample); "all" (or None from Python): every sample
-    max_samples: int | str | None = 256
+    max_samples: int | str | None = DEFAULT_MAX_SAMPLES
     eigen_method: Literal["lanczos", "power"] = "lanczos"
     hvp: Literal["auto", "double_backward", "forward_over_reverse"] = "auto"
     iterations: int = Field(default=50, ge=1)
     tol: float = Field(default=1e-3, gt=0.0)
-    trace_samples: int = Field(default=10, ge=0)  # Hutchinson probes per group (0 = no trace; else >= 2)
+    trace_samples: int = Field(default=DEFAULT_TRACE_SAMPLES, ge=0)  # Hutchinson probes per group (0 = no trace; else >= 2)
     batch_size: int = Field(default=512, ge=1)
 
     @field_validator("max_samples")

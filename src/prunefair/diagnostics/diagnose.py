@@ -29,9 +29,9 @@ DIAGNOSTICS = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "
 DETAILS = ("count", "loss", "accuracy", "hessian_samples", "hessian_trace_se")
 ARRAYS = DIAGNOSTICS + DETAILS
 
-# diagnose_groups's defaults are the [diagnostics] section's (config.DiagnosticsConfig), so that a model diagnosed
-# from Python gets the numbers a study or `prunefair diagnose` gives; the config comes later in the pipeline and
-# cannot be imported here: tests/diagnostics/test_outputs_and_defaults.py holds the two equal
+# diagnose_groups's defaults, which the [diagnostics] section (config.DiagnosticsConfig) takes too, so that a model
+# diagnosed from Python gets the numbers a study or `prunefair diagnose` gives (tests/diagnostics/
+# test_outputs_and_defaults.py checks the other shared defaults)
 HARM_DETAILS = ("hessian_trace", "hessian_trace_se", "f_one_minus_f")  # predicted_harm's last columns
 DEFAULT_MAX_SAMPLES = 256  # samples per group for the Hessian
 DEFAULT_TRACE_SAMPLES = 10  # Hutchinson probes per group
