@@ -75,6 +75,40 @@ def test_a_checkpoint_of_another_width_says_which_width_fits(pair):
     assert "the shapes fit model.width = 0.5 (this study file has 1): --set model.width=0.5" in msg
 
 
+def test_a_slimmed_pruned_checkpoint_is_not_told_to_change_the_width_the_dense_one_fits(pair, tmp_path):
+    # structured pruning that removes channels (torch-pruning, NNI's speedup) gives smaller tensors: the width
+    # they match would no longer fit the dense checkpoint, so the advice is to zero the channels instead
+    slim = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=0.25)
+    save_checkpoint(tmp_path / "slim.safetensors", slim.state_dict())
+    with pytest.raises(ArchitectureMismatch) as err:
+        audit_pair(CFG, pair / "dense.safetensors", tmp_path / "slim.safetensors", splits=["test"])
+    msg = str(err.value)
+    assert "slim.safetensors: does not fit this architecture" in msg
+    assert "--set model.width" not in msg
+    assert "dense.safetensors fits model 'mlp' (width 0.5) but this one has fewer channels or units" in msg
+    assert "set to zero in tensors of the dense shapes" in msg
+    wider = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), width=1.0)
+    save_checkpoint(tmp_path / "wide.safetensors", wider.state_dict())
+    with pytest.raises(ArchitectureMismatch, match="fits this configuration; the two checkpoints are not of one "
+                                                   "architecture") as err:
+        audit_pair(CFG, pair / "dense.safetensors", tmp_path / "wide.safetensors", splits=["test"])
+    assert "--set model.width" not in str(err.value)
+    with pytest.raises(ArchitectureMismatch, match="--set model.width=0.25"):  # the dense one: the width is the fix
+        audit_pair(CFG, tmp_path / "slim.safetensors", tmp_path / "slim.safetensors", splits=["test"])
+
+def test_a_checkpoint_with_batch_norm_read_without_says_model_batch_norm(tmp_path):
+    cfg = {"data": {"dataset": "digits"}, "model": {"name": "cnn", "width": 0.25, "batch_norm": False},
+           "diagnostics": {"max_samples": 8, "trace_samples": 0, "iterations": 3}}
+    with_bn = build_model("cnn", num_classes=10, input_shape=(1, 8, 8), width=0.25, batch_norm=True)
+    save_checkpoint(tmp_path / "bn.safetensors", with_bn.state_dict())
+    with pytest.raises(ArchitectureMismatch, match=r"of model 'cnn' with batch norm: --set model.batch_norm=true"):
+        diagnose_model(cfg, tmp_path / "bn.safetensors", rates=[0.5])
+    without = build_model("cnn", num_classes=10, input_shape=(1, 8, 8), width=0.25, batch_norm=False)
+    save_checkpoint(tmp_path / "plain.safetensors", without.state_dict())
+    cfg["model"]["batch_norm"] = True
+    with pytest.raises(ArchitectureMismatch, match=r"without batch norm: --set model.batch_norm=false"):
+        diagnose_model(cfg, tmp_path / "plain.safetensors", rates=[0.5])
+
 def test_a_checkpoint_of_another_model_points_at_register_model(pair, tmp_path):
     own = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     save_checkpoint(tmp_path / "own.safetensors", own.state_dict())
@@ -180,3 +214,44 @@ def test_audit_diagnoses_with_the_models_channels_last(pair, monkeypatch):
     with pytest.raises(RuntimeError, match="recorded"):
         audit._diagnose(cfg, None, load_study_data(cfg), torch.device("cpu"))
     assert seen["channels_last"] is True
+
+
+def test_a_group_without_samples_on_a_split_keeps_integer_iterations_in_the_csv(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from prunefair.data.tensors import register_arrays
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(120, 4)).astype("float32"), rng.integers(0, 2, 120)
+    site = np.array(["a", "b", "c"] * 40)
+    x_test, y_test = rng.normal(size=(30, 4)).astype("float32"), rng.integers(0, 2, 30)
+    register_arrays("audit_empty_group", x, y, attributes={"site": site}, x_test=x_test, y_test=y_test,
+                    attributes_test={"site": np.array(["a", "b"] * 15)}, overwrite=True)  # no 'c' in test
+    cfg = {"data": {"dataset": "audit_empty_group", "group": "site", "val_fraction": 0.0},
+           "model": {"name": "mlp", "width": 0.25},
+           "diagnostics": {"max_samples": 8, "trace_samples": 0, "iterations": 3, "split": "test"}}
+    torch.manual_seed(0)
+    dense = build_model("mlp", num_classes=2, input_shape=(4,), width=0.25)
+    pruned = copy.deepcopy(dense)
+    global_magnitude_masks(pruned, 0.5).bind(pruned).apply()
+    save_checkpoint(tmp_path / "d.safetensors", dense.state_dict())
+    save_checkpoint(tmp_path / "p.safetensors", pruned.state_dict())
+    audit_pair(cfg, tmp_path / "d.safetensors", tmp_path / "p.safetensors", splits=["test"]).write(tmp_path)
+    t = pd.read_csv(tmp_path / "audit_groups_test.csv")
+    assert list(t.n) == [15, 15, 0] and t.hessian_iterations.isna().tolist() == [False, False, True]
+    lines = (tmp_path / "audit_groups_test.csv").read_text().splitlines()
+    cols = lines[0].split(",")
+    iters = [line.split(",")[cols.index("hessian_iterations")] for line in lines[1:]]
+    assert all(v.isdigit() for v in iters[:2]) and iters[2] == ""  # "3", not "3.0"
+
+
+def test_rewriting_an_audit_folder_removes_the_earlier_audits_split_tables(pair, tmp_path, caplog):
+    (tmp_path / "audit_groups_train.csv").write_text("group,n\nx,1\n")  # an earlier audit on train and test
+    (tmp_path / "notes.csv").write_text("mine\n")
+    result = audit_pair(CFG, pair / "dense.safetensors", pair / "pruned.pth", splits=["test"])
+    with caplog.at_level("WARNING", logger="prunefair.audit"):
+        paths = result.write(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.json", "audit_groups_test.csv", "notes.csv"]
+    assert set(paths) == {"json", "csv_test"}
+    assert "audit_groups_train.csv: an earlier audit's (this audit.json has splits test)" in caplog.text

@@ -58,17 +58,30 @@ def load_model(cfg: StudyConfig, data: DatasetSplits, checkpoint: str | Path, de
 
 
 def load_model_and_masks(cfg: StudyConfig, data: DatasetSplits, checkpoint: str | Path,
-                         device: torch.device) -> tuple[nn.Module, MaskSet]:
+                         device: torch.device, *, dense: str | Path | None = None) -> tuple[nn.Module, MaskSet]:
     """As ``load_model``, and its masks: a checkpoint of ours (``save_pruned``: its masks applied), one in
     torch.nn.utils.prune form (``weight_orig``/``weight_mask``) or a plain one (its exact zeros are the mask).
-    A checkpoint of another width says which ``model.width`` it fits."""
+    A checkpoint of another width says which ``model.width`` it fits; ``dense``: the dense checkpoint, which fits
+    this configuration (a pruned one of other shapes had its channels removed, not zeroed)."""
     model = build_study_model(cfg, data).to(device)
     try:
         masks = load_pruned(checkpoint, model)
     except ArchitectureMismatch as exc:
-        raise ArchitectureMismatch(f"{exc}{_architecture_hint(cfg, data, exc)}", missing=exc.missing,
-                                   unexpected=exc.unexpected, shapes=exc.shapes) from None
+        hint = _slimmed_hint(cfg, dense, exc) if dense is not None else _architecture_hint(cfg, data, exc)
+        raise ArchitectureMismatch(f"{exc}{hint}", missing=exc.missing, unexpected=exc.unexpected,
+                                   shapes=exc.shapes) from None
     return model.eval(), masks
+
+
+def _slimmed_hint(cfg: StudyConfig, dense: str | Path, exc: ArchitectureMismatch) -> str:
+    """Why a pruned checkpoint misfits when its dense one fits: no ``model.width`` would serve both."""
+    if exc.shapes and not exc.missing and not exc.unexpected and all(
+            all(c <= d for c, d in zip(cs, ds)) for cs, ds in exc.shapes.values()):
+        return (f"\n  the dense checkpoint {dense} fits model {cfg.model.name!r} (width {cfg.model.width:g}) but this "
+                "one has fewer channels or units: they were removed from the tensors (a slimmed model), not zeroed. "
+                "audit compares two models of one architecture: give the pruned model with its pruned channels set "
+                "to zero in tensors of the dense shapes (torch.nn.utils.prune.ln_structured does so)")
+    return f"\n  the dense checkpoint {dense} fits this configuration; the two checkpoints are not of one architecture"
 
 
 def _architecture_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureMismatch) -> str:
@@ -77,8 +90,10 @@ def _architecture_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureM
     if not exc.shapes and len(exc.missing) == len(build_study_model(cfg, data).state_dict()):
         return (f"\n  none of the checkpoint's tensors is one of model {m.name!r}: is model.name right? (your own "
                 "architecture: register it with prunefair.models.register_model, see docs/datasets.md)")
+    if exc.missing or exc.unexpected:
+        return _batch_norm_hint(cfg, data, exc)
     ratios = [c / d for c_shape, d_shape in exc.shapes.values() for c, d in zip(c_shape, d_shape) if c != d and d]
-    if exc.missing or exc.unexpected or not ratios:
+    if not ratios:
         return ""
     guess = m.width * float(np.median(ratios))
     for w in dict.fromkeys([round(guess * k) / k for k in (8, 4, 16, 100)] + [round(guess, 4)]):
@@ -89,6 +104,25 @@ def _architecture_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureM
         if all(tuple(other[k].shape) == c for k, (c, _) in exc.shapes.items() if k in other):
             return f"\n  the shapes fit model.width = {w:g} (this study file has {m.width:g}): --set model.width={w:g}"
     return ""
+
+
+def _batch_norm_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureMismatch) -> str:
+    """A line naming ``model.batch_norm`` when the model built with the other setting has the checkpoint's keys
+    (a checkpoint with batch norm read as a model without, or the reverse: running_mean among the keys)."""
+    m = cfg.model
+    model = build_study_model(cfg, data)
+    built = model.state_dict()
+    keys = (set(built) - set(exc.missing)) | set(exc.unexpected)  # the checkpoint's keys
+    has_bn = any(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in model.modules())
+    try:
+        other = build_model(m.name, num_classes=data.train.num_classes, input_shape=data.train.input_shape,
+                            width=m.width, batch_norm=not has_bn).state_dict()
+    except Exception:  # noqa: BLE001 (a builder of the user's own that cannot build the other setting: no hint)
+        return ""
+    if set(other) != keys or set(other) == set(built):
+        return ""
+    return (f"\n  the checkpoint's tensors are those of model {m.name!r} {'without' if has_bn else 'with'} batch norm: "
+            f"--set model.batch_norm={'false' if has_bn else 'true'}")
 
 
 def _diagnose(cfg: StudyConfig, model: nn.Module, data: DatasetSplits, device) -> GroupDiagnostics:
@@ -143,7 +177,7 @@ class AuditResult:
         else:  # Theorem 1 bounds R(a) on the diagnostics' split: beside this split's R(a) it holds nothing
             t[f"bound_{self.diagnostics.split}"] = b.bound.to_numpy()
         for c in DIAGNOSTIC_DETAILS:
-            t[c] = d[c].to_numpy()
+            t[c] = d[c].array  # hessian_iterations stays an integer column where a group has no samples
         return t
 
     def to_dict(self) -> dict:
@@ -162,6 +196,10 @@ class AuditResult:
         for s in self.impacts:
             paths[f"csv_{s}"] = out / f"audit_groups_{s}.csv"
             atomic_write_text(paths[f"csv_{s}"], self.group_table(s).to_csv(index=False))
+        for old in sorted(set(out.glob("audit_groups_*.csv")) - set(paths.values())):
+            # an earlier audit's split, whose audit.json was just replaced: it would pass for one of this audit
+            old.unlink()
+            log.warning("removed %s: an earlier audit's (this audit.json has splits %s)", old, ", ".join(self.impacts))
         return paths
 
 
@@ -186,7 +224,7 @@ def audit_pair(cfg: StudyConfig | dict | str | Path, dense_path: str | Path, pru
     device = resolve_device(cfg.device)
     data = load_study_data(cfg)
     dense = load_model(cfg, data, dense_path, device)
-    pruned, masks = load_model_and_masks(cfg, data, pruned_path, device)
+    pruned, masks = load_model_and_masks(cfg, data, pruned_path, device, dense=dense_path)
     splits = list(cfg.eval.splits) if splits is None else list(splits)
     impacts = {}
     for s in splits:

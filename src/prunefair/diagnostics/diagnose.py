@@ -17,7 +17,7 @@ from prunefair.diagnostics.eigen import (
     EigenResult, NotFiniteError, check_start, lanczos_lockstep, start_vector, top_eigenvalue,
 )
 from prunefair.diagnostics.stacked_hvp import StackedGroupHessian
-from prunefair.diagnostics.gradients import group_gradient_norms
+from prunefair.diagnostics.gradients import NO_TRAINABLE, group_gradient_norms, model_device
 from prunefair.diagnostics.hvp import GroupHessian
 from prunefair.diagnostics.trace import hutchinson_trace
 from prunefair.measure import evaluate_groups
@@ -165,7 +165,7 @@ def diagnose_groups(
     stacked: bool = False,
     trace_samples: int = DEFAULT_TRACE_SAMPLES,
     seed: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     channels_last: bool = False,
     check_prop1: bool = True,
     split: str | None = None,
@@ -173,7 +173,8 @@ def diagnose_groups(
     """Gradient norms (exact, whole groups), Hessian top eigenvalues and traces (on up to ``max_samples`` per
     group, seeded), distances to the decision boundary and per-group loss/accuracy of ``model`` in eval mode.
     The defaults are those of the study file's [diagnostics] section (256 samples per group for the Hessian, 10
-    Hutchinson probes; ``trace_samples=0``: no trace, 10 fewer products per group).
+    Hutchinson probes; ``trace_samples=0``: no trace, 10 fewer products per group). ``device``: where the data
+    go, by default the model's (a model elsewhere than a given ``device`` is a ValueError).
 
     A loss, gradient or Hessian-vector product that is not finite (NaN inputs, overflowing weights) is a
     ``NotFiniteError`` (a ValueError) naming the group, checked on numbers read anyway (no extra pass).
@@ -186,7 +187,11 @@ def diagnose_groups(
         raise TypeError(f"data: one split's GroupedData (e.g. splits.train), got a {type(data).__name__}")
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples = {max_samples}: at least 1 sample per group for the Hessian, or None for all")
-    with eval_mode(model):
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(NO_TRAINABLE)
+    device = model_device(model, device)  # None: the model's device
+    # derivatives: gradients on even when called under torch.no_grad() or torch.inference_mode()
+    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
         t0 = time.perf_counter()
         stats = evaluate_groups(model, data, batch_size=batch_size, device=device, channels_last=channels_last)
         _check_losses(data, stats.loss, split)

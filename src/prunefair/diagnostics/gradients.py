@@ -25,7 +25,31 @@ from prunefair.models import check_logits, eval_mode, input_dtype
 
 
 def _params(model: nn.Module) -> list[nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(NO_TRAINABLE)
+    return params
+
+
+def model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    """Where the data go: ``device``, or with None the device of the model's parameters; a ValueError when the
+    model is elsewhere (a CUDA model with the default "cpu" failed deep in the forward pass with "Expected all
+    tensors to be on the same device")."""
+    here = next((p.device for p in model.parameters()), None)
+    if device is None:
+        return here if here is not None else torch.device("cpu")
+    device = torch.device(device)
+    if here is not None and (here.type != device.type or None not in (here.index, device.index)
+                             and here.index != device.index):
+        raise ValueError(f"the model is on {here} but device = {str(device)!r}: move the model "
+                         f"(model.to({str(device)!r})) or give device=None (the model's device)")
+    return device
+
+
+# the diagnostics differentiate with respect to the parameters that require grad; a model frozen for inference has none
+NO_TRAINABLE = ("no parameter of the model requires grad (frozen with model.requires_grad_(False)?): the gradient "
+                "norms and Hessians are taken with respect to the trainable parameters; call "
+                "model.requires_grad_(True) first")
 
 
 def group_batches(data: GroupedData, *, batch_size: int) -> list[tuple[int, torch.Tensor]]:
@@ -107,7 +131,7 @@ def group_gradient_norms(
     data: GroupedData,
     *,
     batch_size: int = 512,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     channels_last: bool = False,
     keep_vectors: bool = False,
     check_full: bool = False,
@@ -115,9 +139,12 @@ def group_gradient_norms(
     """||grad J(theta*; D_a)|| for every group a, exact, in one pass (model in eval mode).
 
     ``check_full`` runs one more, plain pass over mixed batches and reports how far
-    sum_a |D_a| g_a is from |D| g (Proposition 1, to float tolerance). ``p.grad`` is left untouched.
+    sum_a |D_a| g_a is from |D| g (Proposition 1, to float tolerance). ``p.grad`` is left untouched. ``device``: the
+    model's by default. Runs with
+    gradients on also when called under ``torch.no_grad()`` or ``torch.inference_mode()``.
     """
-    with eval_mode(model):
+    device = model_device(model, device)
+    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
         params = _params(model)
         G = data.num_groups
         counts = data.group_counts()
