@@ -140,3 +140,14 @@ def test_a_stored_study_that_set_a_key_its_dataset_ignores_still_reads():
     """An old study folder with image_size on digits (accepted then, ignored) keeps loading for report and status."""
     cfg = validate_config({"data": {"dataset": "digits", "image_size": 16}}, stored=True)
     assert cfg.data.image_size == 16
+
+
+def test_only_the_validation_split_evaluated_without_one_is_refused():
+    """data.val_fraction = 0 leaves the val split empty: a study that measures only it would measure nothing."""
+    with pytest.raises(ConfigError, match=r"eval.splits = \['val'\] \(no other split to measure\) need\(s\) a "
+                                          r"validation split, but data.val_fraction = 0"):
+        validate_config({"data": {"val_fraction": 0.0}, "eval": {"splits": ["val"]},
+                         "diagnostics": {"enabled": False}})
+    cfg = validate_config({"data": {"val_fraction": 0.0}, "eval": {"splits": ["val", "test"]},
+                           "diagnostics": {"enabled": False}})
+    assert cfg.eval.splits == ["val", "test"]  # the empty val split is left out of the tables, test is measured

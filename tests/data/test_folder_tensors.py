@@ -106,6 +106,14 @@ def test_folder_with_every_image_unreadable_is_an_error_not_an_empty_study(tmp_p
         load_dataset("folder", root=str(root), target="label", group="sex", options={"skip_unreadable": True})
 
 
+
+def test_a_folder_too_small_to_split_says_so_not_that_every_file_was_skipped(tmp_path):
+    root = _folder(tmp_path, n=4)  # 4 readable images in 4 (label, sex) strata: one each, all to train
+    with pytest.raises(ValueError, match=r"no samples left in the test split\(s\) \(sizes: train 4, val 0, test 0\); "
+                                         r"4 sample\(s\) in all are too few to split by data.test_fraction = 0.2") as e:
+        load_dataset("folder", root=str(root), target="label", group="sex")
+    assert "skipped" not in str(e.value)
+
 def test_skipped_images_are_logged_when_read_from_the_disk_cache_too(tmp_path, caplog):
     import logging
 
@@ -174,3 +182,15 @@ def test_nan_as_text_sorts_the_same_in_every_process():
     outs = {subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "PYTHONHASHSEED": str(s)},
                            capture_output=True, text=True, check=True).stdout for s in range(4)}
     assert outs == {"('0', '1', '2', '3', '5', '7', '10', 'NaN', 'a', 'b', 'nan')\n"}
+
+
+def test_a_file_named_by_two_csv_rows_is_said(tmp_path, caplog):
+    import logging
+
+    root = _folder(tmp_path, n=40)
+    csv = root / "attributes.csv"
+    csv.write_text(csv.read_text() + "a/./3.png,dog,f,0\n")  # row 42 names row 5's file again, labelled otherwise
+    with caplog.at_level(logging.WARNING, logger="prunefair.data"):
+        s = load_dataset("folder", root=str(root), target="label", group="sex")
+    assert len(s.train) + len(s.val) + len(s.test) == 41  # still a sample each: as before
+    assert "1 file(s) are named by more than one row (e.g. rows 5 and 42 name" in caplog.text, caplog.text

@@ -66,7 +66,8 @@ class StudyConfig(_Section):
         after the dense models have trained."""
         if self.data.val_fraction == 0:
             needs = ([f"mitigate.selection = {self.mitigate.selection!r}"] if self.mitigate.selection != "last"
-                     else []) + (["finetune.methods includes 'vkd'"] if "vkd" in self.finetune.methods else [])
+                     else []) + (["finetune.methods includes 'vkd'"] if "vkd" in self.finetune.methods else []) + \
+                (["eval.splits = ['val'] (no other split to measure)"] if self.eval.splits == ["val"] else [])
             if needs:
                 raise ValueError(f"{' and '.join(needs)} need(s) a validation split, but data.val_fraction = 0; "
                                  "set data.val_fraction > 0 (e.g. 0.1)")

@@ -11,6 +11,7 @@ file is an error naming it, or skipped and counted with ``data.skip_unreadable =
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ def load_folder(*, root=None, target="class", group="class", image_size=None, op
     y = select_attribute(attrs, target, key="target", aliases=aliases)
     g = select_attribute(attrs, group, key="group", aliases=aliases)
     files = [str(root / f.strip()) for f in df["file"]]
+    _warn_repeated_rows(csv, files)
     opts = LoadOptions.from_dict(options)
     missing = [i for i, f in enumerate(files) if not Path(f).is_file()]
     info = {"dataset": "folder", "root": str(root), "csv": str(csv), "rows": len(df)}
@@ -72,3 +74,16 @@ def load_folder(*, root=None, target="class", group="class", image_size=None, op
     info["target_columns"] = split_spec(target)
     data, clusters = build_grouped(files, y, g, image_size=image_size, options=opts, mean=MEAN, std=STD, info=info)
     return {"all": data, "clusters": clusters}
+
+
+def _warn_repeated_rows(csv: Path, files: list[str]) -> None:
+    """A file named by two rows of the CSV is two samples (handled as byte-identical copies: kept on one side of the
+    split, or one kept with data.drop_duplicates); said, naming the rows, since it is most often a mistake."""
+    rows: dict[str, list[int]] = {}
+    for i, f in enumerate(files):
+        rows.setdefault(os.path.normpath(f), []).append(i + 2)  # CSV line numbers, after the header
+    repeated = [r for r in rows.values() if len(r) > 1]
+    if repeated:
+        first = repeated[0]
+        log.warning("%s: %d file(s) are named by more than one row (e.g. rows %s name %r); each row is a sample",
+                    csv, len(repeated), " and ".join(map(str, first[:3])), files[first[0] - 2])

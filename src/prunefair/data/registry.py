@@ -141,9 +141,13 @@ def load_dataset(
     empty = [s for s, d in (("train", train), ("test", test)) if len(d) == 0]
     if empty:
         where = f" in {root}" if root else ""
+        total = len(train) + len(val) + len(test)
+        why = ("every file was skipped or filtered out: see the skipped/unreadable counts logged above" if not total
+               or "all" not in parts else f"{total} sample(s) in all are too few to split by data.test_fraction = "
+               f"{test_fraction} and data.val_fraction = {val_fraction} (each (target, group) stratum is split on its "
+               "own); add samples")
         raise ValueError(f"dataset {name!r}{where}: no samples left in the {' and '.join(empty)} split(s) (sizes: "
-                         f"train {len(train)}, val {len(val)}, test {len(test)}); every file was skipped or "
-                         "filtered out: see the skipped/unreadable counts logged above")
+                         f"train {len(train)}, val {len(val)}, test {len(test)}); {why}")
     present = np.unique(train.y.numpy())
     if len(present) < 2:  # else every cell would train a one-logit model and fail with a misleading message
         where = f" in {root}" if root else ""

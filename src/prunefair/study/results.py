@@ -163,6 +163,12 @@ def _names(names: list[str], most: int = 5) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def _empty(stats) -> bool:
+    """Whether a stored split's statistics count no sample at all (then every number of it would be NaN)."""
+    count = stats.get("count") if isinstance(stats, dict) else None
+    return isinstance(count, list) and all(isinstance(c, (int, float)) and c == 0 for c in count)
+
+
 def _cell_rows(r: dict, d: dict) -> tuple[list[pd.DataFrame], list[dict]]:
     """The by-group and measure rows of the done result ``r`` against ``d``, its seed's dense result."""
     group_rows, measure_rows = [], []
@@ -170,7 +176,7 @@ def _cell_rows(r: dict, d: dict) -> tuple[list[pd.DataFrame], list[dict]]:
                                                                       ("finetuned", r["metrics"])]
     for stage, metrics in stages:
         for split, stats in metrics.items():
-            if split not in d["metrics"]:
+            if split not in d["metrics"] or _empty(stats):  # a split without samples (data.val_fraction = 0)
                 continue
             impact = pruning_impact(GroupStats.from_dict(d["metrics"][split]), GroupStats.from_dict(stats))
             keys = {"seed": r["seed"], "method": r.get("method", "dense"), "sparsity": float(r.get("rate", 0.0)),

@@ -6,6 +6,7 @@ A failing cell (a non-finite loss, say) is recorded as failed with its message; 
 from __future__ import annotations
 
 import copy
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -265,8 +266,10 @@ def execute_study(cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> li
     from prunefair.study.lock import study_lock
 
     with study_lock(cfg.output_dir):  # one study process per folder (StudyLocked names the other one)
+        from rich.markup import escape
+
         for line in resume_notes(cfg, summary=False):  # what is kept: once the data is loaded (note_other_data)
-            progress.log(line)
+            progress.log(escape(line))  # plain text: paths and values may hold [brackets]
         return make_executor(cfg.run).run(cfg, progress=progress)
 
 
@@ -283,6 +286,19 @@ def _result_settings(toml_text: str) -> dict:
     return d
 
 
+def _changed_settings(old: dict, new: dict, *, most: int = 4) -> str:
+    """'finetune.lr: 0.01 -> 0.02; seeds: [0, 1] -> [0]' for the settings whose stored and new values differ."""
+    def flat(d: dict, pre: str = "") -> dict:
+        return {k2: v2 for k, v in d.items() for k2, v2 in
+                (flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v}).items()}
+
+    a, b = flat(old), flat(new)
+    keys = [k for k in dict.fromkeys([*b, *a]) if a.get(k, "not set") != b.get(k, "not set")]
+    text = lambda v: v if v == "not set" else json.dumps(v)  # noqa: E731
+    return "; ".join(f"{k}: {text(a.get(k, 'not set'))} -> {text(b.get(k, 'not set'))}" for k in keys[:most]) + \
+        (f"; and {len(keys) - most} more" if len(keys) > most else "")
+
+
 def resume_notes(cfg: StudyConfig, data: str | None = None, *, summary: bool = True) -> list[str]:
     """What a rerun into an existing folder keeps: a changed config.toml, done cells (with ``summary``; cells done
     on other data than ``data``, the fingerprint of the data at hand, are counted as to run; without ``data``, the
@@ -295,9 +311,10 @@ def resume_notes(cfg: StudyConfig, data: str | None = None, *, summary: bool = T
     cells = [*dense, *prune]
     notes = []
     stored = Path(cfg.output_dir) / "config.toml"
-    if stored.is_file() and _result_settings(stored.read_text()) != _result_settings(cfg.to_toml()):
-        notes.append(f"{stored} differs from this run's settings: cells whose settings changed are recomputed, "
-                     "the others kept; config.toml is rewritten")
+    if stored.is_file() and (changed := _changed_settings(_result_settings(stored.read_text()),
+                                                          _result_settings(cfg.to_toml()))):
+        notes.append(f"{stored} differs from this run's settings ({changed}): cells whose settings changed are "
+                     "recomputed, the others kept; config.toml is rewritten")
     if summary and (line := store.resume_summary(cells, data if data is not None else store.data_fingerprint())):
         notes.append(line)
     planned = {c.name for c in cells}
