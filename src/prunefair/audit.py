@@ -130,7 +130,7 @@ def _diagnose(cfg: StudyConfig, model: nn.Module, data: DatasetSplits, device) -
     return diagnose_groups(model, data.split(c.split), batch_size=c.batch_size,
                            max_samples=None if c.max_samples == "all" else c.max_samples,
                            eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
-                           trace_samples=c.trace_samples, seed=c.seed, device=device,
+                           criterion=c.criterion, trace_samples=c.trace_samples, seed=c.seed, device=device,
                            channels_last=cfg.model.channels_last, split=c.split)
 
 

@@ -320,8 +320,19 @@ class DiagnosticsConfig(_Section):
     hvp: Literal["auto", "double_backward", "forward_over_reverse"] = "auto"
     iterations: int = Field(default=50, ge=1)
     tol: float = Field(default=1e-3, gt=0.0)
+    # Lanczos's stop rule: "eigenvalue" (its error estimate min(r, r^2/gap), fast) or "residual" (r <= tol*lambda,
+    # slower, and safer where the gradient start nearly misses the top eigenvector); in keys only when not the default
+    criterion: Literal["eigenvalue", "residual"] = "eigenvalue"
     trace_samples: int = Field(default=DEFAULT_TRACE_SAMPLES, ge=0)  # Hutchinson probes per group (0 = no trace; else >= 2)
     batch_size: int = Field(default=512, ge=1)
+
+    def key_spec(self) -> dict:
+        """The section as it enters the diagnostics' key: ``criterion`` only when not its default (keys of older
+        studies hold)."""
+        d = self.model_dump(mode="json")
+        if d["criterion"] == "eigenvalue":
+            d.pop("criterion")
+        return d
 
     @field_validator("max_samples")
     @classmethod

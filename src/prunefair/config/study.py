@@ -105,6 +105,8 @@ class StudyConfig(_Section):
         for section in ("train", "finetune"):  # an option added later, at its default: left out, so that the file
             if d[section].get("crop_fill") == "mean":  # reads as before (resume notes, earlier versions)
                 d[section].pop("crop_fill")
+        if d["diagnostics"].get("criterion") == "eigenvalue":
+            d["diagnostics"].pop("criterion")
         return tomli_w.dumps(d)
 
 

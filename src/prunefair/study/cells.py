@@ -78,7 +78,7 @@ def dense_failure(cell: PruneCell, error: str) -> dict:
 
 def diagnostics_key(cfg: StudyConfig, d: DenseCell) -> str:
     """The key of a dense model's diagnostics: its cell's key and the [diagnostics] section."""
-    return config_hash({"dense": d.key, "diagnostics": cfg.diagnostics.model_dump(mode="json")})
+    return config_hash({"dense": d.key, "diagnostics": cfg.diagnostics.key_spec()})
 
 
 def diagnostics_current(cfg: StudyConfig, d: DenseCell, result: dict | None) -> bool:

@@ -234,7 +234,8 @@ class StudyRunner:
         try:
             diag = diagnose_groups(dense, self.data.split(c.split), batch_size=c.batch_size, max_samples=None if c.max_samples == "all" else c.max_samples,
                                    eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
-                                   trace_samples=c.trace_samples, seed=c.seed, device=self.device,
+                                   criterion=c.criterion, trace_samples=c.trace_samples, seed=c.seed,
+                                   device=self.device,
                                    channels_last=self.cfg.model.channels_last, split=c.split)
             entry = {"key": key, **diag.to_dict()}
         except Exception as exc:
