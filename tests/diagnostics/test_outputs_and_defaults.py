@@ -116,3 +116,16 @@ def test_default_diagnose_groups_computes_the_trace():
     assert np.isfinite(d.hessian_trace).all() and d.settings["trace_samples"] == 10
     assert d.settings["max_samples"] == 256
 
+
+
+def test_diagnose_table_says_which_term_decides_the_ranking():
+    d = _binary_diagnostics()
+    g, lam = np.asarray(d.grad_norm[:2]), np.asarray(d.hessian_top_eigenvalue[:2])  # the two groups with samples
+    for dist in (1e-9, 1.0, 1e6):
+        harm = DiagnoseResult(d, {0.5: dist}, {0.5: d.predicted_harm(dist)})
+        text = " ".join(_render(diagnose_table(harm, 0.5)).split())
+        share = (0.5 * lam * dist**2).sum() / (g * dist + 0.5 * lam * dist**2).sum()  # by hand
+        assert f"½ λ d² is {share:.0%} of the summed bound" in text
+        assert ("(the ranking is λ(H_a)'s)" in text) == (share >= 0.9)
+        assert ("(the ranking is ‖g_a‖'s)" in text) == (share <= 0.1)
+    assert share > 0.99  # the far distance is the curvature's, the near one the gradient's

@@ -101,5 +101,15 @@ def diagnose_table(result, rate: float) -> Table:
     table.caption = (f"diagnostics on {d.split} ({int(d.count.sum())} samples; Hessians on up to "
                      f"{d.settings.get('max_samples') or 'all'} per group, {d.settings.get('eigen_method')}, "
                      f"HVP {d.settings.get('hvp_used')}{rules}); Prop. 1: ||Σ|D_a| g_a|| / Σ|D_a| ||g_a|| = "
-                     f"{d.cancellation:.3g}")
+                     f"{d.cancellation:.3g}{_curvature_share(t)}")
     return table
+
+
+def _curvature_share(t: pd.DataFrame) -> str:
+    """'; ½ λ d² is 97% of the summed bound (the ranking is λ's)': which term decides the ranking at this rate."""
+    total = float(np.nansum(t.bound))
+    if not total > 0:
+        return ""
+    share = float(np.nansum(t.curvature_term)) / total
+    which = " (the ranking is λ(H_a)'s)" if share >= 0.9 else " (the ranking is ‖g_a‖'s)" if share <= 0.1 else ""
+    return f"; ½ λ d² is {share:.0%} of the summed bound{which}"
