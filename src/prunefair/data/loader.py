@@ -141,7 +141,9 @@ def iterate_batches(
         order = to_device_async(order, data.x.device)
     for start in range(0, stop, batch_size):
         idx_d = order[start : start + batch_size]
-        x = data.to_float(data.x[idx_d].to(device, non_blocking=True), dtype)
+        # index_select copies whole samples (5x faster than advanced indexing for uint8 images on the CPU:
+        # 0.02 against 0.11 s an epoch of UTKFace at 48x48); the same values
+        x = data.to_float(data.x.index_select(0, idx_d).to(device, non_blocking=True), dtype)
         if augment is not None and augment.active:
             if fill is None and augment.fill == "black" and x.dim() == 4:  # a stored 0, as the model sees it
                 fill = data.to_float(torch.zeros((1, x.shape[1], 1, 1), dtype=data.x.dtype, device=x.device), dtype)
