@@ -44,6 +44,20 @@ def _fail(message: str, code: int = 2, *, one_line: bool = False) -> None:
 _INTERRUPTED = "interrupted; finished cells are kept: rerun the same command to resume"
 
 
+def _refuse_a_file(study_dir: Path) -> None:
+    """``prunefair status study.toml``: a file where a study folder is wanted; name the study file's folder."""
+    if not study_dir.is_file():
+        return
+    import tomllib
+
+    try:
+        out = tomllib.loads(study_dir.read_text(encoding="utf-8")).get("output_dir")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        out = None
+    hint = f": this study file's folder is {out}" if isinstance(out, str) else " (its output_dir)"
+    _fail(f"{study_dir}: a file, not a study folder; give the folder the study writes{hint}")
+
+
 def _flag_overrides(**fields) -> list[str]:
     """Dotted-key overrides (``run__workers`` -> ``run.workers``) for the flags that were given, values as TOML."""
     import json
@@ -130,7 +144,7 @@ def _refused(exc: BaseException, started: bool) -> bool:
 def _resume_message(exc: BaseException, started: bool, what: str) -> str:
     from prunefair.data import DataRefused
 
-    if not started:
+    if not started or "rerun the same command to resume" in str(exc):  # (a lost worker's message says it already)
         return str(exc)
     if isinstance(exc, DataRefused):
         return f"{exc}\n(the data was refused before anything ran on it; finished {what} are kept)"
@@ -218,6 +232,7 @@ def report(
     from prunefair.api import write_group_size_outputs, write_outputs
     from prunefair.study import StudyResults
 
+    _refuse_a_file(study_dir)
     if not (study_dir / "config.toml").is_file() and (study_dir / "group_size.json").is_file():
         try:  # a group-size experiment's folder: its table and figure, from the studies it names
             write_group_size_outputs(study_dir)
@@ -311,6 +326,7 @@ def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> Non
     cfg_path = study_dir / "config.toml"
     if not study_dir.exists():
         _fail(f"{study_dir}: no such folder")
+    _refuse_a_file(study_dir)
     if not cfg_path.is_file():
         _fail(f"{study_dir}: no config.toml, so not a study folder, or a study stopped before it wrote one (it is "
               "written once the data has loaded): run the study command to start it")

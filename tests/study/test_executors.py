@@ -53,7 +53,8 @@ def crash_first_attempt(marker_dir: str):
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # "local": a fresh instance, also where `ray start` runs a cluster (or left a record of a killed one)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
@@ -216,3 +217,95 @@ def test_a_worker_without_the_registered_model_says_why(tmp_path):
     cfg["model"]["name"] = "registered_elsewhere"
     with pytest.raises(ConfigError, match="exists only in the process that registered it"):
         worker_runner(cfg, tmp_path / "study")
+
+
+def _dead_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_address_where_no_cluster_answers_fails_at_once(tmp_path):
+    """A wrong --address (or a head node that was killed): Ray retried it for a quarter of an hour, printing only its
+    own reconnect warnings; now a ConnectionError names the setting and the address, before anything is written."""
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("ray")
+    out = tmp_path / "study"
+    code = ("from prunefair.config import validate_config\n"
+            "from prunefair.study.ray_executor import RayExecutor\n"
+            "from pathlib import Path\n"
+            "from tests.conftest import tiny_study\n"
+            f"cfg = validate_config(tiny_study(Path({str(tmp_path)!r})))\n"
+            f"RayExecutor(address='127.0.0.1:{_dead_port()}').run(cfg)\n")
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).parents[2])
+    except subprocess.TimeoutExpired:
+        pytest.fail("RayExecutor hung on an address where no cluster answers")
+    assert proc.returncode == 1 and time.monotonic() - t0 < 60
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ConnectionError: run.address (--address) = '127.0.0.1:") and \
+        "no Ray cluster answers at" in last and "ray start --head" in last, proc.stderr[-2000:]
+    assert not (out / "cells").exists()
+
+
+def test_ray_cluster_address_recorded_but_dead(monkeypatch):
+    """`ray start`'s recorded cluster, killed since: an omitted address starts a local instance (as documented),
+    saying so; "auto" and RAY_ADDRESS name the dead address at once instead of Ray's quarter-hour of retries."""
+    pytest.importorskip("ray")
+    from ray._private import services
+
+    from prunefair.study.ray_executor import cluster_address
+
+    dead = f"127.0.0.1:{_dead_port()}"
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: frozenset())
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: dead)
+    said = []
+    assert cluster_address(None, said.append) == "local"
+    assert len(said) == 1 and "does not answer" in said[0] and "starting a local Ray instance" in said[0]
+    with pytest.raises(ConnectionError, match=r"run.address \(--address\) = 'auto': no Ray cluster answers at "
+                                              r".*the cluster last started on this machine; `ray stop --force`"):
+        cluster_address("auto")
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
+    with pytest.raises(ConnectionError, match=r"run.address \(--address\) = 'auto': Could not find any running Ray"):
+        cluster_address("auto")
+    monkeypatch.setenv("RAY_ADDRESS", dead)
+    with pytest.raises(ConnectionError, match=rf"RAY_ADDRESS = '{dead}': no Ray cluster answers"):
+        cluster_address(None)
+    with pytest.raises(ConnectionError, match=r"run.address \(--address\) = 'ray://127.0.0.1:\d+': no Ray cluster"):
+        cluster_address(f"ray://{dead}")
+
+
+def _missing_root(tmp_path, **run) -> dict:
+    return tiny_study(tmp_path, data={"dataset": "utkface", "root": str(tmp_path / "nowhere"), "target": "gender",
+                                      "group": "ethnicity"}, run=run)
+
+
+def test_ray_data_refused_on_the_worker_is_said_in_one_line_and_writes_nothing(tmp_path, local_ray):
+    """The data is loaded in a Ray task: its error (a missing data folder) came back as Ray's page of the worker's
+    traceback, and config.toml had been written already; now the loader's own error, the folder left empty."""
+    from prunefair.study.ray_executor import RayExecutor
+
+    cfg = validate_config(_missing_root(tmp_path))
+    with pytest.raises(FileNotFoundError) as info:
+        RayExecutor().run(cfg)
+    assert str(info.value) == f"data.root = {str(tmp_path / 'nowhere')!r}: UTKFace folder not found"
+    assert not (Path(cfg.output_dir) / "config.toml").exists()
+
+
+@pytest.mark.slow
+def test_workers_data_refused_writes_nothing(tmp_path):
+    """--workers 2 wrote config.toml before a worker found the data folder missing (workers = 1 writes nothing)."""
+    cfg = validate_config(_missing_root(tmp_path, workers=2))
+    with pytest.raises(FileNotFoundError, match="UTKFace folder not found"):
+        LocalExecutor(workers=2).run(cfg)
+    assert not (Path(cfg.output_dir) / "config.toml").exists()

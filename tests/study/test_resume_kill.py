@@ -170,3 +170,39 @@ def test_ctrl_c_stops_a_workers_run_at_once(tmp_path):
     assert proc.wait(timeout=120) == 130, proc.stderr.read()
     after = len(list((out / "cells").glob("s0_p*/result.json")))
     assert after - before <= 2, f"{after - before} cells finished after Ctrl-C: the queued ones were run first"
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_worker_names_the_lost_cells_and_the_rerun_keeps_the_rest(tmp_path):
+    """kill -9 of one worker of --workers 2: the pool ends the other worker too, so the message names the cells the
+    workers had started (lost) apart from the queued ones (not started), says how to resume once, and the rerun
+    recomputes only the unfinished cells."""
+    out = tmp_path / "kw"
+    args = [sys.executable, "-m", "prunefair.cli", "study", "--out", str(out), "--workers", "2", "--preset", "digits",
+            "--seeds", "0", "--rates", "0.3,0.5,0.9", "--set", "model.width=0.5", "--set", "train.epochs=2",
+            "--set", "finetune.epochs=8", "--set", "diagnostics.enabled=false", "--quiet"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_die_with_parent)
+    deadline, marker = time.time() + 240, None
+    while marker is None and proc.poll() is None and time.time() < deadline:
+        marker = next(iter(sorted((out / "cells").glob("s0_p*/running.json"))), None)
+        time.sleep(0.05)
+    assert marker is not None, "no pruning cell started"
+    os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)
+    assert proc.wait(timeout=120) == 1
+    err = " ".join(proc.stderr.read().split())  # rich wraps lines
+    started = sorted(p.parent.name for p in (out / "cells").glob("*/running.json"))
+    done = {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")}
+    unfinished = sorted({f"s0_p{r}_nft" for r in (0.3, 0.5, 0.9)} - set(done))
+    assert marker.parent.name in started and set(started) <= set(unfinished)
+    assert f"the cells the workers were running are lost: {', '.join(started)}" in err, err
+    queued = [n for n in unfinished if n not in started]
+    assert (f"; not started: {', '.join(queued)}" in err) == bool(queued), err
+    assert err.count("rerun the same command to resume") == 1, err
+
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, preexec_fn=_die_with_parent)
+    assert again.returncode == 0, again.stderr
+    now = {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")}
+    assert sorted(n for n in now if n not in done) == unfinished  # only those were run
+    assert {n: now[n] for n in done} == done  # nothing finished was recomputed
+    assert not list((out / "cells").glob("*/running.json"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -128,15 +129,15 @@ class LocalExecutor:
             runner = StudyRunner(cfg, store, load_study_data(cfg), resolve_device(cfg.device), progress)
             return runner.run()
         check_workers_see_the_data(cfg, f"{self.workers} worker processes")
-        atomic_write_text(store.root / "config.toml", cfg.to_toml())
         dense_cells, prune_cells = plan_cells(cfg)
         cfg_dict, root, threads = cfg.to_dict(), str(store.root), torch.get_num_threads()
-        ctx = multiprocessing.get_context("spawn")
+        ctx, since = multiprocessing.get_context("spawn"), time.time()
         running: dict[Future, DenseCell | PruneCell] = {}
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=die_with_parent,
                                    initargs=(os.getpid(),))
         try:
             fp = pool.submit(data_fingerprint, cfg_dict, root, threads).result()
+            atomic_write_text(store.root / "config.toml", cfg.to_toml())  # once the data loads, as workers = 1 does
             store.note_other_data([*dense_cells, *prune_cells], fp, progress.log)
             for d in dense_cells:
                 todo = [c for c in prune_cells if c.dense == d and not store.is_done(c.name, c.key, fp)]
@@ -160,14 +161,27 @@ class LocalExecutor:
                             else:
                                 running[pool.submit(_local_prune, cfg_dict, root, c.name, threads)] = c
         except BrokenProcessPool as exc:
-            raise RuntimeError(f"a worker process died while running {sorted(c.name for c in running.values())}; "
-                               f"rerun the same command to resume (finished cells are kept)") from exc
+            raise RuntimeError(_lost_message(store, list(running.values()), since)) from exc
         except KeyboardInterrupt:  # Ctrl-C: stop now; a worker would catch its own and go on with queued cells
             _stop_workers(pool)
             raise
         finally:
             pool.shutdown(wait=True)
         return store.results()
+
+
+def _lost_message(store: Store, cells: list, since: float) -> str:
+    """Why a study with worker processes stopped when one of them died: the pool then ends the others too, so every
+    cell a worker had started is lost (a worker marked it after ``since``); the queued ones had not started."""
+    def started(c) -> bool:
+        m = store.read_running(c.name)
+        return m is not None and m.get("key") == c.key and m.get("started", 0) >= since
+
+    lost = sorted(c.name for c in cells if started(c))
+    queued = sorted(c.name for c in cells if not started(c))
+    return (f"a worker process died (killed, or out of memory?); the cells the workers were running are lost: "
+            f"{', '.join(lost) or 'none'}" + (f"; not started: {', '.join(queued)}" if queued else "") +
+            "; rerun the same command to resume (finished cells are kept)")
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

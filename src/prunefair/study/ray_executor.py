@@ -97,6 +97,58 @@ def store_cell_files(store: Store, name: str, files: dict[str, bytes]) -> None:
     store.clear_running(name)
 
 
+def _answers(host: str, port: int, timeout_s: float = 5.0) -> str | None:
+    """None if something accepts a TCP connection at host:port, else why not."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+        return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def cluster_address(address: str | None, log=lambda line: None) -> str | None:
+    """The address to give ``ray.init``, once a cluster answers there. Ray itself retries a cluster that does not
+    answer (a wrong --address, a head node killed or stopped) for a quarter of an hour before it gives up, and
+    an omitted address joins the cluster the last ``ray start`` recorded, dead or alive. So: a dead one named by
+    ``address`` (or RAY_ADDRESS) is a ConnectionError naming it, now; a dead one only recorded (address omitted)
+    is said and a local instance started instead, as the documentation promises."""
+    import os
+
+    try:
+        from ray._private.services import canonicalize_bootstrap_address, parse_address
+    except ImportError:  # another Ray: leave the address to Ray
+        return address
+    where = f"run.address (--address) = {address!r}" if address else None
+    if address and address.startswith("ray://"):  # the Ray client: a head node's client port
+        parsed = parse_address(address[len("ray://"):])
+        target = f"{parsed[0]}:{parsed[1]}" if parsed else None
+    else:
+        try:
+            target = canonicalize_bootstrap_address(address)
+        except ConnectionError as exc:  # "auto" and no cluster recorded or running here
+            raise ConnectionError(f"{where}: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        parsed = parse_address(target) if target else None
+    if parsed is None:  # start a local instance (or an address form left to Ray)
+        return address
+    why = _answers(parsed[0], int(parsed[1]))
+    if why is None:
+        return address
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        log(f"[yellow]the Ray cluster last started on this machine ({target}) does not answer ({why}): starting a "
+            "local Ray instance (`ray stop --force` forgets that cluster)")
+        return "local"
+    source = where or f"RAY_ADDRESS = {os.environ.get('RAY_ADDRESS')!r}"
+    recorded = " (the cluster last started on this machine; `ray stop --force` forgets it)" if address == "auto" \
+        and not os.environ.get("RAY_ADDRESS") else ""
+    raise ConnectionError(f"{source}: no Ray cluster answers at {target}{recorded} ({why}); start it (`ray start "
+                          "--head`), give the address `ray start` printed, or omit the address to start a local Ray "
+                          "instance")
+
+
 @dataclass
 class RayExecutor:
     address: str | None = None
@@ -117,8 +169,9 @@ class RayExecutor:
         if own:
             import logging
 
+            address = cluster_address(self.address, progress.log)  # a cluster that does not answer: said now
             # Ray's own INFO lines ("Started a local Ray instance") never; its warnings unless the run is quiet
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR if progress.quiet else logging.WARNING)
         try:
             return self._run(ray, cfg, progress)
@@ -137,7 +190,6 @@ class RayExecutor:
     def _run(self, ray, cfg, progress: Progress) -> list[dict]:
         self._check_resources(ray)
         store = Store(cfg.output_dir)
-        atomic_write_text(store.root / "config.toml", cfg.to_toml())
         opts = {"num_cpus": self.cpus_per_cell, "num_gpus": self.gpus_per_cell, "max_retries": self.max_retries}
         dense_remote = ray.remote(**opts)(self.dense_task)
         prune_remote = ray.remote(**opts)(self.prune_task)
@@ -145,7 +197,13 @@ class RayExecutor:
         cfg_dict["run"]["cpus_per_cell"] = self.cpus_per_cell  # tasks use this many torch threads
         dense_cells, prune_cells = plan_cells(cfg)
         pending: dict = {}
-        fp = ray.get(ray.remote(**opts)(self.fingerprint_task).remote(cfg_dict))
+        try:  # the data, loaded on a worker: a missing folder or refused data is said as a local run says it
+            fp = ray.get(ray.remote(**opts)(self.fingerprint_task).remote(cfg_dict))
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(getattr(exc, "cause", None), Exception):  # not Ray's page of the worker's traceback
+                raise exc.cause from None
+            raise
+        atomic_write_text(store.root / "config.toml", cfg.to_toml())  # once the data is loaded, as a local run does
         store.note_other_data([*dense_cells, *prune_cells], fp, progress.log)
 
         def submit_prunes(d: DenseCell, files_ref) -> None:
