@@ -255,3 +255,14 @@ def test_rewriting_an_audit_folder_removes_the_earlier_audits_split_tables(pair,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.json", "audit_groups_test.csv", "notes.csv"]
     assert set(paths) == {"json", "csv_test"}
     assert "audit_groups_train.csv: an earlier audit's (this audit.json has splits test)" in caplog.text
+
+
+def test_rewriting_an_audit_folder_keeps_the_users_own_files_named_like_split_tables(pair, tmp_path):
+    # a copy kept to compare with (audit_groups_test_v1.csv) is not an earlier audit's split table
+    (tmp_path / "audit_groups_test_v1.csv").write_text("group,n\nx,1\n")
+    (tmp_path / "audit_groups_summary.csv").write_text("mine\n")
+    (tmp_path / "audit_groups_val.csv").write_text("group,n\nx,1\n")  # an earlier audit's split: removed
+    audit_pair(CFG, pair / "dense.safetensors", pair / "pruned.pth", splits=["test"]).write(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "audit.json", "audit_groups_summary.csv", "audit_groups_test.csv", "audit_groups_test_v1.csv"]
+    assert (tmp_path / "audit_groups_test_v1.csv").read_text() == "group,n\nx,1\n"

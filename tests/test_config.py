@@ -151,3 +151,26 @@ def test_only_the_validation_split_evaluated_without_one_is_refused():
     cfg = validate_config({"data": {"val_fraction": 0.0}, "eval": {"splits": ["val", "test"]},
                            "diagnostics": {"enabled": False}})
     assert cfg.eval.splits == ["val", "test"]  # the empty val split is left out of the tables, test is measured
+
+
+def test_diagnostics_on_an_empty_validation_split_are_refused_and_stored_studies_still_read(tmp_path):
+    """diagnostics.split = 'val' with data.val_fraction = 0: every dense model's diagnostics were all NaN, stored
+    without a word. A study folder run before these refusals still reads (report, status): its pruning results hold."""
+    import warnings
+
+    from prunefair.study.results import StudyResults
+
+    with pytest.raises(ConfigError, match=r"diagnostics.split = 'val' \(every diagnostic would be NaN\) need\(s\) a "
+                                          r"validation split, but data.val_fraction = 0"):
+        validate_config({"data": {"val_fraction": 0.0}, "diagnostics": {"split": "val"}})
+    validate_config({"data": {"val_fraction": 0.0}, "diagnostics": {"split": "val", "enabled": False}})
+    for name, raw in (("d", {"diagnostics": {"split": "val"}}),
+                      ("e", {"eval": {"splits": ["val"]}, "diagnostics": {"enabled": False}})):
+        raw = {"seeds": [0], "prune": {"rates": [0.5]}, "output_dir": str(tmp_path / name), **raw,
+               "data": {"val_fraction": 0.1}}
+        text = validate_config(raw).to_toml().replace("val_fraction = 0.1", "val_fraction = 0.0")
+        (tmp_path / name / "cells").mkdir(parents=True)
+        (tmp_path / name / "config.toml").write_text(text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert StudyResults.from_store(tmp_path / name).planned == 2  # read, not a ConfigError

@@ -196,8 +196,11 @@ class AuditResult:
         for s in self.impacts:
             paths[f"csv_{s}"] = out / f"audit_groups_{s}.csv"
             atomic_write_text(paths[f"csv_{s}"], self.group_table(s).to_csv(index=False))
-        for old in sorted(set(out.glob("audit_groups_*.csv")) - set(paths.values())):
-            # an earlier audit's split, whose audit.json was just replaced: it would pass for one of this audit
+        for old in [out / f"audit_groups_{s}.csv" for s in ("train", "val", "test") if s not in self.impacts]:
+            # an earlier audit's split, whose audit.json was just replaced: it would pass for one of this audit (only
+            # these names: another file of the folder, audit_groups_test_v1.csv say, is the user's)
+            if not old.is_file():
+                continue
             old.unlink()
             log.warning("removed %s: an earlier audit's (this audit.json has splits %s)", old, ", ".join(self.impacts))
         return paths

@@ -69,3 +69,25 @@ def test_the_data_go_to_the_models_device_by_default_and_a_mismatch_is_named():
         with pytest.raises(ValueError, match=r"the model is on cpu but device = 'meta': move the model "
                                              r"\(model.to\('meta'\)\) or give device=None"):
             call()  # a CUDA model with the former default device="cpu" failed in the forward pass
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_the_other_public_derivatives_under_no_grad_or_inference_mode_are_the_exact_ones(context):
+    """full_gradient, hessian_top_eigenvalue and hessian_vector_product (exported beside diagnose_groups) failed
+    there with "element 0 of tensors does not require grad"."""
+    from prunefair.diagnostics import full_gradient, hessian_top_eigenvalue, hessian_vector_product
+
+    model, data = _model_and_data()
+    params = list(model.parameters())
+    loss = nn.functional.cross_entropy(model(data.x), data.y, reduction="sum")
+    summed = torch.cat([t.reshape(-1) for t in torch.autograd.grad(loss, params)])  # |D| g by plain autograd
+    H = dense_hessian(model, data.x, data.y)
+    v = torch.linspace(-1, 1, H.shape[0], dtype=torch.float64)
+    with context():
+        full = full_gradient(model, data)
+        top = hessian_top_eigenvalue(model, data.x, data.y, criterion="residual", tol=1e-8, max_iter=200).value
+        hv = hessian_vector_product(model, data.x, data.y, v)
+        assert not torch.is_grad_enabled()
+    np.testing.assert_allclose(full.numpy(), summed.numpy(), rtol=1e-10, atol=1e-12)
+    assert top == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-6)
+    np.testing.assert_allclose(hv.numpy(), (H @ v).numpy(), rtol=1e-8, atol=1e-10)

@@ -129,3 +129,21 @@ def test_diagnose_table_says_which_term_decides_the_ranking():
         assert ("(the ranking is λ(H_a)'s)" in text) == (share >= 0.9)
         assert ("(the ranking is ‖g_a‖'s)" in text) == (share <= 0.1)
     assert share > 0.99  # the far distance is the curvature's, the near one the gradient's
+
+
+def test_diagnose_table_names_no_deciding_term_where_the_bound_ranks_otherwise():
+    # ½ λ d² is 95% of the summed bound, but g0's larger gradient puts it first although g1 has the larger λ: the
+    # ranking is not λ's (nor ‖g_a‖'s: not said either at a small curvature share where λ reorders the groups)
+    import dataclasses
+
+    d = _binary_diagnostics()
+    d = dataclasses.replace(d, grad_norm=np.array([0.5, 0.01, np.nan]),
+                            hessian_top_eigenvalue=np.array([10.0, 10.1, np.nan]))
+    harm = DiagnoseResult(d, {0.5: 1.0}, {0.5: d.predicted_harm(1.0)})
+    assert list(harm.rankings[0.5].group[:2]) == ["g0", "g1"]  # by the bound: 5.5 > 5.06
+    text = " ".join(_render(diagnose_table(harm, 0.5)).split())
+    assert "½ λ d² is 95% of the summed bound" in text and "the ranking is" not in text
+    d = dataclasses.replace(d, grad_norm=np.array([1.0, 1.001, np.nan]), hessian_top_eigenvalue=np.array([0.1, 0.0, np.nan]))
+    harm = DiagnoseResult(d, {0.5: 0.1}, {0.5: d.predicted_harm(0.1)})  # 0.1 + 0.0005 > 0.1001: g0 first
+    text = " ".join(_render(diagnose_table(harm, 0.5)).split())
+    assert "½ λ d² is 0% of the summed bound" in text and "the ranking is" not in text

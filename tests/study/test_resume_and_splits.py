@@ -37,6 +37,15 @@ def test_an_unchanged_config_says_nothing_about_it(tmp_path):
     assert not any("differs" in n for n in resume_notes(cfg))
 
 
+def test_an_unreadable_stored_config_is_said_so_not_every_setting_not_set(tmp_path):
+    cfg = _folder(tmp_path)
+    stored = tmp_path / "s" / "config.toml"
+    stored.write_text(stored.read_text()[:40] + "\n[[[broken\n")  # a truncated or hand-broken file
+    note = next(n for n in resume_notes(cfg) if "differs" in n)
+    assert "config.toml differs from this run's settings (not readable as TOML: " in note, note
+    assert "not set" not in note, note
+
+
 @pytest.mark.slow  # a whole study and its report: about 8 s on the shared 2-CPU machine
 def test_an_empty_validation_split_leaves_no_nan_rows_and_no_numpy_warnings(tmp_path):
     """data.val_fraction = 0 with the default eval.splits (train, val, test): the val split holds no sample, so its

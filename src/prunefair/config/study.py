@@ -61,13 +61,17 @@ class StudyConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _validation_split_where_needed(self) -> "StudyConfig":
+    def _validation_split_where_needed(self, info: ValidationInfo) -> "StudyConfig":
         """Selection on the validation split and VKD (whose dual step reads it) need one: refused up front, not
-        after the dense models have trained."""
+        after the dense models have trained. Measuring or diagnosing only the empty split is refused for a new run,
+        not in a stored study (run before the refusal: its other results are read as they are)."""
+        new_run = not stored(info)
         if self.data.val_fraction == 0:
             needs = ([f"mitigate.selection = {self.mitigate.selection!r}"] if self.mitigate.selection != "last"
                      else []) + (["finetune.methods includes 'vkd'"] if "vkd" in self.finetune.methods else []) + \
-                (["eval.splits = ['val'] (no other split to measure)"] if self.eval.splits == ["val"] else [])
+                (["eval.splits = ['val'] (no other split to measure)"] if new_run and self.eval.splits == ["val"]
+                 else []) + (["diagnostics.split = 'val' (every diagnostic would be NaN)"] if new_run and
+                             self.diagnostics.enabled and self.diagnostics.split == "val" else [])
             if needs:
                 raise ValueError(f"{' and '.join(needs)} need(s) a validation split, but data.val_fraction = 0; "
                                  "set data.val_fraction > 0 (e.g. 0.1)")

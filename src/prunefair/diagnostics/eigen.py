@@ -310,7 +310,8 @@ def hessian_top_eigenvalue(model, x: torch.Tensor, y: torch.Tensor, *, method: s
     from prunefair.models import kept_modes
 
     check_start(start)
-    with kept_modes(model):
+    # derivatives: gradients on also when called under torch.no_grad() or torch.inference_mode()
+    with kept_modes(model), torch.inference_mode(False), torch.enable_grad():
         op = GroupHessian(model, x, y, method=hvp, chunk_size=chunk_size)
         try:
             return top_eigenvalue(op, op.dim, method=method, max_iter=max_iter, tol=tol, seed=seed,

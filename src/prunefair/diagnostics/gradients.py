@@ -109,16 +109,18 @@ def _check_finite(data: GroupedData, a: int, loss: float, grad_norm: float) -> N
 
 
 def full_gradient(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
-                  device: torch.device | str = "cpu", channels_last: bool = False) -> torch.Tensor:
-    """|D| g: the summed gradient over every sample, from plain mixed batches (an independent computation)."""
+                  device: torch.device | str | None = None, channels_last: bool = False) -> torch.Tensor:
+    """|D| g: the summed gradient over every sample, from plain mixed batches (an independent computation); the
+    data on the model's device by default, gradients on also under ``torch.no_grad()``/``torch.inference_mode()``."""
     from prunefair.data import iterate_batches
 
     params = _params(model)
-    acc = [torch.zeros_like(p) for p in params]
-    for x, y, _ in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
-                                   dtype=input_dtype(model)):
-        loss = F.cross_entropy(check_logits(model(x), len(y)), y, reduction="sum")
-        torch._foreach_add_(acc, _grad(loss, params))
+    with torch.inference_mode(False), torch.enable_grad():
+        acc = [torch.zeros_like(p) for p in params]
+        for x, y, _ in iterate_batches(data, batch_size=batch_size, device=model_device(model, device),
+                                       channels_last=channels_last, dtype=input_dtype(model)):
+            loss = F.cross_entropy(check_logits(model(x), len(y)), y, reduction="sum")
+            torch._foreach_add_(acc, _grad(loss, params))
     flat = _flat(acc, params).double()
     if not math.isfinite(float(flat.norm())):
         raise NotFiniteError("the full-data gradient is not finite (NaN or inf): NaN inputs, or weights so large that "

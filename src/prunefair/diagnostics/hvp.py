@@ -257,7 +257,7 @@ def _sync(device: torch.device) -> None:
 def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, *,
                            method: str = "double_backward") -> torch.Tensor:
     """H v for one flat vector v (a convenience for tests and one-off products); the model's mode is kept."""
-    with kept_modes(model):
+    with kept_modes(model), torch.inference_mode(False), torch.enable_grad():  # also under no_grad/inference_mode
         return GroupHessian(model, x, y, method=method, cache_graph=False)(v)
 
 

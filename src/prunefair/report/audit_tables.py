@@ -111,5 +111,9 @@ def _curvature_share(t: pd.DataFrame) -> str:
     if not total > 0:
         return ""
     share = float(np.nansum(t.curvature_term)) / total
-    which = " (the ranking is λ(H_a)'s)" if share >= 0.9 else " (the ranking is ‖g_a‖'s)" if share <= 0.1 else ""
+    ranked = t[np.isfinite(t.bound.to_numpy(float))]  # a term decides the ranking only where it ranks as the bound
+    same = lambda c: ranked[c].rank(ascending=False, method="min").tolist() == \
+        ranked.bound.rank(ascending=False, method="min").tolist()  # noqa: E731
+    which = " (the ranking is λ(H_a)'s)" if share >= 0.9 and same("curvature_term") else \
+        " (the ranking is ‖g_a‖'s)" if share <= 0.1 and same("gradient_term") else ""
     return f"; ½ λ d² is {share:.0%} of the summed bound{which}"

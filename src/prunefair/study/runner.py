@@ -274,14 +274,17 @@ def execute_study(cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> li
         return make_executor(cfg.run).run(cfg, progress=progress)
 
 
+UNREADABLE = "(config.toml)"
+
+
 def _result_settings(toml_text: str) -> dict:
     """A config.toml's settings that decide results: not the folder's path (spelt other ways) nor [run]."""
     import tomllib
 
     try:
         d = tomllib.loads(toml_text)
-    except tomllib.TOMLDecodeError:
-        return {}
+    except tomllib.TOMLDecodeError as exc:
+        return {UNREADABLE: f"not readable as TOML: {exc}"}  # said as such, not as every setting 'not set'
     d.pop("output_dir", None)
     d.pop("run", None)
     return d
@@ -312,8 +315,8 @@ def resume_notes(cfg: StudyConfig, data: str | None = None, *, summary: bool = T
     cells = [*dense, *prune]
     notes = []
     stored = Path(cfg.output_dir) / "config.toml"
-    if stored.is_file() and (changed := _changed_settings(_result_settings(stored.read_text()),
-                                                          _result_settings(cfg.to_toml()))):
+    if stored.is_file() and (changed := (old := _result_settings(stored.read_text())).get(UNREADABLE) or
+                             _changed_settings(old, _result_settings(cfg.to_toml()))):
         notes.append(f"{stored} differs from this run's settings ({changed}): cells whose settings changed are "
                      "recomputed, the others kept; config.toml is rewritten")
     if summary and (line := store.resume_summary(cells, data if data is not None else store.data_fingerprint())):
