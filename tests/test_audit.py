@@ -209,10 +209,12 @@ def test_audit_diagnoses_with_the_models_channels_last(pair, monkeypatch):
         seen.update(kw)
         raise RuntimeError("recorded")
 
-    monkeypatch.setattr(audit, "diagnose_groups", record)
+    import prunefair.diagnostics
+
+    monkeypatch.setattr(prunefair.diagnostics, "diagnose_groups", record)
     cfg = resolve_config({**CFG, "model": {**CFG["model"], "channels_last": True}})
     with pytest.raises(RuntimeError, match="recorded"):
-        audit._diagnose(cfg, None, load_study_data(cfg), torch.device("cpu"))
+        audit.diagnose_dense(cfg, None, load_study_data(cfg), torch.device("cpu"))
     assert seen["channels_last"] is True
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from prunefair.config import StudyConfig, resolve_config
 from prunefair.data import DatasetSplits
-from prunefair.diagnostics import BoundCheck, GroupDiagnostics, diagnose_groups, theorem1_check
+from prunefair.diagnostics import BoundCheck, GroupDiagnostics, theorem1_check
 from prunefair.diagnostics.correlation import spearman_across_groups
 from prunefair.diagnostics.diagnose import HARM_DETAILS
 from prunefair.diagnostics.eigen import NotFiniteError
@@ -26,7 +26,7 @@ from prunefair.measure import GroupStats, PruningImpact, evaluate_groups, prunin
 from prunefair.prune import MaskSet, parameter_distance, pruning_function
 from prunefair.models import build_model
 from prunefair.prune.interop import ArchitectureMismatch, load_pruned
-from prunefair.study.runner import build_study_model, load_study_data, resolve_device
+from prunefair.study.runner import build_study_model, diagnose_dense, load_study_data, resolve_device
 from prunefair.study.store import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("prunefair.audit")
@@ -123,15 +123,6 @@ def _batch_norm_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureMis
         return ""
     return (f"\n  the checkpoint's tensors are those of model {m.name!r} {'without' if has_bn else 'with'} batch norm: "
             f"--set model.batch_norm={'false' if has_bn else 'true'}")
-
-
-def _diagnose(cfg: StudyConfig, model: nn.Module, data: DatasetSplits, device) -> GroupDiagnostics:
-    c = cfg.diagnostics
-    return diagnose_groups(model, data.split(c.split), batch_size=c.batch_size,
-                           max_samples=None if c.max_samples == "all" else c.max_samples,
-                           eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
-                           criterion=c.criterion, trace_samples=c.trace_samples, seed=c.seed, device=device,
-                           channels_last=cfg.model.channels_last, split=c.split)
 
 
 def _finite_losses(stats: GroupStats, which: str, split: str) -> GroupStats:
@@ -234,7 +225,7 @@ def audit_pair(cfg: StudyConfig | dict | str | Path, dense_path: str | Path, pru
         kw = dict(batch_size=cfg.eval.batch_size, device=device)
         impacts[s] = pruning_impact(_finite_losses(evaluate_groups(dense, data.split(s), **kw), "dense", s),
                                     _finite_losses(evaluate_groups(pruned, data.split(s), **kw), "pruned", s))
-    diag = _diagnose(cfg, dense, data, device)
+    diag = diagnose_dense(cfg, dense, data, device)
     distance = parameter_distance(pruned, dense)
     on = diag.split
     r = impacts[on].by_group.excess_loss.to_numpy() if on in impacts else pruning_impact(
@@ -295,7 +286,7 @@ def diagnose_model(cfg: StudyConfig | dict | str | Path, model_path: str | Path,
     device = resolve_device(cfg.device)
     data = load_study_data(cfg)
     model = load_model(cfg, data, model_path, device)
-    diag = _diagnose(cfg, model, data, device)
+    diag = diagnose_dense(cfg, model, data, device)
     p = cfg.prune
     prune = pruning_function(scope=p.scope, criterion=p.criterion, keep_first_last=p.keep_first_last,
                              allow_layer_removal=p.allow_layer_removal, seed=cfg.diagnostics.seed)

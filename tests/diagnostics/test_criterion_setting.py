@@ -47,7 +47,7 @@ def test_the_criterion_reaches_the_diagnostics_of_audit_and_diagnose():
         data = load_study_data(cfg)
         torch.manual_seed(0)
         model = build_study_model(cfg, data)
-        diag = audit._diagnose(cfg, model, data, torch.device("cpu"))
+        diag = audit.diagnose_dense(cfg, model, data, torch.device("cpu"))
         out[crit] = diag
         assert diag.settings["criterion"] == crit
     # the residual rule stops later: at least as many products for every group, more for some

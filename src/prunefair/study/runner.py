@@ -226,17 +226,11 @@ class StudyRunner:
         a failure is recorded under "diagnostics" and never fails the dense cell."""
         if not self.diagnostics_missing(d):
             return
-        from prunefair.diagnostics import diagnose_groups
-
-        c, key = self.cfg.diagnostics, diagnostics_key(self.cfg, d)
+        key = diagnostics_key(self.cfg, d)
         # `prunefair status` shows the done cell as running while they compute (stale if this process dies)
         self.store.mark_running(d.name, d.key, stage="diagnostics", diagnostics=key)
         try:
-            diag = diagnose_groups(dense, self.data.split(c.split), batch_size=c.batch_size, max_samples=None if c.max_samples == "all" else c.max_samples,
-                                   eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
-                                   criterion=c.criterion, trace_samples=c.trace_samples, seed=c.seed,
-                                   device=self.device,
-                                   channels_last=self.cfg.model.channels_last, split=c.split)
+            diag = diagnose_dense(self.cfg, dense, self.data, self.device)
             entry = {"key": key, **diag.to_dict()}
         except Exception as exc:
             self.progress.log(f"[red]diagnostics of {d.name} failed: {exc}")
@@ -259,6 +253,18 @@ class StudyRunner:
                   "traceback": "".join(traceback.format_exception(exc, limit=5))}
         self.store.write_result(name, result)
         return result
+
+
+def diagnose_dense(cfg: StudyConfig, model: nn.Module, data: DatasetSplits, device):
+    """The [diagnostics] section's per-group diagnostics of a dense model (a study's, audit's and diagnose's)."""
+    from prunefair.diagnostics import diagnose_groups
+
+    c = cfg.diagnostics
+    return diagnose_groups(model, data.split(c.split), batch_size=c.batch_size,
+                           max_samples=None if c.max_samples == "all" else c.max_samples,
+                           eigen_method=c.eigen_method, hvp=c.hvp, max_iter=c.iterations, tol=c.tol,
+                           criterion=c.criterion, trace_samples=c.trace_samples, seed=c.seed, device=device,
+                           channels_last=cfg.model.channels_last, split=c.split)
 
 
 def execute_study(cfg: StudyConfig, *, progress: Progress = NULL_PROGRESS) -> list[dict]:
