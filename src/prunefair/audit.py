@@ -87,11 +87,12 @@ def _slimmed_hint(cfg: StudyConfig, dense: str | Path, exc: ArchitectureMismatch
 def _architecture_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureMismatch) -> str:
     """A line on what would fit: another ``model.width`` (tried by building it), or another model altogether."""
     m = cfg.model
-    if not exc.shapes and len(exc.missing) == len(build_study_model(cfg, data).state_dict()):
+    built = _built_like(cfg, data)
+    if not exc.shapes and len(exc.missing) == len(built.state_dict()):
         return (f"\n  none of the checkpoint's tensors is one of model {m.name!r}: is model.name right? (your own "
                 "architecture: register it with prunefair.models.register_model, see docs/datasets.md)")
     if exc.missing or exc.unexpected:
-        return _batch_norm_hint(cfg, data, exc)
+        return _batch_norm_hint(cfg, data, exc, built)
     ratios = [c / d for c_shape, d_shape in exc.shapes.values() for c, d in zip(c_shape, d_shape) if c != d and d]
     if not ratios:
         return ""
@@ -99,24 +100,29 @@ def _architecture_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureM
     for w in dict.fromkeys([round(guess * k) / k for k in (8, 4, 16, 100)] + [round(guess, 4)]):
         if w <= 0 or not math.isfinite(w) or w == m.width:
             continue
-        other = build_model(m.name, num_classes=data.train.num_classes, input_shape=data.train.input_shape,
-                            width=w, batch_norm=m.batch_norm).state_dict()
+        other = _built_like(cfg, data, width=w).state_dict()
         if all(tuple(other[k].shape) == c for k, (c, _) in exc.shapes.items() if k in other):
             return f"\n  the shapes fit model.width = {w:g} (this study file has {m.width:g}): --set model.width={w:g}"
     return ""
 
 
-def _batch_norm_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureMismatch) -> str:
-    """A line naming ``model.batch_norm`` when the model built with the other setting has the checkpoint's keys
-    (a checkpoint with batch norm read as a model without, or the reverse: running_mean among the keys)."""
+def _built_like(cfg: StudyConfig, data: DatasetSplits, **change) -> nn.Module:
+    """The study's model (``build_study_model``) with ``width`` or ``batch_norm`` changed: what a checkpoint fits."""
     m = cfg.model
-    model = build_study_model(cfg, data)
+    return build_model(m.name, num_classes=data.train.num_classes, input_shape=data.train.input_shape,
+                       **{"width": m.width, "batch_norm": m.batch_norm, **change})
+
+
+def _batch_norm_hint(cfg: StudyConfig, data: DatasetSplits, exc: ArchitectureMismatch, model: nn.Module) -> str:
+    """A line naming ``model.batch_norm`` when the model built with the other setting has the checkpoint's keys
+    (a checkpoint with batch norm read as a model without, or the reverse: running_mean among the keys);
+    ``model``: the study's model as built."""
+    m = cfg.model
     built = model.state_dict()
     keys = (set(built) - set(exc.missing)) | set(exc.unexpected)  # the checkpoint's keys
     has_bn = any(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in model.modules())
     try:
-        other = build_model(m.name, num_classes=data.train.num_classes, input_shape=data.train.input_shape,
-                            width=m.width, batch_norm=not has_bn).state_dict()
+        other = _built_like(cfg, data, batch_norm=not has_bn).state_dict()
     except Exception:  # noqa: BLE001 (a builder of the user's own that cannot build the other setting: no hint)
         return ""
     if set(other) != keys or set(other) == set(built):
