@@ -14,9 +14,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PRUNEFAIR_DATA", ROOT.parent / "shared" / "data"))
 
 
+def cpu_name() -> str:
+    """The CPU's model name and the instruction set torch's kernels use (e.g. "AMD EPYC 7B13, AVX512"): the ratios
+    depend on it (plain autograd's Hessian-vector product took 1.8x ours on one CPU of this project and 2.3x on
+    another, at the same sizes; docs/benchmarks.md, session 13)."""
+    name = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def machine() -> str:
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.node()} | {os.cpu_count()} CPUs | torch {torch.__version__} | threads "
+    return (f"{platform.node()} | {cpu_name()} | {os.cpu_count()} CPUs | torch {torch.__version__} | threads "
             f"{torch.get_num_threads()} | {dev}")
 
 

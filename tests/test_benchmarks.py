@@ -89,3 +89,19 @@ def test_gpu_throughput_compares_fp32_with_a_channels_last_bare_loop(tmp_path):
                               capture_output=True, text=True, timeout=120, env=_env())
         assert proc.returncode == 1 and "needs a CUDA device" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_machine_line_names_the_cpu_and_torch_instruction_set(bench_path):
+    """The ratios depend on the CPU (sessions 1-12 and 13 ran on different ones), so every script's first line
+    says which: the model name from /proc/cpuinfo where there is one, and torch's kernel instruction set."""
+    from common import cpu_name, machine
+
+    name = cpu_name()
+    assert name.endswith(f", {torch.backends.cpu.get_cpu_capability()}")
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                      if ln.startswith("model name")), None)
+        if model:
+            assert name.startswith(model)
+    assert f"| {name} |" in machine()
