@@ -92,3 +92,14 @@ def test_data_refused_in_a_started_study_exits_2_without_a_resume_hint(tmp_path)
     assert "has 1 class(es) in the train split" in text and "the data was refused before anything ran on it; " \
         "finished cells are kept" in text and "rerun the same command" not in text
     assert len(list((tmp_path / "s" / "cells").iterdir())) == 2  # both cells still there
+
+
+def test_run_study_given_a_preset_name_says_how_to_load_the_preset(tmp_path, monkeypatch):
+    """run_study("digits") once said only "digits: study file not found"."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"'digits': no such study file; 'digits' is a preset: "
+                                          r"prunefair.run_study\(prunefair.load_config\(preset='digits'\)"):
+        run_study("digits")
+    with pytest.raises(ConfigError, match="study file not found"):
+        run_study("no_such_study.toml")
+    assert not (tmp_path / "runs").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from prunefair.config import StudyConfig, apply_overrides, load_config, validate_config
+from prunefair.config import ConfigError, StudyConfig, apply_overrides, load_config, validate_config
 from prunefair.progress import Progress
 from prunefair.study import StudyResults, execute_study
 
@@ -49,6 +49,12 @@ def _resolve(config, overrides) -> StudyConfig:
     if config is not None and not isinstance(config, (StudyConfig, dict, str, Path)):
         raise TypeError("config must be a StudyConfig, a dict in the study-file shape or the path of a TOML study "
                         f"file, got {type(config).__name__}")
+    if isinstance(config, str) and not Path(config).exists():
+        from prunefair.config.load import preset_names
+
+        if config in preset_names():  # run_study("digits"): a preset's name, read as a missing file's
+            raise ConfigError(f"{config!r}: no such study file; {config!r} is a preset: "
+                              f"prunefair.run_study(prunefair.load_config(preset={config!r}), overrides=[...])")
     if isinstance(config, StudyConfig) and not overrides:
         return config  # validated already (validating it again would repeat its warnings)
     if isinstance(config, (StudyConfig, dict)) or config is None:
@@ -73,7 +79,6 @@ def run_group_size(
     ``match_steps`` scales the dense epochs so every factor trains for about the same number of steps."""
     import json
 
-    from prunefair.config import ConfigError
     from prunefair.data.resample import check_factor, check_resampled_size
     from prunefair.io import atomic_write_text
     from prunefair.study.group_size import plan_group_size

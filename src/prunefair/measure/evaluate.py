@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
-from prunefair.data import GroupedData, iterate_batches
-from prunefair.models import eval_mode, input_dtype
+from prunefair.data import DatasetSplits, GroupedData, iterate_batches
+from prunefair.models import check_logits, eval_mode, input_dtype
 from prunefair.measure.group_stats import GroupStats, batch_group_sums
 
 
@@ -16,13 +18,46 @@ def evaluate_groups(
     data: GroupedData,
     *,
     batch_size: int = 512,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     channels_last: bool = False,
 ) -> GroupStats:
-    """Per-group accuracy and cross-entropy of ``model`` (in eval mode) on every sample of ``data``."""
+    """Per-group accuracy and cross-entropy of ``model`` (in eval mode) on every sample of ``data`` (one split's
+    GroupedData, e.g. ``splits.test``). ``device``: where the batches go, by default the model's (a model elsewhere
+    than a given ``device`` is a ValueError). The model must return one logit per class of ``data``; a sample whose
+    logits hold a NaN counts as wrong, and its NaN loss makes its group's loss NaN."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"evaluate_groups: model is a torch nn.Module, got a {type(model).__name__}")
+    if isinstance(data, DatasetSplits):
+        raise TypeError("evaluate_groups: data is a DatasetSplits; pass one split's GroupedData, e.g. splits.test")
+    if not isinstance(data, GroupedData):
+        raise TypeError(f"evaluate_groups: data is one split's GroupedData (e.g. splits.test), got a "
+                        f"{type(data).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"evaluate_groups: batch_size = {batch_size!r}: a whole number >= 1")
+    device = _model_device(model, device)
     sums = torch.zeros(3, data.num_groups, dtype=torch.float64, device=device)
     with eval_mode(model):
         for x, y, g in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
                                        dtype=input_dtype(model)):
-            sums += batch_group_sums(model(x), y, g, data.num_groups)
+            logits = check_logits(model(x), len(y))
+            if logits.shape[1] < data.num_classes:
+                # checked on the shape (no device sync); cross-entropy would fail on the first label beyond it
+                raise ValueError(f"evaluate_groups: the model returned {logits.shape[1]} logits per sample but the "
+                                 f"data has {data.num_classes} classes ({', '.join(data.class_names[:10])}"
+                                 f"{', ...' if data.num_classes > 10 else ''}): one logit per class is needed")
+            sums += batch_group_sums(logits, y, g, data.num_groups)
     return GroupStats.from_sums(sums, data.group_names)
+
+
+def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    """``device``, or with None the device of the model's parameters (cpu for a model without any); a ValueError
+    when the model is elsewhere (the forward pass would fail with "Expected all tensors to be on the same device")."""
+    here = next((p.device for p in model.parameters()), None)
+    if device is None:
+        return here if here is not None else torch.device("cpu")
+    device = torch.device(device)
+    if here is not None and (here.type != device.type or None not in (here.index, device.index)
+                             and here.index != device.index):
+        raise ValueError(f"evaluate_groups: the model is on {here} but device = {str(device)!r}: move the model "
+                         f"(model.to({str(device)!r})) or give device=None (the model's device)")
+    return device

@@ -16,7 +16,10 @@ def batch_group_sums(logits: torch.Tensor, y: torch.Tensor, g: torch.Tensor, num
     check_logits(logits, len(y))
     # in float32 at least (bf16/fp16 logits promoted), float64 logits as they are
     loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y, reduction="none").double()
-    correct = (logits.argmax(1) == y).double()
+    # a sample whose loss is NaN (NaN logits, or +inf ones: overflowing weights) has no prediction: wrong, not the
+    # class argmax happens to pick (torch ranks NaN highest and breaks ties by the first, so such samples once
+    # counted as correct for class 0); its NaN loss shows in the group's loss
+    correct = ((logits.argmax(1) == y) & ~loss.isnan()).double()
     out = torch.zeros(3, num_groups, dtype=torch.float64, device=logits.device)
     out[0].index_add_(0, g, torch.ones_like(loss))
     out[1].index_add_(0, g, correct)
@@ -33,12 +36,43 @@ def per_group(total: np.ndarray, count: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GroupStats:
-    """Counts and sums per group; accuracy and mean loss derive from them."""
+    """Counts and sums per group; accuracy and mean loss derive from them.
+
+    Checked when made: one name, count, correct and loss_sum per group (lists are fine: kept as numpy arrays),
+    whole counts with 0 <= correct <= count; a ValueError names the first value that breaks a rule."""
 
     group_names: tuple[str, ...]
     count: np.ndarray
     correct: np.ndarray
     loss_sum: np.ndarray
+
+    def __post_init__(self) -> None:
+        if isinstance(self.group_names, (str, bytes)):
+            raise TypeError(f"GroupStats: group_names is a sequence of names, one per group, got the string "
+                            f"{self.group_names!r}")
+        names = tuple(self.group_names)
+        arrays = {}
+        for key in ("count", "correct", "loss_sum"):
+            v = np.asarray(getattr(self, key), dtype=np.float64)
+            if v.shape != (len(names),):
+                raise ValueError(f"GroupStats: {key} has shape {v.shape}; one value per group is "
+                                 f"({len(names)},) for group_names {list(names)}")
+            arrays[key] = v
+        for key in ("count", "correct"):
+            v = arrays[key]
+            bad = np.flatnonzero(~np.isfinite(v) | (v < 0) | (v != np.round(v)))
+            if len(bad):
+                a = int(bad[0])
+                raise ValueError(f"GroupStats: {key} of group {names[a]!r} is {v[a]:g}; counts are whole numbers >= 0")
+            arrays[key] = v.astype(np.int64)
+        over = np.flatnonzero(arrays["correct"] > arrays["count"])
+        if len(over):
+            a = int(over[0])
+            raise ValueError(f"GroupStats: group {names[a]!r} has {arrays['correct'][a]} correct of "
+                             f"{arrays['count'][a]} samples; correct cannot exceed count")
+        object.__setattr__(self, "group_names", names)
+        for key, v in arrays.items():
+            object.__setattr__(self, key, v)
 
     @classmethod
     def from_sums(cls, sums: torch.Tensor | np.ndarray, group_names) -> "GroupStats":
@@ -66,8 +100,11 @@ class GroupStats:
         return float(self.loss_sum.sum() / n) if n else float("nan")
 
     def __add__(self, other: "GroupStats") -> "GroupStats":
+        if not isinstance(other, GroupStats):
+            return NotImplemented
         if self.group_names != other.group_names:
-            raise ValueError("cannot add GroupStats over different groups")
+            raise ValueError(f"cannot add GroupStats over different groups ({list(self.group_names)} and "
+                             f"{list(other.group_names)})")
         return GroupStats(self.group_names, self.count + other.count, self.correct + other.correct,
                           self.loss_sum + other.loss_sum)
 

@@ -115,7 +115,7 @@ class StudyResults:
         """Every measure, mean and std (ddof 1) over seeds, per (method, sparsity, stage, split); the std is NaN
         (empty in the CSV) with one seed, where it is undefined, never 0."""
         if self.measures.empty:
-            return self.measures
+            return pd.DataFrame(columns=["method", "sparsity", "stage", "split", "seeds"])
         value_cols = [c for c in self.measures.columns if c not in KEYS]
         g = self.measures.groupby(["method", "sparsity", "stage", "split"], sort=True)[value_cols]
         mean, std = g.mean(), g.std(ddof=1)
@@ -212,8 +212,8 @@ def _tables(cells: list[dict], store: Store) -> tuple[pd.DataFrame, pd.DataFrame
             continue
         group_rows += g
         measure_rows += m
-    if not measure_rows:
-        return pd.DataFrame(), pd.DataFrame(), unusable
+    if not measure_rows:  # no comparable cell (every one failed, or none ran): empty, with the key columns
+        return pd.DataFrame(columns=KEYS + ["group"]), pd.DataFrame(columns=KEYS), unusable
     by_group = pd.concat(group_rows, ignore_index=True).sort_values(KEYS + ["group_id"], kind="stable")
     measures = pd.DataFrame(measure_rows).sort_values(KEYS, kind="stable")
     return by_group.reset_index(drop=True), measures.reset_index(drop=True), unusable
