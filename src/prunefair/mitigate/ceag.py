@@ -36,7 +36,8 @@ class CEAG(MitigationObjective):
         count = np.asarray(dense_train.count, float)
         self.shares = torch.as_tensor(count / max(count.sum(), 1.0), dtype=torch.float64)
         self.dense_acc = torch.as_tensor(np.nan_to_num(dense_train.accuracy), dtype=torch.float64)
-        self.dense_loss = torch.as_tensor(np.nan_to_num(dense_train.loss), dtype=torch.float32)
+        # float64, cast to the loss's dtype per batch: float32 here rounded a float64 run's surrogate (by ~1e-8)
+        self.dense_loss = torch.as_tensor(np.nan_to_num(dense_train.loss), dtype=torch.float64)
         self.dense_overall_loss = float(dense_train.overall_loss)
         self.eps = eps
         self.duals = DualAscent(num_groups, dual_lr, nonnegative=True)

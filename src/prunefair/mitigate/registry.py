@@ -71,7 +71,13 @@ def _options(options) -> MitigateOptions:
         return MitigateOptions()
     if isinstance(options, MitigateOptions):
         return options
-    d = options if isinstance(options, dict) else options.model_dump()
+    if isinstance(options, dict):
+        d = options
+    elif callable(getattr(options, "model_dump", None)):  # the study file's MitigateConfig
+        d = options.model_dump()
+    else:
+        raise TypeError(f"options: a dict of [mitigate] keys (e.g. {{'eps': 0.02}}), a MitigateOptions or the study's "
+                        f"MitigateConfig, got a {type(options).__name__} ({options!r:.60})")
     names = {f.name for f in fields(MitigateOptions)}
     unknown = set(d) - names
     if unknown:

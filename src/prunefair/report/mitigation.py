@@ -109,18 +109,20 @@ def mitigation_markdown(table: pd.DataFrame, *, split: str = "test") -> str:
 
 
 def dual_history(results: StudyResults) -> pd.DataFrame:
-    """A row per (seed, method, sparsity, epoch, group) with the logged multiplier and violation."""
+    """A row per (seed, method, sparsity, epoch, group) with the logged multiplier and violation. ``epoch`` is the
+    1-based position in the cell's history, as ``selected_epoch`` is: under an iterative schedule each round numbers
+    its epochs from 1 again, and the rounds' epochs are distinct points (they were merged, then averaged)."""
     rows = []
     for c in results.cells:
         if c.get("kind") != "prune":
             continue
-        for rec in c.get("history", []):
+        for position, rec in enumerate(c.get("history", []), start=1):
             lam, viol = rec.get("multipliers"), rec.get("violations")
             if lam is None:
                 continue
             for a, (l, v) in enumerate(zip(lam, viol or [None] * len(lam))):
                 rows.append({"seed": c["seed"], "method": c["method"], "sparsity": float(c["rate"]),
-                             "epoch": rec["epoch"], "group_id": a, "multiplier": l,
+                             "epoch": position, "group_id": a, "multiplier": l,
                              "violation": np.nan if v is None else v, "val_max_psi": rec.get("val_max_psi")})
     return pd.DataFrame(rows)
 
