@@ -42,3 +42,65 @@ def test_a_failed_rename_names_the_file_not_the_temporary_one(tmp_path):
     text = err.value.strerror
     assert text.startswith(f"{tmp_path / 'summary.csv'}: cannot write (Is a directory)") and ".tmp" not in text
     assert err.value.filename is None and not list(tmp_path.glob(".*.tmp"))
+
+
+# -- checkpoints a user may pass to audit/diagnose by mistake (prune.checkpoint_files) -------------------------------
+def _mlp_state():
+    import torch
+
+    torch.manual_seed(0)
+    return {"net.1.weight": torch.randn(4, 3), "net.1.bias": torch.zeros(4)}
+
+
+def test_a_plain_pickle_is_refused_without_being_unpickled(tmp_path):
+    """pickle.dump files (a state dict, numpy arrays, or an object whose unpickling runs a command) are told from
+    torch.save's legacy format by its magic number, and never handed to any unpickler."""
+    import os
+    import pickle
+
+    from prunefair.prune.checkpoint_files import load_checkpoint
+
+    class Runs:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    for protocol in (2, 4, 5):
+        for name, obj in (("state", _mlp_state()), ("evil", {"net.1.weight": Runs()})):
+            path = tmp_path / f"{name}{protocol}.pkl"
+            path.write_bytes(pickle.dumps(obj, protocol=protocol))
+            with pytest.raises(ValueError, match=rf"{path}: a plain Python pickle \(pickle\.dump\), not a torch\.save"):
+                load_checkpoint(path)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_torch_save_in_the_legacy_format_still_loads(tmp_path):
+    import torch
+
+    from prunefair.prune.checkpoint_files import load_checkpoint
+
+    state = _mlp_state()
+    path = tmp_path / "legacy.pt"  # torch's weights_only reader takes its default pickle protocol (2) there
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    loaded = load_checkpoint(path)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_empty_and_truncated_safetensors_files_are_called_so(tmp_path):
+    from safetensors.torch import save_file
+
+    from prunefair.prune.checkpoint_files import load_checkpoint
+
+    whole = tmp_path / "dense.safetensors"
+    save_file(_mlp_state(), whole)
+    raw = whole.read_bytes()
+    header = int.from_bytes(raw[:8], "little") + 8
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(raw[:40])
+    with pytest.raises(ValueError, match=rf"{cut}: a truncated safetensors file: its header alone takes {header:,} "
+                                         "bytes, the file has 40"):
+        load_checkpoint(cut)
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"{empty}: an empty file \(0 bytes\), not a checkpoint"):
+        load_checkpoint(empty)
+    assert set(load_checkpoint(whole)) == set(_mlp_state())

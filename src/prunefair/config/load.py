@@ -22,6 +22,8 @@ def _toml(value) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table: {group = "0", factor = 2}
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
     return repr(value)
 
 
@@ -102,8 +104,8 @@ def _read_study_file(p: Path) -> str:
         raise ConfigError(f"{p}: study file not found")
     if p.is_dir():
         raise ConfigError(f"{p}: is a folder, not a study file (give the path of a .toml file)")
-    try:
-        return p.read_text(encoding="utf-8")
+    try:  # utf-8-sig: a byte-order mark, as some Windows editors write, is not part of the TOML
+        return p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
                           "save the study file as UTF-8") from None

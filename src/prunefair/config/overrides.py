@@ -112,8 +112,11 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
             if value is UNSET and part not in node:
                 break  # nothing to unset
             node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: '{part}' is not a section")
+            if not isinstance(node, dict):  # set so by the study file or preset (the override would hide it)
+                from prunefair.config.load import _toml
+
+                raise ConfigError(f"override {text!r}: '{part}' is not a section: the study file (or preset) sets "
+                                  f"{part} = {_toml(node)}; write it as a [{part}] table")
         else:
             _drop_other_names(node, path[:-1], path[-1])
             if value is UNSET:

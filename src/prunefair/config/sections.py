@@ -342,6 +342,15 @@ class DiagnosticsConfig(_Section):
         raise ValueError("an integer >= 1 or \"all\" (every sample of the group)")
     seed: int = 0
 
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, v: int, info: ValidationInfo) -> int:
+        """As the study's seeds: torch and numpy generators take 0 .. 2**32 - 1 portably (a larger one failed every
+        dense model's diagnostics with torch's 'Overflow when unpacking long long'); a stored study reads as run."""
+        if not 0 <= v < 2**32 and not stored(info):
+            raise ValueError("a seed in 0 .. 4294967295 (2**32 - 1)")
+        return v
+
     @field_validator("trace_samples")
     @classmethod
     def _trace_samples(cls, v: int) -> int:

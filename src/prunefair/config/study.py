@@ -40,6 +40,15 @@ class StudyConfig(_Section):
             raise ValueError(f"seed {bad[0]} is outside 0 .. 4294967295 (2**32 - 1)")
         return v
 
+    @field_validator("output_dir")
+    @classmethod
+    def _a_folder(cls, v: str, info: ValidationInfo) -> str:
+        """An empty path (``--out "$DIR"`` with DIR unset) would write the study's files into the current folder."""
+        if not v.strip() and not stored(info):
+            raise ValueError("an empty path; give the study folder, e.g. runs/my_study (\".\" for the current "
+                             "folder)")
+        return v
+
     @model_validator(mode="after")
     def _gradual_within_finetuning(self) -> "StudyConfig":
         p, epochs = self.prune, self.finetune.epochs

@@ -51,14 +51,27 @@ def read_batch(path: str | Path) -> dict:
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
 
 
-def _batch_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _batch_arrays(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) and labels of one batch; labels that do not match the images in number, or
+    fall outside 0..num_classes-1, are an error naming the file."""
     b = read_batch(path)
     if "data" not in b or "labels" not in b:
         raise ValueError(f"{path}: CIFAR batch lacks 'data' or 'labels' (keys: {sorted(b)})")
     x = np.asarray(b["data"], dtype=np.uint8)
     if x.ndim != 2 or x.shape[1] != 3072:
         raise ValueError(f"{path}: 'data' has shape {x.shape}, expected (N, 3072)")
-    return x.reshape(-1, 3, 32, 32), np.asarray(b["labels"], dtype=np.int64)
+    y = np.asarray(b["labels"])
+    if y.ndim != 1 or len(y) != len(x):  # else every later image would take the wrong label
+        raise ValueError(f"{path}: {len(x)} images but {y.shape[0] if y.ndim else 'no list of'} labels; the batch "
+                         "is damaged")
+    if len(y) and not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{path}: 'labels' are {y.dtype}, expected integers 0..{num_classes - 1}")
+    y = y.astype(np.int64)
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    if len(bad):
+        raise ValueError(f"{path}: label {int(y[bad[0]])} of image {int(bad[0])} is outside 0..{num_classes - 1} "
+                         f"({len(bad)} such label(s); {num_classes} class names); the batch is damaged")
+    return x.reshape(-1, 3, 32, 32), y
 
 
 def find_layout(root: str | Path) -> tuple[str, Path]:
@@ -90,18 +103,23 @@ def arrays_to_grouped(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], *, l
 
 
 def scan_class_folders(split_dir: Path, known_order: tuple[str, ...] | None = None) -> tuple[list[str], Attribute]:
-    """Image files of ``split_dir/<class>/*`` and their class codes (known order if it fits, else sorted)."""
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    if not classes:
-        raise FileNotFoundError(f"{split_dir}: no class folders")
-    if known_order is not None and sorted(known_order) == classes:
-        classes = list(known_order)
-    files, codes = [], []
-    for c, name in enumerate(classes):
-        for f in sorted((split_dir / name).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(str(f))
-                codes.append(c)
+    """Image files of ``split_dir/<class>/*`` and their class codes (known order if it fits, else sorted); hidden
+    folders are skipped."""
+    try:
+        # hidden folders (.ipynb_checkpoints, .thumbnails, ...) are no classes
+        classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise FileNotFoundError(f"{split_dir}: no class folders")
+        if known_order is not None and sorted(known_order) == classes:
+            classes = list(known_order)
+        files, codes = [], []
+        for c, name in enumerate(classes):
+            for f in sorted((split_dir / name).iterdir()):
+                if f.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(str(f))
+                    codes.append(c)
+    except PermissionError as exc:  # a folder this user cannot list: named, without Python's "[Errno 13]"
+        raise PermissionError(f"{exc.filename}: cannot list the folder ({exc.strerror}); make it readable") from None
     return files, Attribute(np.asarray(codes, dtype=np.int64), tuple(classes))
 
 
@@ -123,11 +141,14 @@ def load_cifar10(*, root=None, target="class", group="class", image_size=None, o
         if meta.is_file():
             m = read_batch(meta)
             names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in m.get("label_names", CLASSES))
+            if len(names) != len(CLASSES) or len(set(names)) != len(names):
+                raise ValueError(f"{meta}: label_names holds {len(names)} name(s) {list(names)[:12]}, expected the "
+                                 f"{len(CLASSES)} distinct CIFAR-10 classes; the file is damaged")
         for split, files in (("train", [f"data_batch_{i}" for i in range(1, 6)]), ("test", ["test_batch"])):
             missing = [f for f in files if not (base / f).is_file()]
             if missing:
                 raise FileNotFoundError(f"{base}: missing CIFAR batch file(s) {missing}")
-            parts = [_batch_arrays(base / f) for f in files]
+            parts = [_batch_arrays(base / f, len(names)) for f in files]
             x = np.concatenate([p[0] for p in parts])
             y = np.concatenate([p[1] for p in parts])
             out[split] = arrays_to_grouped(x, y, names, limit=opts.limit, image_size=image_size, mean=MEAN,

@@ -34,7 +34,14 @@ def read_attributes_csv(path: Path):
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as exc:
         raise ValueError(f"{path}: not a readable CSV ({type(exc).__name__}: {exc})") from None
-    df.columns = [str(c).strip().lower() for c in df.columns]
+    original = [str(c) for c in df.columns]
+    df.columns = [c.strip().lower() for c in original]
+    seen: dict[str, str] = {}
+    for name, column in zip(original, df.columns):  # 'Label' and 'label' would both be the column 'label'
+        if column in seen:
+            raise ValueError(f"{path}: columns {seen[column]!r} and {name!r} are one name (column names are read "
+                             "without case and surrounding spaces); rename or remove one")
+        seen[column] = name
     if "file" not in df.columns:
         raise ValueError(f"{path}: needs a 'file' column (columns: {', '.join(df.columns)})")
     if len(df) == 0:

@@ -71,7 +71,12 @@ def scan_folder(root: str | Path) -> tuple[list[str], list[ParsedName], dict]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data.root = {str(root)!r}: UTKFace folder not found")
-    entries = [p for p in root.iterdir() if p.is_file()]
+    # a link to nothing is a missing image (decoding names it, or skip_unreadable counts it), not a file to ignore
+    try:
+        entries = [p for p in root.iterdir() if p.is_file() or (p.is_symlink() and not p.exists())]
+    except PermissionError as exc:
+        raise PermissionError(f"data.root = {str(root)!r}: cannot list the UTKFace folder ({exc.strerror}); make it "
+                              "readable") from None
     names = sorted(p.name for p in entries if p.name.endswith("jpg"))
     other_images = sorted(p.name for p in entries if p.suffix.lower() in (".jpg", ".jpeg", ".png")
                           and not p.name.endswith("jpg"))
@@ -80,7 +85,7 @@ def scan_folder(root: str | Path) -> tuple[list[str], list[ParsedName], dict]:
                     len(other_images), other_images[:5])
     if not names:
         raise FileNotFoundError(f"data.root = {str(root)!r}: no *.jpg files (expected UTKFace's "
-                                "[age]_[gender]_[race]_[date&time].jpg.chip.jpg)")
+                                f"[age]_[gender]_[race]_[date&time].jpg.chip.jpg){_subfolder_hint(root)}")
     files, parsed, unparsed, no_race, repaired = [], [], [], [], []
     for n in names:
         p = parse_name(n)
@@ -95,6 +100,11 @@ def scan_folder(root: str | Path) -> tuple[list[str], list[ParsedName], dict]:
             repaired.append(n)
     stats = {"files_found": len(names), "skipped_unparseable_name": len(unparsed), "names_without_race": len(no_race),
              "names_repaired": len(repaired), "skipped_other_extension": len(other_images)}
+    if not files:  # nothing would be left to split: say why here, not as an empty split
+        plain = " (names ending in a plain '.jpg' are another UTKFace release, the in-the-wild or uncropped faces: " \
+            "give the folder of aligned & cropped faces)" if all(not n.endswith(".chip.jpg") for n in unparsed) else ""
+        raise ValueError(f"data.root = {str(root)!r}: none of the {len(names)} *.jpg file name(s) parses as UTKFace's "
+                         f"[age]_[gender]_[race]_[date&time].jpg.chip.jpg, e.g. {unparsed[0]!r}{plain}")
     if unparsed:
         log.warning("UTKFace: skipped %d file(s) whose name does not parse: %s", len(unparsed), unparsed[:5])
     if no_race:
@@ -102,6 +112,21 @@ def scan_folder(root: str | Path) -> tuple[list[str], list[ParsedName], dict]:
     if repaired:
         log.warning("UTKFace: %d name(s) repaired (missing dot or stray space): %s", len(repaired), repaired)
     return files, parsed, stats
+
+
+def _subfolder_hint(root: Path) -> str:
+    """'; its subfolder UTKFace holds 23708 *.jpg.chip.jpg files: set data.root to it' (an archive extracted one
+    level up), or ''."""
+    try:
+        found = [(sum(1 for f in d.iterdir() if f.name.endswith(".chip.jpg")), d) for d in sorted(root.iterdir())
+                 if d.is_dir()]
+    except OSError:
+        return ""
+    found = [(n, d) for n, d in found if n]
+    if not found:
+        return ""
+    n, d = max(found, key=lambda t: t[0])
+    return f"; its subfolder {d.name} holds {n} *.jpg.chip.jpg file(s): set data.root = {str(d)!r}"
 
 
 def utkface_attributes(parsed: list[ParsedName], age_bins=DEFAULT_AGE_BINS) -> dict[str, Attribute]:

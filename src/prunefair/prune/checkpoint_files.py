@@ -20,14 +20,26 @@ SAVE_ADVICE = ("save the weights with torch.save(model.state_dict(), path) or, b
                "safetensors.torch.save_file(model.state_dict(), path)")
 
 
+# torch.save's legacy (non-zip) format opens with this number, pickled (a LONG1 of 10 bytes); a pickle without it
+# is a plain pickle.dump, which no unpickler of ours is given
+_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+HEAD_BYTES = 32
+
+
 def checkpoint_format(head: bytes, size: int) -> str | None:
-    """'safetensors', 'torch' or None, from the first bytes of a file of ``size`` bytes."""
-    if len(head) >= 9:
+    """'safetensors', 'torch', 'pickle' (a plain pickle.dump: refused, never unpickled), 'truncated safetensors'
+    or None, from the first bytes (``HEAD_BYTES``) of a file of ``size`` bytes."""
+    if len(head) >= 9 and head[8:9] == b"{":
         n = int.from_bytes(head[:8], "little")
-        if 2 <= n <= size - 8 and head[8:9] == b"{":
+        if 2 <= n <= size - 8:
             return "safetensors"
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        if n > size - 8:
+            return "truncated safetensors"
+    if head[:4] == b"PK\x03\x04":
         return "torch"
+    if head[:1] == b"\x80" and len(head) >= 2:
+        start = 11 if head[1:2] >= b"\x04" and head[2:3] == b"\x95" else 2  # protocol 4+: a FRAME opcode first
+        return "torch" if head[start:start + len(_TORCH_MAGIC)] == _TORCH_MAGIC else "pickle"
     return None
 
 
@@ -40,13 +52,26 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
                                 "inside it)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    kind = checkpoint_format(head, path.stat().st_size)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+        size = path.stat().st_size
+    except OSError as exc:  # no permission to read it: a ValueError naming it, as for every unreadable checkpoint
+        raise ValueError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    kind = checkpoint_format(head, size)
     if kind == "safetensors":
         return _load_safetensors(path)
     if kind == "torch":
         return _load_torch(path)
+    if not size:
+        raise ValueError(f"{path}: an empty file (0 bytes), not a checkpoint; was it written completely?")
+    if kind == "truncated safetensors":
+        n = int.from_bytes(head[:8], "little")
+        raise ValueError(f"{path}: a truncated safetensors file: its header alone takes {n + 8:,} bytes, the file has "
+                         f"{size:,}; copy or save it again")
+    if kind == "pickle":
+        raise ValueError(f"{path}: a plain Python pickle (pickle.dump), not a torch.save or safetensors checkpoint; "
+                         f"prunefair never unpickles arbitrary objects, so it was not read: {SAVE_ADVICE}")
     raise ValueError(f"{path}: unreadable checkpoint: neither safetensors nor a torch.save file "
                      f"(it starts with {head[:8]!r})")
 
@@ -74,7 +99,8 @@ def _load_torch(path: Path) -> dict[str, torch.Tensor]:
                          f"tensors; prunefair never unpickles arbitrary objects (torch.load(weights_only=True)): "
                          f"{SAVE_ADVICE}") from None
     except Exception as exc:  # a truncated or corrupt archive
-        raise ValueError(f"{path}: unreadable torch.save checkpoint ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{path}: unreadable torch.save checkpoint, truncated or damaged ({type(exc).__name__}: "
+                         f"{exc})") from None
     return _state_dict_of(obj, path)
 
 
