@@ -362,3 +362,15 @@ def test_report_names_corrupt_cells_and_exits_1(finished):
     res = CliRunner().invoke(app, ["report", str(out), "-q"])
     assert res.exit_code == 1 and "corrupt cell s0_dense" in res.output, res.output
     assert _squash("the tables leave out 2 failed or corrupt cell(s), and are empty") in _squash(res.output)
+
+
+def test_a_dense_result_whose_diagnostics_is_not_a_table_is_reported_not_a_traceback(finished_copy):
+    """``"diagnostics": "oops"`` in a dense result.json (edited by hand) made ``prunefair report`` end in
+    AttributeError ('str' object has no attribute 'get'); it is diagnostics not current, as a missing table is."""
+    cfg, out = finished_copy
+    target = out / "cells" / "s0_dense" / "result.json"
+    target.write_text(json.dumps({**json.loads(target.read_text()), "diagnostics": "oops"}))
+    res = CliRunner().invoke(app, ["report", str(out)])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.output
+    assert "Traceback" not in res.output and "has no attribute" not in res.output
+    assert (out / "report.html").is_file()

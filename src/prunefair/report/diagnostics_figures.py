@@ -42,7 +42,12 @@ def stored_diagnostics(results: StudyResults) -> dict[int, GroupDiagnostics]:
     for r in results.cells:
         d = r.get("diagnostics")
         if r.get("kind") == "dense" and isinstance(d, dict) and "grad_norm" in d:
-            out[int(r["seed"])] = GroupDiagnostics.from_dict(d)
+            try:
+                out[int(r["seed"])] = diag = GroupDiagnostics.from_dict(d)
+                diag.frame()  # per-group lists of different lengths fail here, not in a later table
+            except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or damaged result.json: name it
+                where = f"cells/{r.get('name', '?')}/result.json"
+                raise ValueError(f"{where}: its 'diagnostics' cannot be read ({type(exc).__name__}: {exc})") from None
     return out
 
 
@@ -116,6 +121,20 @@ def correlation_frame(results: StudyResults, *, split: str | None = None) -> pd.
     return pd.DataFrame(rows)
 
 
+def rho_text(row) -> str:
+    """A correlation as the figure titles show it: '0.59 [0.21, 0.80]' with a 95% interval over seeds, else
+    '0.59 (1 seed, p = 0.083)': one seed has no interval (a missing bound is never drawn as 'nan')."""
+    text = f"{row['rho']:.2f}"
+    lo, hi = float(row.get("low", np.nan)), float(row.get("high", np.nan))
+    if np.isfinite(lo) and np.isfinite(hi):
+        return f"{text} [{lo:.2f}, {hi:.2f}]"
+    p = float(row.get("p_value", np.nan))
+    seeds = int(row["n_seeds"]) if "n_seeds" in row and row["n_seeds"] == row["n_seeds"] else None
+    why = [f"{seeds} seed{'' if seeds == 1 else 's'}" if seeds is not None else "no interval",
+           *([f"p = {p:.2g}"] if np.isfinite(p) else [])]
+    return f"{text} ({', '.join(why)})"
+
+
 def _bars(ax, names, mean, std, title, color):
     pos = np.arange(len(names))
     ax.bar(pos, mean, yerr=std, color=color, capsize=2.5, alpha=0.85)
@@ -152,7 +171,8 @@ def _figure(results, diag: pd.DataFrame, columns: list[str], path: Path, title: 
         ax.bar(pos + (i - (len(rates) - 1) / 2) * width, mean, width, yerr=yerr,
                capsize=1.5, color=plt.cm.Reds(0.35 + 0.6 * (i + 1) / len(rates)), label=f"{r * 100:g}%")
     ax.set_xticks(pos, names, rotation=45 if max(len(str(n)) for n in names) > 3 else 0, ha="right", fontsize=8)
-    ax.set_title(f"accuracy drop Δ_a (%) ({method}, {stage})", fontsize=9)
+    ax.set_title(f"accuracy drop Δ_a ({method}, {stage})", fontsize=9)
+    ax.set_ylabel("points (dense − pruned accuracy)", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     legend_outside(ax, fontsize=7, title="sparsity", title_fontsize=7)  # inside, it covered the tallest bars
     for ax, c, color in zip(axes[0][1:], cols, ["tab:blue", "tab:green", "tab:purple", "tab:orange"]):
@@ -161,7 +181,7 @@ def _figure(results, diag: pd.DataFrame, columns: list[str], path: Path, title: 
             m = corr[(corr.method == method) & (corr.sparsity == r) & (corr.stage == stage)
                      & (corr.diagnostic == c) & (corr.outcome == "accuracy_drop")]
             if len(m) and np.isfinite(m.rho.iloc[0]):
-                lines.append(f"ρ vs Δ_a at {r * 100:g}%: {m.rho.iloc[0]:.2f} [{m.low.iloc[0]:.2f}, {m.high.iloc[0]:.2f}]")
+                lines.append(f"ρ vs Δ_a at {r * 100:g}%: {rho_text(m.iloc[0])}")
         _bars(ax, names, stats[(c, "mean")].to_numpy(), stats[(c, "std")].fillna(0).to_numpy(),
               "\n".join([f"{DIAGNOSTIC_LABELS.get(c, c)} (dense)", *lines]), color)
     fig.suptitle(f"{results.config.name}: {title} ({n_seeds} seed(s), diagnostics on {diag.split.iloc[0]}, "

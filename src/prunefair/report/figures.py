@@ -52,7 +52,9 @@ def figure_group_accuracy(results: StudyResults, path: str | Path, *, split: str
     methods = list(curves.method.unique())
     cols = min(2, len(methods))  # two panels a row: a report page shows them at a readable size
     rows = math.ceil(len(methods) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
+    # one y scale for every panel: methods are compared side by side, and a panel drawn on its own scale would
+    # make a smaller drop look as steep as a larger one
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False, sharey=True)
     for ax in axes.flat[len(methods):]:
         ax.set_visible(False)
     rates = sorted(curves.sparsity.unique())
@@ -67,8 +69,11 @@ def figure_group_accuracy(results: StudyResults, path: str | Path, *, split: str
         ax.set_xticks(range(len(rates)), [f"{r * 100:g}%" if r else "dense" for r in rates])
         ax.set_xlabel("pruning rate")
         ax.set_ylabel(f"{split} accuracy (%)")
+        ax.yaxis.set_tick_params(labelleft=True)  # shared scale, but each panel keeps its numbers
         n_seeds = int(c["count"].max()) if len(c) else 0
-        title = f"{results.config.name}: per-group accuracy ({method}, {stage}; {n_seeds} seeds)"
+        spread = "mean ± std over" if n_seeds > 1 else "no error bars:"
+        title = (f"{results.config.name}: per-group accuracy ({method}, {stage}; {spread} {n_seeds} "
+                 f"seed{'' if n_seeds == 1 else 's'})")
         ax.set_title(title, fontsize=10)
         ax.set_ylim(max(-2.0, ax.get_ylim()[0]), min(102.0, ax.get_ylim()[1]))
         ax.grid(alpha=0.3)

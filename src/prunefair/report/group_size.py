@@ -64,7 +64,8 @@ def _check_same_experiment(seen: dict, study: str | Path, cfg) -> None:
 
 
 def figure_group_size(df: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
-    """Each group's gradient norm against the upsampling factor (mean ± std over seeds); the upsampled group bold."""
+    """Each group's gradient norm against the upsampling factor (mean ± std over seeds); the upsampled group a dotted
+    thick line, as in the paper's Figure 15."""
     df = df.assign(group=df.group.astype(str), upsampled=df.upsampled.fillna("").astype(str))  # "" read back as NaN
     up = {g for g in df.upsampled if g}
     s = df.groupby(["group_id", "group", "factor"]).grad_norm.agg(["mean", "std"]).fillna(0.0).reset_index()
@@ -77,6 +78,8 @@ def figure_group_size(df: pd.DataFrame, path: str | Path, *, title: str = "") ->
     for i, ((gid, name), sub) in enumerate(s.groupby(["group_id", "group"], sort=True)):
         bold = name in up
         style = group_style(i, n_groups)  # distinct beyond 10 groups
+        if bold:  # as the paper's Figure 15: the upsampled group a dotted thick line
+            style = {**style, "linestyle": ":"}
         ax.errorbar([pos[f] for f in sub.factor], sub["mean"], yerr=sub["std"], ms=4 if bold else 3,
                     lw=2.6 if bold else 1.1, capsize=2, label=f"{name} (upsampled)" if bold else str(name),
                     zorder=3 if bold else 2, **style)

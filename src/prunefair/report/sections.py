@@ -33,7 +33,8 @@ MEASURES = [  # (column, label, scale, digits)
 def _iv(row, col: str) -> Interval:
     if row is None:
         return Interval(float("nan"), float("nan"), float("nan"), float("nan"), 0)
-    return Interval(row[f"{col}_mean"], row[f"{col}_std"], row[f"{col}_lo"], row[f"{col}_hi"], int(row["n"]))
+    n = row.get(f"{col}_n", row["n"])  # the seeds with a finite value of this column
+    return Interval(row[f"{col}_mean"], row[f"{col}_std"], row[f"{col}_lo"], row[f"{col}_hi"], int(n))
 
 
 def _oneshot_shared(bg: pd.DataFrame, methods: list) -> bool:
@@ -162,7 +163,7 @@ def group_accuracy_table(ctx: Context, results, *, method: str, split: str, stag
                                                 bounds=BOUNDS[col]) for r in ctx.rates]])
         classes.append("sum sep" if k == 0 else "sum")
     cap = (f"{split} accuracy per {group} (%), {method}, {stage}: mean ± std over seeds, 95% CI below; "
-           "red tint = accuracy lost vs dense")
+           "red tint = accuracy lost vs dense, green = gained")
     return table(header, rows, caption=cap, row_classes=classes, cell_attrs=attrs)
 
 
@@ -176,8 +177,10 @@ def normalized_accuracy_table(ctx: Context, results, *, method: str, split: str)
 
 
 def accuracy_section(ctx: Context, results) -> Html:
+    seeds = int(results.measures.seed.nunique()) if not results.measures.empty else 0
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed: no error bars"
     parts = [figure(p, f"Figure 1: per-{results.config.data.group} {ctx.main_split} accuracy against the pruning "
-                       f"rate (mean ± std over seeds; {k}.png)") for k, p in ctx.take_figures("fig1_")]
+                       f"rate ({spread}; {k}.png)") for k, p in ctx.take_figures("fig1_")]
     if not ctx.methods:  # only dense cells finished (every pruning cell failed or is pending)
         parts.append(para("No pruning cell has finished: the dense model's accuracies only (see Failed cells).",
                           "note"))

@@ -52,8 +52,9 @@ def t_interval(values, *, confidence: float = 0.95) -> Interval:
 
 
 def interval_table(df: pd.DataFrame, by: list[str], columns: list[str], *, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per ``by`` key; for each column ``c``: c_mean, c_std, c_lo, c_hi, and ``n`` (finite values of the
-    first column). Same numbers as ``t_interval`` per group, computed vectorised."""
+    """One row per ``by`` key; for each column ``c``: c_mean, c_std, c_lo, c_hi and c_n (its finite values: a seed
+    whose value is NaN or infinite, e.g. a normalised accuracy over a dense accuracy of 0, is not counted), and
+    ``n`` (the first column's c_n). Same numbers as ``t_interval`` per group, computed vectorised."""
     if df.empty:
         return pd.DataFrame(columns=[*by, "n"])
     finite = df[columns].apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
@@ -69,5 +70,6 @@ def interval_table(df: pd.DataFrame, by: list[str], columns: list[str], *, confi
         out[f"{c}_std"] = np.where(k >= 2, sd[c].to_numpy(float), np.where(k == 1, 0.0, np.nan))
         out[f"{c}_lo"] = out[f"{c}_mean"] - half
         out[f"{c}_hi"] = out[f"{c}_mean"] + half
+        out[f"{c}_n"] = n[c].to_numpy(int)
     out["n"] = n[columns[0]].to_numpy(int)
     return out.reset_index()

@@ -83,5 +83,6 @@ def diagnostics_key(cfg: StudyConfig, d: DenseCell) -> str:
 
 def diagnostics_current(cfg: StudyConfig, d: DenseCell, result: dict | None) -> bool:
     """True when no diagnostics are wanted, or ``result`` (the dense cell's) holds those of the current section."""
-    stored = ((result or {}).get("diagnostics") or {}).get("key")
+    d_stored = (result or {}).get("diagnostics")
+    stored = d_stored.get("key") if isinstance(d_stored, dict) else None  # a hand-edited value is not current
     return not cfg.diagnostics.enabled or stored == diagnostics_key(cfg, d)
