@@ -86,3 +86,23 @@ def test_two_process_gloo_equals_single_process(tmp_path):
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(np.asarray(r0["params"][k]), v.numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
         np.testing.assert_array_equal(np.asarray(r0["params"][k]), np.asarray(r1["params"][k]))
+
+
+def test_fit_ddp_with_dropout_depends_on_the_seed_alone_and_restores_the_global_rng():
+    """As fit: dropout draws from the global RNG, seeded per rank for the run (one process here: rank 0)."""
+    from torch import nn
+
+    train, _ = _data()
+
+    def trained(outer_seed):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
+        torch.manual_seed(outer_seed)  # whatever drew from the global RNG before
+        state = torch.get_rng_state()
+        fit_ddp(model, train, TrainSettings(epochs=1, batch_size=32, lr=0.05), seed=0)
+        assert torch.equal(torch.get_rng_state(), state)
+        return model.state_dict()
+
+    a, b = trained(1), trained(2)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -35,3 +35,9 @@ def test_a_last_batch_of_one_is_skipped_with_batch_norm_only():
     assert steps == [8, 8, 1, 8, 8, 1]  # without batch norm every sample is used
     with pytest.raises(ValueError, match="single sample"):
         fit(_model(True), _data(1), settings, seed=0)
+
+
+def test_batches_of_one_sample_with_batch_norm_name_the_batch_size():
+    with pytest.raises(ValueError, match="batch_size = 1 gives batches of one sample") as err:
+        fit(_model(True), _data(6), TrainSettings(epochs=1, batch_size=1, lr=0.1), seed=0)
+    assert "Expected more than 1 value" in str(err.value.__cause__)  # torch's own error kept as the cause

@@ -7,6 +7,8 @@ structured channels), the Balancing Act protocol option to keep the first and la
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -22,6 +24,8 @@ from prunefair.prune.random import random_scores
 from prunefair.prune.schedule import GradualPruner, cubic_sparsity, iterative_rates
 from prunefair.prune.select import LayerRemovalError, check_rate, unstructured_masks
 from prunefair.prune.structured import filter_norms, structured_masks
+
+log = logging.getLogger("prunefair.prune")
 
 SCOPES = ("global", "layer")
 CRITERIA = ("magnitude", "random", "structured")
@@ -47,6 +51,9 @@ def make_masks(
     if scope not in SCOPES:
         raise ValueError(f"unknown pruning scope {scope!r}; allowed: {', '.join(SCOPES)}")
     check_rate(rate)
+    if rate > 0 and not prunable_parameters(model):
+        raise ValueError(f"this model has no conv or linear layer (nn.Conv1d/2d/3d, nn.Linear), the only layers "
+                         f"prunefair prunes: pruning it at rate {rate:g} would remove nothing")
     dense = kept_dense(model, keep_first_last)
     if rate > 0 and dense and not (set(prunable_parameters(model)) - dense):
         raise ValueError("keep_first_last leaves no layer to prune in this model (its first and last layers "
@@ -55,16 +62,27 @@ def make_masks(
         if rate > 0 and not (set(prunable_parameters(model)) - dense - {last_linear(model)}):
             raise ValueError("structured pruning keeps the classifier (the last linear layer) dense, and this model "
                              "has no other conv/linear layer to prune")
-        return structured_masks(model, rate, scope=scope, dense=dense, allow_layer_removal=allow_layer_removal,
-                                previous=previous)
-    if criterion == "magnitude":
-        scores = magnitude_scores(model)
-    elif criterion == "random":
-        scores = random_scores(model, generator)
+        masks = structured_masks(model, rate, scope=scope, dense=dense, allow_layer_removal=allow_layer_removal,
+                                 previous=previous)
+    elif criterion in ("magnitude", "random"):
+        scores = magnitude_scores(model) if criterion == "magnitude" else random_scores(model, generator)
+        masks = unstructured_masks(scores, rate, scope=scope, dense=dense, allow_layer_removal=allow_layer_removal,
+                                   previous=previous)
     else:
         raise ValueError(f"unknown pruning criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
-    return unstructured_masks(scores, rate, scope=scope, dense=dense, allow_layer_removal=allow_layer_removal,
-                              previous=previous)
+    if scope == "global":
+        _warn_layer_collapse(masks, rate, criterion)
+    return masks
+
+
+def _warn_layer_collapse(masks: MaskSet, rate: float, criterion: str) -> None:
+    """A log warning naming the layers that global pruning emptied: in a plain chain of layers the output then no
+    longer depends on the input (layer-wise scope refuses this unless allow_layer_removal)."""
+    emptied = [k for k, m in masks.masks.items() if m.numel() and not bool(m.any())]
+    if emptied:
+        log.warning("global %s pruning at rate %g removes every weight of %d layer(s): %s%s (layer collapse: "
+                    "without a skip connection around them the output no longer depends on the input)", criterion,
+                    rate, len(emptied), ", ".join(emptied[:3]), " ..." if len(emptied) > 3 else "")
 
 
 def pruning_function(

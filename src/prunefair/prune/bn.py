@@ -3,8 +3,11 @@
 Pruning changes every pre-normalisation activation, but the running mean and variance a batch-norm layer
 uses at evaluation still describe the dense network; at high sparsity the mismatch can collapse the pruned
 model to a single class before any fine-tuning. Recalibration re-estimates them on training data: running
-statistics reset, ``momentum=None`` (an exact cumulative average over the batches seen), forward passes in
-train mode without gradients over a bounded number of batches, no augmentation. Weights are untouched.
+statistics reset, ``momentum=None`` (an exact cumulative average over the batches seen), forward passes without
+gradients over a bounded number of batches, no augmentation, with the batch-norm layers in train mode and every
+other module in eval mode: the statistics are those of the activations evaluation will see (dropout off), and
+they depend on ``seed`` alone (a dropout in train mode would draw from the global RNG, whatever state it is in).
+Weights are untouched.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def recalibrate_batch_norm(
     for m in layers:
         m.reset_running_stats()
         m.momentum = None
-    model.train()
+    model.eval()
+    for m in layers:
+        m.train()
     seen = 0
     try:
         batches = iterate_batches(data, batch_size=batch_size, shuffle=True,

@@ -18,12 +18,13 @@ def first_prunable(model: nn.Module) -> str | None:
 
 
 def last_linear(model: nn.Module) -> str | None:
-    """Name of the weight of the last nn.Linear in module order (the classifier), if any."""
-    name = None
-    for mod_name, module in model.named_modules():
+    """Name of the weight of the last nn.Linear in module order (the classifier), if any: the name
+    ``prunable_parameters`` gives it, which for a weight tied to an earlier layer is that layer's."""
+    weight = None
+    for module in model.modules():
         if isinstance(module, nn.Linear):
-            name = f"{mod_name}.weight" if mod_name else "weight"
-    return name
+            weight = module.weight
+    return next((k for k, p in prunable_parameters(model).items() if p is weight), None)
 
 
 def kept_dense(model: nn.Module, keep_first_last: bool) -> frozenset[str]:

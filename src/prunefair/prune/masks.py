@@ -52,7 +52,7 @@ class MaskSet:
         return self.pruned / self.total if self.total else 0.0
 
     def layer_sparsity(self) -> dict[str, float]:
-        return {k: float((~m).sum()) / m.numel() for k, m in self.masks.items()}
+        return {k: float((~m).sum()) / m.numel() if m.numel() else 0.0 for k, m in self.masks.items()}
 
     # -- holding the mask ----------------------------------------------------------------------
     def bind(self, model: nn.Module) -> "MaskSet":
@@ -60,7 +60,11 @@ class MaskSet:
         params = dict(model.named_parameters(remove_duplicate=False))  # a tied weight under any of its names
         missing = [k for k in self.masks if k not in params]
         if missing:
-            raise KeyError(f"mask names parameters the model does not have: {missing[:5]}")
+            reparametrised = [k for k in missing if f"{k}_orig" in params]
+            hint = (f"; the model is in torch.nn.utils.prune form ({reparametrised[0]}_orig and a mask buffer): call "
+                    "torch.nn.utils.prune.remove(module, name) on each pruned module first, or load its state dict "
+                    "into a plain copy with load_pruned_state_dict" if reparametrised else "")
+            raise KeyError(f"mask names parameters the model does not have: {missing[:5]}{hint}")
         shared = {}
         for k in self.masks:
             shared.setdefault(id(params[k]), []).append(k)

@@ -56,6 +56,21 @@ def _lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
     return keep
 
 
+def _previous_masks(previous: MaskSet | None, shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """The masks of ``previous`` by layer, checked against the layers being ranked (names and shapes)."""
+    if previous is None:
+        return {}
+    unknown = [k for k in previous.masks if k not in shapes]
+    if unknown:
+        raise ValueError(f"the previous mask names layers this model does not have: {unknown[:3]} (its layers: "
+                         f"{list(shapes)[:3]}{' ...' if len(shapes) > 3 else ''}); a schedule's masks must come from "
+                         "the same model")
+    for k, m in previous.masks.items():
+        if tuple(m.shape) != tuple(shapes[k]):
+            raise ValueError(f"the previous mask of {k} has shape {tuple(m.shape)}, the layer {tuple(shapes[k])}")
+    return previous.masks
+
+
 def _check_previous(name: str, prev_pruned: int, k: int) -> None:
     if prev_pruned > k:
         raise ValueError(f"{name}: the previous mask already prunes {prev_pruned} units, more than the {k} "
@@ -78,7 +93,7 @@ def unstructured_masks(
 ) -> MaskSet:
     """Keep-masks removing the lowest-scoring weights; ``scores`` has one tensor per parameter (its shape)."""
     check_rate(rate)
-    prev = previous.masks if previous is not None else {}
+    prev = _previous_masks(previous, {k: s.shape for k, s in scores.items()})
     masks = {k: torch.ones(s.shape, dtype=torch.bool) for k, s in scores.items()}
     pruned_names = [k for k in scores if k not in dense]
     if scope == "layer":
@@ -109,10 +124,8 @@ def channel_masks(
 ) -> MaskSet:
     """Keep-masks removing whole output channels (dim 0) of lowest score, expanded to the weight's shape."""
     check_rate(rate)
-    prev_ch = {}
-    if previous is not None:
-        for k, m in previous.masks.items():
-            prev_ch[k] = m.reshape(m.shape[0], -1).any(dim=1)  # a channel is pruned when all its weights are
+    prev_ch = {k: m.reshape(m.shape[0], -1).any(dim=1)  # a channel is pruned when all its weights are
+               for k, m in _previous_masks(previous, shapes).items()}
     keep_ch = {k: torch.ones(len(s), dtype=torch.bool) for k, s in channel_scores.items()}
     pruned_names = [k for k in channel_scores if k not in dense]
     if scope == "layer":

@@ -29,6 +29,7 @@ from prunefair.models import check_logits, eval_mode, input_dtype
 from prunefair.train import TrainSettings
 from prunefair.train.loop import (
     NonFiniteLossError, TrainHistory, check_finite_weights, divergence_advice, loss_precision, lr_factor, masked_step,
+    seeded_global_rng,
 )
 
 
@@ -120,26 +121,28 @@ def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, see
         masks.apply()
     history, step = TrainHistory(), 0
     model.train()
-    for epoch in range(settings.epochs):
-        order = torch.randperm(n, generator=generator)
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        for start in range(0, n, bs):
-            batch = order[start:start + bs]
-            idx = batch[shard_indices(len(batch), rank=rank, world_size=world)]
-            x = data.to_float(data.x[idx], input_dtype(model)).to(device)
-            y = data.y[idx].to(device)
-            for group in opt.param_groups:
-                group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
-            summed = F.cross_entropy(loss_precision(check_logits(ddp(x), len(idx))), y, reduction="sum")
-            loss = summed * (world / len(batch))
-            masked_step(opt, loss, masks)
-            loss_sum += summed.detach().double().cpu()
-            step += 1
-        mean_loss = float(all_reduce_sum(loss_sum)) / max(n, 1)
-        if not math.isfinite(mean_loss):
-            raise NonFiniteLossError(f"rank {rank}: non-finite training loss ({mean_loss}) in epoch {epoch + 1}; "
-                                     f"{divergence_advice(settings.lr, settings.weight_decay)}")
-        history.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "lr": opt.param_groups[0]["lr"]})
+    # dropout draws from the global RNG: seeded per rank for the run, the caller's state restored after it
+    with seeded_global_rng(seed + rank, device):
+        for epoch in range(settings.epochs):
+            order = torch.randperm(n, generator=generator)
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            for start in range(0, n, bs):
+                batch = order[start:start + bs]
+                idx = batch[shard_indices(len(batch), rank=rank, world_size=world)]
+                x = data.to_float(data.x[idx], input_dtype(model)).to(device)
+                y = data.y[idx].to(device)
+                for group in opt.param_groups:
+                    group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
+                summed = F.cross_entropy(loss_precision(check_logits(ddp(x), len(idx))), y, reduction="sum")
+                loss = summed * (world / len(batch))
+                masked_step(opt, loss, masks)
+                loss_sum += summed.detach().double().cpu()
+                step += 1
+            mean_loss = float(all_reduce_sum(loss_sum)) / max(n, 1)
+            if not math.isfinite(mean_loss):
+                raise NonFiniteLossError(f"rank {rank}: non-finite training loss ({mean_loss}) in epoch {epoch + 1}; "
+                                         f"{divergence_advice(settings.lr, settings.weight_decay)}")
+            history.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "lr": opt.param_groups[0]["lr"]})
     check_finite_weights(model, f"rank {rank}", settings.lr, settings.weight_decay)
     model.eval()
     return history

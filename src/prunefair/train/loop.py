@@ -8,6 +8,7 @@ mitigation method plugs in its own).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -99,6 +100,39 @@ def lr_factor(schedule: str, step: int, total_steps: int) -> float:
     return 1.0
 
 
+def global_rng_seed(seed: int) -> int:
+    """The seed of the global RNG stream (dropout) during ``fit(seed=seed)``: ``seed`` mixed with a constant, so that it
+    is not the stream of the data order (also seeded by ``seed``)."""
+    return (int(seed) ^ 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device | str = "cpu"):
+    """Within the block, the global RNG (that of ``nn.Dropout`` and of any module drawing from it: CPU, and the CUDA
+    device in use) starts from ``global_rng_seed(seed)``; after it, the caller's state comes back. So training
+    depends on its seed alone, not on whatever drew from the global RNG before it in the process (a dense model
+    trained or loaded from its checkpoint, other cells, a resumed study), and draws nothing from the caller's."""
+    dev = torch.device(device)
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(global_rng_seed(seed))
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(global_rng_seed(seed))
+        yield
+
+
+def _forward(forward: Callable, x: torch.Tensor, batch_size: int, description: str) -> torch.Tensor:
+    """``forward(x)``; batch norm's refusal of a batch of one sample becomes an error naming the batch size."""
+    try:
+        return forward(x)
+    except ValueError as e:
+        if len(x) == 1 and "Expected more than 1 value per channel" in str(e):
+            raise ValueError(f"{description}: batch_size = {batch_size} gives batches of one sample, which batch norm "
+                             "in train mode cannot normalise; use a batch size of at least 2") from e
+        raise
+
+
 def masked_step(opt: torch.optim.Optimizer, loss: torch.Tensor, masks: MaskSet | None) -> None:
     """One optimiser step that cannot revive a pruned weight: grads masked before, weights re-zeroed after."""
     opt.zero_grad(set_to_none=True)
@@ -125,7 +159,9 @@ def fit(
     on_epoch_start: Callable[[int, nn.Module], MaskSet | None] | None = None,
 ) -> TrainHistory:
     """Train ``model`` in place on ``data``; deterministic for a seed on CPU. The whole model is in train mode
-    for the epochs (``model.train()``, as a plain PyTorch loop) and is left in eval mode.
+    for the epochs (``model.train()``, as a plain PyTorch loop) and is left in eval mode. The data order draws
+    from a generator seeded by ``seed``, dropout from the global RNG seeded from ``seed`` for the call
+    (``seeded_global_rng``): the caller's global RNG is left as it was.
 
     ``on_epoch_start(epoch, model)`` (0-based epoch) may return a new MaskSet, held from then on (the
     gradual pruning schedule, prune.GradualPruner); None keeps the current masks.
@@ -152,7 +188,7 @@ def fit(
                               enabled=settings.precision == "bf16")
     step = 0
     model.train()
-    with progress.task(description, total) as bar:
+    with seeded_global_rng(seed, device), progress.task(description, total) as bar:
         for epoch in range(settings.epochs):
             if on_epoch_start is not None:  # a pruning schedule may hand over a new (larger) mask
                 new_masks = on_epoch_start(epoch, model)
@@ -168,7 +204,7 @@ def fit(
                 for group in opt.param_groups:
                     group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
                 with autocast:
-                    logits = check_logits(forward(x), len(x))
+                    logits = check_logits(_forward(forward, x, settings.batch_size, description), len(x))
                 loss = objective.batch_loss(loss_precision(logits), y, g)
                 masked_step(opt, loss, masks)
                 loss_sum.add_(loss.detach(), alpha=len(y))  # one kernel (promoted to float64)
