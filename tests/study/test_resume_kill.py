@@ -156,6 +156,9 @@ def test_ctrl_c_stops_a_workers_run_at_once(tmp_path):
     def own_group():
         _die_with_parent()
         os.setpgid(0, 0)
+        # a test run started in the background (`nohup ... &`) ignores SIGINT, and so would the study it starts
+        # (Python keeps an inherited SIG_IGN): the study then ran to the end and exited 0
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=own_group)
