@@ -17,11 +17,11 @@ from prunefair.diagnostics.eigen import (
     EigenResult, NotFiniteError, check_start, lanczos_lockstep, start_vector, top_eigenvalue,
 )
 from prunefair.diagnostics.stacked_hvp import StackedGroupHessian
-from prunefair.diagnostics.gradients import NO_TRAINABLE, group_gradient_norms, model_device
+from prunefair.diagnostics.gradients import NO_TRAINABLE, group_gradient_norms
 from prunefair.diagnostics.hvp import GroupHessian
 from prunefair.diagnostics.trace import hutchinson_trace
 from prunefair.measure import evaluate_groups
-from prunefair.models import eval_mode, input_dtype
+from prunefair.models import eval_mode, input_dtype, model_device
 
 # stored at the top level (a list per diagnostic, one number per group) ...
 DIAGNOSTICS = ("grad_norm", "hessian_top_eigenvalue", "hessian_trace", "gini", "margin", "f_one_minus_f")

@@ -21,7 +21,7 @@ from torch import nn
 
 from prunefair.data import GroupedData
 from prunefair.diagnostics.eigen import NotFiniteError
-from prunefair.models import check_logits, eval_mode, input_dtype
+from prunefair.models import check_logits, eval_mode, input_dtype, model_device
 
 
 def _params(model: nn.Module) -> list[nn.Parameter]:
@@ -29,21 +29,6 @@ def _params(model: nn.Module) -> list[nn.Parameter]:
     if not params:
         raise ValueError(NO_TRAINABLE)
     return params
-
-
-def model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
-    """Where the data go: ``device``, or with None the device of the model's parameters; a ValueError when the
-    model is elsewhere (a CUDA model with the default "cpu" failed deep in the forward pass with "Expected all
-    tensors to be on the same device")."""
-    here = next((p.device for p in model.parameters()), None)
-    if device is None:
-        return here if here is not None else torch.device("cpu")
-    device = torch.device(device)
-    if here is not None and (here.type != device.type or None not in (here.index, device.index)
-                             and here.index != device.index):
-        raise ValueError(f"the model is on {here} but device = {str(device)!r}: move the model "
-                         f"(model.to({str(device)!r})) or give device=None (the model's device)")
-    return device
 
 
 # the diagnostics differentiate with respect to the parameters that require grad; a model frozen for inference has none

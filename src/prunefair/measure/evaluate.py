@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from prunefair.data import DatasetSplits, GroupedData, iterate_batches
-from prunefair.models import check_logits, eval_mode, input_dtype
+from prunefair.models import check_logits, eval_mode, input_dtype, model_device
 from prunefair.measure.group_stats import GroupStats, batch_group_sums
 
 
@@ -34,7 +34,7 @@ def evaluate_groups(
                         f"{type(data).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"evaluate_groups: batch_size = {batch_size!r}: a whole number >= 1")
-    device = _model_device(model, device)
+    device = model_device(model, device, who="evaluate_groups")
     sums = torch.zeros(3, data.num_groups, dtype=torch.float64, device=device)
     with eval_mode(model):
         for x, y, g in iterate_batches(data, batch_size=batch_size, device=device, channels_last=channels_last,
@@ -47,17 +47,3 @@ def evaluate_groups(
                                  f"{', ...' if data.num_classes > 10 else ''}): one logit per class is needed")
             sums += batch_group_sums(logits, y, g, data.num_groups)
     return GroupStats.from_sums(sums, data.group_names)
-
-
-def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
-    """``device``, or with None the device of the model's parameters (cpu for a model without any); a ValueError
-    when the model is elsewhere (the forward pass would fail with "Expected all tensors to be on the same device")."""
-    here = next((p.device for p in model.parameters()), None)
-    if device is None:
-        return here if here is not None else torch.device("cpu")
-    device = torch.device(device)
-    if here is not None and (here.type != device.type or None not in (here.index, device.index)
-                             and here.index != device.index):
-        raise ValueError(f"evaluate_groups: the model is on {here} but device = {str(device)!r}: move the model "
-                         f"(model.to({str(device)!r})) or give device=None (the model's device)")
-    return device
