@@ -216,3 +216,17 @@ def test_figure1_draws_every_method_on_one_accuracy_scale(monkeypatch, tmp_path)
     visible = [ax for ax in shown["axes"] if ax.get_visible()]
     assert len(visible) == 2 and visible[0].get_ylim() == visible[1].get_ylim()
     assert visible[0].get_ylim()[0] < 40 < 95 < visible[0].get_ylim()[1]
+
+
+@pytest.mark.parametrize("text", ["{not json", json.dumps({"groups": ["a"]})])
+def test_an_unreadable_data_json_is_named_and_the_results_are_reported_unchecked(folder, text):
+    """data.json is what stored results are checked against (other data: left out); unreadable, nothing can be
+    checked: every result is reported, and the page and a warning say so, naming the file."""
+    (folder / "data.json").write_text(text)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = write_outputs(StudyResults.from_store(folder), folder)
+    msgs = [str(w.message) for w in caught if type(w.message).__name__ == "UnreadDataDescription"]
+    assert len(msgs) == 1 and msgs[0].startswith(f"{folder / 'data.json'}: cannot be read")
+    html = paths["report"].read_text()
+    assert '<section id="unread">' in html and "could not be checked against the data" in html

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from prunefair.report.stats import Interval
-from prunefair.study.store import atomic_write_text
+from prunefair.study.store import Store, atomic_write_text
 
 CSS = """
 :root{--fg:#1d2433;--muted:#667085;--line:#e4e7ec;--bg:#fff;--panel:#f7f8fa;--accent:#2f5dab;--bad:#b42318}
@@ -228,21 +228,11 @@ def _group_size_or_error(root: Path) -> tuple:
 def _data_json_problem(root: Path) -> str | None:
     """What is wrong with ``root/data.json`` (the data the study's last run loaded), None if it reads or is absent.
     Unreadable, it cannot tell results of other data apart: every stored result is reported, and the page says so."""
-    import json
-
     p = Path(root) / "data.json"
-    if not p.exists():
+    if not p.exists() or Store(root).data_fingerprint() is not None:
         return None
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        why = f"{type(exc).__name__}: {exc}"
-    else:
-        if isinstance(d, dict) and isinstance(d.get("fingerprint"), str):
-            return None
-        why = "no data fingerprint in it"
-    return (f"{p}: cannot be read ({why}), so the stored results could not be checked against the data they were "
-            "computed on and are all reported; prunefair study rewrites it")
+    return (f"{p}: cannot be read (not JSON, or no data fingerprint in it), so the stored results could not be checked "
+            "against the data they were computed on and are all reported; prunefair study rewrites it")
 
 
 def write_report(results, root: str | Path, figures: dict[str, Path] | None = None, *,
