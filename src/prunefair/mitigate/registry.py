@@ -4,38 +4,17 @@ the dense model and the [mitigate] options."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Literal, get_args, get_origin
 
 import numpy as np
-from pydantic import ValidationError
 
 from prunefair.data import DatasetSplits
 from prunefair.mitigate.base import MitigationObjective, dense_group_stats
 from prunefair.mitigate.ceag import CEAG
 from prunefair.mitigate.equal_loss import EqualLoss, EqualLossReplay
-from prunefair.mitigate.settings import MitigateFields
+from prunefair.mitigate.settings import checked_options
 from prunefair.mitigate.vkd import ValidationDistillation
 
 METHODS = ("nft", "el", "el_rb", "ceag", "vkd")
-_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-
-
-def _rule(key: str) -> str:
-    """What MitigateFields (the study file's rules) allows for ``key``, read from its field: 'a finite number >= 0',
-    'an integer >= 1', 'a finite number in [0, 1]', 'epoch or batch'."""
-    field = MitigateFields.model_fields[key]
-    if get_origin(field.annotation) is Literal:
-        choices = [str(c) for c in get_args(field.annotation)]
-        return f"{', '.join(choices[:-1])} or {choices[-1]}"
-    bounds = {name: getattr(m, name) for m in field.metadata for name in _BOUNDS if hasattr(m, name)}
-    kind = "an integer" if field.annotation is int else "a finite number"
-    low, high = [k for k in bounds if k[0] == "g"], [k for k in bounds if k[0] == "l"]
-    if low and high:
-        lo, hi = low[0], high[0]
-        return f"{kind} in {'[' if lo == 'ge' else '('}{bounds[lo]:g}, {bounds[hi]:g}{']' if hi == 'le' else ')'}"
-    return " ".join([kind] + [f"{_BOUNDS[k]} {v:g}" for k, v in bounds.items()])
-
-
 @dataclass(frozen=True)
 class MitigateOptions:
     """Defaults of the [mitigate] section (settings.MitigateFields holds the same, a test checks they agree)."""
@@ -57,11 +36,7 @@ class MitigateOptions:
         """Checked by mitigate.settings.MitigateFields, the fields of config.MitigateConfig too (strict types, finite
         numbers, the ranges of docs/mitigation.md): options given as a dict from Python are held to the study file's
         rules and cannot drift from them; numpy scalars are kept as plain Python numbers."""
-        try:
-            checked = MitigateFields(**asdict(self))
-        except ValidationError as err:
-            key = str(err.errors()[0]["loc"][0])  # checked field by field: the first bad key
-            raise ValueError(f"mitigate option {key} = {getattr(self, key, None)!r}: must be {_rule(key)}") from None
+        checked = checked_options(asdict(self))
         for f in fields(self):
             object.__setattr__(self, f.name, getattr(checked, f.name))
 

@@ -4,9 +4,9 @@ cannot drift; docs/mitigation.md describes each option."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class MitigateFields(BaseModel):
@@ -33,3 +33,32 @@ class MitigateFields(BaseModel):
         if getattr(v, "shape", None) == () and callable(getattr(v, "item", None)):
             return v.item()
         return v
+
+
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def _rule(key: str) -> str:
+    """What MitigateFields allows for ``key``, read from its field: 'a finite number >= 0', 'an integer >= 1',
+    'a finite number in [0, 1]', 'epoch or batch'."""
+    field = MitigateFields.model_fields[key]
+    if get_origin(field.annotation) is Literal:
+        choices = [str(c) for c in get_args(field.annotation)]
+        return f"{', '.join(choices[:-1])} or {choices[-1]}"
+    bounds = {name: getattr(m, name) for m in field.metadata for name in _BOUNDS if hasattr(m, name)}
+    kind = "an integer" if field.annotation is int else "a finite number"
+    low, high = [k for k in bounds if k[0] == "g"], [k for k in bounds if k[0] == "l"]
+    if low and high:
+        lo, hi = low[0], high[0]
+        return f"{kind} in {'[' if lo == 'ge' else '('}{bounds[lo]:g}, {bounds[hi]:g}{']' if hi == 'le' else ')'}"
+    return " ".join([kind] + [f"{_BOUNDS[k]} {v:g}" for k, v in bounds.items()])
+
+
+def checked_options(values: dict) -> MitigateFields:
+    """``values`` (some or all [mitigate] keys) held to the study file's rules; a ValueError naming the first bad
+    key, its value and its rule ("mitigate option vkd_alpha = 2.0: must be a finite number in [0, 1]")."""
+    try:
+        return MitigateFields(**values)
+    except ValidationError as err:
+        key = str(err.errors()[0]["loc"][0])  # checked field by field: the first bad key
+        raise ValueError(f"mitigate option {key} = {values.get(key)!r}: must be {_rule(key)}") from None

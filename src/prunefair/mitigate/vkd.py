@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from prunefair.measure import pruning_impact
 from prunefair.mitigate.base import MitigationObjective
 from prunefair.mitigate.duals import DualAscent
+from prunefair.mitigate.settings import checked_options
 from prunefair.models.modes import module_modes, restore_modes
 from prunefair.train.loop import loss_precision
 
@@ -57,13 +58,9 @@ class ValidationDistillation(MitigationObjective):
         super().__init__(num_groups=num_groups, **kw)
         if self.val is None or not len(self.val):
             raise ValueError("vkd needs a validation split (data.val_fraction > 0)")
-        # the study file's ranges (objective_for checks them too): built directly, alpha = 2 weighted the labels'
-        # cross-entropy by -1 and temperature = 0 divided by zero, both silently
-        for key, value, ok, rule in (("vkd_alpha", alpha, 0 <= alpha <= 1, "in [0, 1]"),
-                                     ("vkd_temperature", temperature, temperature > 0, "> 0"),
-                                     ("eps", eps, eps >= 0, ">= 0")):
-            if not (ok and np.isfinite(value)):
-                raise ValueError(f"mitigate option {key} = {value!r}: must be a finite number {rule}")
+        # the study file's rules (built directly, alpha = 2 weighted the labels' cross-entropy by -1 and
+        # temperature = 0 divided by zero, both silently)
+        checked_options({"vkd_alpha": alpha, "vkd_temperature": temperature, "eps": eps})
         self.teacher = dense_model
         self.alpha, self.temperature, self.eps = alpha, temperature, eps
         self.duals = DualAscent(num_groups, dual_lr, nonnegative=True)
