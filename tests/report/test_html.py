@@ -418,7 +418,8 @@ def test_report_without_a_test_split_with_dollar_names_and_normalised_accuracy(t
     html = (root / "report.html").read_text()
     assert (root / "figures" / "fig1_group_accuracy.png").stat().st_size > 5000
     assert "val accuracy per grp" in html and "normalised accuracy" in html
-    assert method_order(["el", "ceag", "nft"]) == ["nft", "ceag", "el"]
+    assert method_order(["el", "ceag", "nft"]) == ["nft", "el", "ceag"]  # no study order: the known methods' order
+    assert method_order(["zz", "el", "ceag", "nft"], ["ceag", "el"]) == ["nft", "ceag", "el", "zz"]
     curves = group_accuracy_curves(results, split="val")
     by_hand = results.by_group.query("split == 'val' and stage == 'finetuned' and method == 'nft'")
     assert sorted(curves[(curves.method == "nft") & (curves.sparsity == 0.5)]["mean"]) == \
@@ -457,3 +458,21 @@ def test_group_styles_stay_distinct_beyond_ten_groups_and_numbers_never_read_min
         assert len(styles) == n, n
     assert num(-0.0004, 2) == "0.00" and num(-0.006, 2) == "-0.01" and signed(-0.001) == "+0.00"
     assert str(interval(Interval(-0.001, 0.19, -0.24, 0.23, 3), scale=1, digits=2)).startswith("0.00 ± 0.19")
+
+
+def test_every_table_and_figure_lists_the_methods_in_the_study_files_order(tmp_path):
+    """finetune.methods = [nft, el_rb, ceag, el]: Figure 1's panels, the report's tables and the mitigation table
+    all read them so (Figure 1 had sorted them alphabetically, the mitigation outputs by a fixed order, while the
+    report's tables followed the study file)."""
+    from prunefair.report.figures import group_accuracy_curves
+    from prunefair.report.mitigation import dual_history, mitigation_table
+    from prunefair.report.sections import Context
+
+    results = run_study(tiny_study(tmp_path, prune={"rates": [0.5]}, finetune={"methods": ["nft", "el_rb", "ceag", "el"]},
+                                   diagnostics={"enabled": False}), quiet=True)
+    want = ["nft", "el_rb", "ceag", "el"]
+    assert list(group_accuracy_curves(results).method.unique()) == want
+    assert Context.build(results).methods == want
+    table = mitigation_table(results)
+    assert list(table[table.split == "test"].method) == want
+    assert set(dual_history(results).method) == {"el_rb", "ceag", "el"}

@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 from prunefair.diagnostics import GroupDiagnostics, spearman_across_groups, theorem1_check  # noqa: E402
 from prunefair.study import StudyResults  # noqa: E402
 from prunefair.study.store import atomic_write_text  # noqa: E402
-from prunefair.report.figures import main_split, method_order  # noqa: E402
+from prunefair.report.figures import main_split, method_order, study_methods  # noqa: E402
 from prunefair.report.plotting import legend_outside, save_figure  # noqa: E402
 
 DIAGNOSTIC_LABELS = {
@@ -152,7 +152,7 @@ def _figure(results, diag: pd.DataFrame, columns: list[str], path: Path, title: 
     pruned = bg[(bg.stage == stage) & (bg.split == split)]
     if diag.empty or pruned.empty:
         return None
-    method = method_order(pruned.method.unique())[0]
+    method = method_order(pruned.method.unique(), study_methods(results))[0]
     pruned = pruned[pruned.method == method]
     rates = [rate] if rate is not None else sorted(float(r) for r in pruned.sparsity.unique())[-4:]
     cols = [c for c in columns if c in diag.columns and diag[c].notna().any()]

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from prunefair.report.explain import label  # noqa: E402
-from prunefair.report.figures import method_order  # noqa: E402
+from prunefair.report.figures import method_order, study_methods  # noqa: E402
 from prunefair.report.plotting import save_figure  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def figure_diagnostics(results, diag: pd.DataFrame, corr: pd.DataFrame, path: st
     pruned = bg[(bg.stage == "finetuned") & (bg.split == split)]
     if diag.empty or pruned.empty:
         return None
-    method = method_order(pruned.method.unique())[0]
+    method = method_order(pruned.method.unique(), study_methods(results))[0]
     rate = float(pruned.sparsity.max())
     drop = pruned[(pruned.method == method) & (pruned.sparsity == rate)].groupby(["group_id", "group"]).accuracy_drop
     drop = drop.agg(["mean", "std"]).fillna(0.0).reset_index().sort_values("group_id")

@@ -24,9 +24,20 @@ def main_split(results: StudyResults) -> str:
     return next((s for s in SPLIT_ORDER if s in splits), "test")
 
 
-def method_order(methods) -> list[str]:
-    """Plain fine-tuning (nft) first, the mitigation methods after it, as the report reads them."""
-    return sorted(methods, key=lambda m: (m != "nft", m))
+KNOWN_METHODS = ("nft", "el", "el_rb", "ceag", "vkd")  # the order of methods a study file does not list
+
+
+def study_methods(results: StudyResults) -> list[str]:
+    """The methods in the order the study file lists them (``finetune.methods``)."""
+    config = getattr(results, "config", None)
+    return list(getattr(getattr(config, "finetune", None), "methods", None) or [])
+
+
+def method_order(methods, study_order=()) -> list[str]:
+    """Plain fine-tuning (nft) first, then the study file's order (``study_order``), then the known methods in
+    their usual order, then any other alphabetically: every table and figure of a report lists them alike."""
+    order = [m for m in study_order if m != "nft"] + [m for m in KNOWN_METHODS if m not in study_order]
+    return sorted(methods, key=lambda m: (m != "nft", order.index(m) if m in order else len(order), m))
 
 
 def group_accuracy_curves(results: StudyResults, *, split: str = "test", stage: str = "finetuned") -> pd.DataFrame:
@@ -35,7 +46,7 @@ def group_accuracy_curves(results: StudyResults, *, split: str = "test", stage: 
     dense = bg[(bg.stage == "dense") & (bg.split == split)]
     pruned = bg[(bg.stage == stage) & (bg.split == split)]
     frames = []
-    for method in method_order(pruned.method.unique()) or ["dense"]:
+    for method in method_order(pruned.method.unique(), study_methods(results)) or ["dense"]:
         sub = pd.concat([dense.assign(method=method), pruned[pruned.method == method]])
         sub = sub.assign(acc=sub.acc_pruned.where(sub.stage != "dense", sub.acc_dense))
         g = sub.groupby(["sparsity", "group_id", "group"])["acc"]

@@ -24,11 +24,16 @@ from prunefair.study import StudyResults  # noqa: E402
 from prunefair.study.store import atomic_write_text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from prunefair.report.figures import method_order, study_methods  # noqa: E402
 from prunefair.report.plotting import group_style, legend_outside, save_figure  # noqa: E402
 from prunefair.report.stats import t_interval  # noqa: E402
 
 MEASURES = ["acc_pruned", "max_psi", "psi_pw", "accuracy_gap_pruned", "xi", "loss_gap"]
-ORDER = {"nft": 0, "el": 1, "el_rb": 2, "ceag": 3, "vkd": 4}
+
+
+def _method_rank(results: StudyResults, methods: pd.Series) -> dict[str, int]:
+    """Each method's place in the report's order (``figures.method_order``)."""
+    return {m: i for i, m in enumerate(method_order(methods.unique(), study_methods(results)))}
 
 
 def mitigation_table(results: StudyResults) -> pd.DataFrame:
@@ -47,7 +52,7 @@ def mitigation_table(results: StudyResults) -> pd.DataFrame:
     out = g[MEASURES].mean().add_suffix("_mean").join(g[MEASURES].std(ddof=1).add_suffix("_std"))
     out = out.join(g[["psi_holds", "el_holds"]].mean().add_suffix("_share")).join(g.size().rename("seeds"))
     out = out.reset_index()
-    out["_o"] = out.method.map(ORDER).fillna(99)
+    out["_o"] = out.method.map(_method_rank(results, out.method))
     split_order = {"train": 0, "val": 1, "test": 2}
     out["_s"] = out.split.map(split_order).fillna(9)
     return out.sort_values(["sparsity", "_s", "_o", "method"]).drop(columns=["_o", "_s"]).reset_index(drop=True)
@@ -84,7 +89,7 @@ def mitigation_paired_table(results: StudyResults, *, reference: str = "nft",
     if not rows:
         return pd.DataFrame()
     out = pd.DataFrame(rows)
-    out["_o"] = out.method.map(ORDER).fillna(99)
+    out["_o"] = out.method.map(_method_rank(results, out.method))
     out["_s"] = out.split.map({"train": 0, "val": 1, "test": 2}).fillna(9)
     return out.sort_values(["sparsity", "_s", "_o", "method"]).drop(columns=["_o", "_s"]).reset_index(drop=True)
 
@@ -137,7 +142,7 @@ def figure_duals(results: StudyResults, path: str | Path, *, sparsity: float) ->
     if h.empty or not (h.sparsity == sparsity).any():
         return None
     h = h[h.sparsity == sparsity]
-    methods = sorted(h.method.unique(), key=lambda m: ORDER.get(m, 99))
+    methods = method_order(h.method.unique(), study_methods(results))
     bg = results.by_group  # the group names of whichever splits were evaluated
     names = dict(zip(bg.group_id, bg.group.astype(str))) if not bg.empty else {}
     fig, axes = plt.subplots(len(methods), 2, figsize=(11, 2.6 * len(methods)), squeeze=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunefair.report import explain
-from prunefair.report.figures import SPLIT_ORDER, main_split
+from prunefair.report.figures import SPLIT_ORDER, main_split, method_order, study_methods
 from prunefair.report.html import Html, details, esc, figure, interval, para, section, table
 from prunefair.report.stats import Interval, interval_table
 
@@ -88,8 +88,7 @@ class Context:
             mi = interval_table(ms, ["method", "sparsity", "stage", "split"], cols)
             ctx.measures = {(r["method"], r["sparsity"], r["stage"], r["split"]): r for _, r in mi.iterrows()}
             found = set(bg.method) - {"dense"}
-            order = list(getattr(results.config.finetune, "methods", []))
-            ctx.methods = sorted(found, key=lambda m: (m != "nft", order.index(m) if m in order else len(order), m))
+            ctx.methods = method_order(found, study_methods(results))
             ctx.rates = sorted(set(bg.sparsity) - {0.0})
             ctx.splits = [s for s in SPLIT_ORDER if s in set(bg.split)]
             ctx.main_split = main_split(results)

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from prunefair.report.figures import main_split, method_order
+from prunefair.report.figures import main_split, method_order, study_methods
 from prunefair.study import StudyResults
 
 
@@ -26,7 +26,7 @@ def group_table(results: StudyResults, *, split: str | None = None, method: str 
     split = split or main_split(results)
     gs = results.group_summary()
     gs = gs[(gs.split == split)]
-    methods = method_order(m for m in gs.method.unique() if m != "dense")
+    methods = method_order((m for m in gs.method.unique() if m != "dense"), study_methods(results))
     method = method or (methods[0] if methods else "dense")
     dense = gs[gs.stage == "dense"]
     pruned = gs[(gs.stage == "finetuned") & (gs.method == method)]
