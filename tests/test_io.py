@@ -104,3 +104,32 @@ def test_empty_and_truncated_safetensors_files_are_called_so(tmp_path):
     with pytest.raises(ValueError, match=rf"{empty}: an empty file \(0 bytes\), not a checkpoint"):
         load_checkpoint(empty)
     assert set(load_checkpoint(whole)) == set(_mlp_state())
+
+
+def test_the_rename_is_made_durable_by_fsyncing_the_folder(tmp_path, monkeypatch):
+    """After os.replace the folder itself is fsynced (else a power cut can leave the old entry, or none); a file
+    system that refuses to fsync a folder keeps the written file."""
+    import os
+    import stat
+
+    import prunefair.io as pio
+
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        return real(fd)
+
+    monkeypatch.setattr(pio.os, "fsync", spy)
+    atomic_write_text(tmp_path / "a.txt", "one")
+    assert synced == [False, True]  # the file's data, then its folder, in that order
+
+    def refuse_folders(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(22, "Invalid argument")
+        return real(fd)
+
+    monkeypatch.setattr(pio.os, "fsync", refuse_folders)
+    atomic_write_text(tmp_path / "a.txt", "two")
+    assert (tmp_path / "a.txt").read_text() == "two"

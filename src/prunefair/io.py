@@ -1,7 +1,8 @@
 """Atomic file writes shared by every stage (masks, checkpoints, results, reports).
 
-A file is written to a temporary name in the same folder, flushed, fsynced and renamed over the target, so a
-reader (or a killed process) never sees half a file, and a failed write leaves the previous file intact. The file
+A file is written to a temporary name in the same folder, flushed, fsynced and renamed over the target, and the
+folder is fsynced after the rename, so a reader (or a killed process, or a power cut) never sees half a file, and
+a failed write leaves the previous file intact. The file
 gets the usual permissions (0666 less the umask), not the temporary file's private 0600.
 """
 
@@ -49,6 +50,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     except BaseException as exc:
         try:
             os.unlink(tmp)
@@ -62,6 +64,21 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
             raise OSError(exc.errno, f"{path}: cannot write{hint} ({reason}); the previous file, if any, is "
                                      "intact") from exc
         raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable: after a power cut the folder's entry names the new file, not the old one or
+    none. Best effort: a file system that cannot fsync a folder (some network ones) keeps the rename, as it is."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _not_a_folder(folder: Path) -> str | None:
