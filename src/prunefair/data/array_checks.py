@@ -14,6 +14,11 @@ import torch
 from prunefair.data.attributes import Attribute, categorical
 
 
+# channel counts of images as files hold them: grey, grey + alpha, RGB, RGBA (an RGBA (N, H, W, 4) array was once
+# taken for H channels of H x 4 images)
+_IMAGE_CHANNELS = (1, 2, 3, 4)
+
+
 def as_input_tensor(x, *, arg: str, token_ids: bool = False) -> torch.Tensor:
     """``x`` as a CPU tensor (uint8 images kept, everything else float32, uint8 (N, F) features included), checked:
     2-d or 4-d, samples, finite.
@@ -29,7 +34,7 @@ def as_input_tensor(x, *, arg: str, token_ids: bool = False) -> torch.Tensor:
         hint = " (one grey channel: add it with x[:, None])" if t.dim() == 3 else ""
         raise ValueError(f"{arg} has shape {tuple(t.shape)}: need 2-d (N, F) features or 4-d (N, C, H, W) "
                          f"images; {t.dim()}-d is not supported{hint}")
-    if t.dim() == 4 and t.shape[-1] in (1, 3) and t.shape[1] not in (1, 3):
+    if t.dim() == 4 and t.shape[-1] in _IMAGE_CHANNELS and t.shape[1] not in _IMAGE_CHANNELS:
         raise ValueError(f"{arg} has shape {tuple(t.shape)}: images must be channels-first (N, C, H, W); "
                          f"this looks channels-last (N, H, W, C): pass x.transpose(0, 3, 1, 2) "
                          f"(numpy) or x.permute(0, 3, 1, 2) (torch)")

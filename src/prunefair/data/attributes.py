@@ -50,7 +50,10 @@ def select_attribute(
         raise ValueError(f"data.{key} = {spec!r}: an attribute appears twice")
     if len(parts) == 1:
         return attrs[parts[0]]
-    return intersect([attrs[p] for p in parts])
+    try:
+        return intersect([attrs[p] for p in parts])
+    except ValueError as exc:
+        raise ValueError(f"data.{key} = {spec!r}: {exc}") from None
 
 
 def intersect(attrs: list[Attribute]) -> Attribute:
@@ -70,6 +73,10 @@ def intersect(attrs: list[Attribute]) -> Attribute:
             parts.append(a.names[rest % len(a.names)])
             rest //= len(a.names)
         names.append("/".join(reversed(parts)))
+    if len(set(names)) < len(names):  # values holding '/': ('a/b', 'c') and ('a', 'b/c') would be one group's name
+        same = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"two groups of the intersection are both named {same!r}: a value holds '/', which joins "
+                         "the values of an intersection; rename the values (e.g. replace '/' by '-')")
     codes = np.array([lookup.get(int(c), -1) for c in combined], dtype=np.int64)
     codes[unknown] = -1
     return Attribute(codes, tuple(names))

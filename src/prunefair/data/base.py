@@ -41,6 +41,13 @@ class GroupedData:
     token_ids: bool = False  # x holds integer token ids (for an nn.Embedding): passed to the model as they are
 
     def __post_init__(self) -> None:
+        for what in ("x", "y", "g"):  # numpy arrays or lists (a researcher's own data) once ended in an AttributeError
+            setattr(self, what, _as_tensor(getattr(self, what), what))
+        for what in ("class_names", "group_names"):
+            names = getattr(self, what)
+            if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+                raise ValueError(f"GroupedData: {what} is a list with one name per id, got {names!r}")
+            setattr(self, what, tuple(str(v) for v in names))
         n = len(self.y)
         if self.token_ids and self.x.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"token_ids=True needs int64 or int32 x (the token ids an nn.Embedding takes), got "
@@ -100,6 +107,18 @@ class GroupedData:
         elif x.dtype != dtype:
             x = x.to(dtype)
         return x
+
+
+def _as_tensor(value, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        hint = (" (ids 0..K-1 with a name each; labels or attributes of any kind: prunefair.data.grouped_from_arrays "
+                "codes them)") if what != "x" else ""
+        raise ValueError(f"GroupedData: {what} must be a tensor or a numeric array{hint}; got "
+                         f"{type(value).__name__} ({exc})") from None
 
 
 @dataclass

@@ -123,6 +123,8 @@ def load_dataset(
     info = dataset_info(name)
     if info.needs_root and not root:
         raise ValueError(f"dataset {name!r} needs data.root (the folder that holds it)")
+    if resample:  # checked before the (maybe minutes long) decoding: a KeyError or float()'s message named nothing
+        _check_resample(resample)
     parts = info.loader(root=root, target=target, group=group, image_size=image_size, options=options or {})
     if "all" in parts:
         full = parts["all"]
@@ -130,13 +132,15 @@ def load_dataset(
         tr, va, te = cluster_split(_strata(full), parts.get("clusters"), fractions=fractions, seed=split_seed)
         train, val, test = full.subset(tr), full.subset(va), full.subset(te)
     else:
-        full_train, test = parts["train"], parts["test"]
+        # the test split as a copy: a loader's tensors may be the decode cache's own (CIFAR-10's image folders), which
+        # an in-place edit of splits.test.x once changed for every later load in the process
+        full_train, test = parts["train"], parts["test"].subset(np.arange(len(parts["test"])))
         tr, va = stratified_split(_strata(full_train), fractions=(1 - val_fraction, val_fraction), seed=split_seed)
         train, val = full_train.subset(tr), full_train.subset(va)
     if resample:
         from prunefair.data.resample import resample_group
 
-        train = resample_group(train, group=resample["group"], factor=float(resample["factor"]), seed=split_seed)
+        train = resample_group(train, group=resample["group"], factor=resample["factor"], seed=split_seed)
     splits = DatasetSplits(train=train, val=val, test=test, name=name, target=target, group=group)
     empty = [s for s, d in (("train", train), ("test", test)) if len(d) == 0]
     if empty:
@@ -158,6 +162,15 @@ def load_dataset(
         log.warning("%s: %d group(s) have no %s samples (%s%s); their %s numbers will be missing",
                     name, len(groups), split, ", ".join(groups[:5]), ", ..." if len(groups) > 5 else "", split)
     return splits
+
+
+def _check_resample(resample) -> None:
+    from prunefair.data.resample import check_factor
+
+    if not isinstance(resample, dict) or set(resample) != {"group", "factor"}:
+        raise ValueError(f"resample = {resample!r}: give a dict with the keys 'group' and 'factor', e.g. "
+                         "{'group': 'Black', 'factor': 5}")
+    check_factor(resample["factor"])
 
 
 def cluster_split(strata: np.ndarray, clusters: np.ndarray | None, *, fractions, seed: int) -> list[np.ndarray]:

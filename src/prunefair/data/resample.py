@@ -61,6 +61,7 @@ def check_resampled_size(split_size: int, count: int, factor: float, *, group: s
 
 
 def resample_group(data: GroupedData, *, group: str, factor: float, seed: int = 0) -> GroupedData:
+    group = str(group)  # a class given as the integer 8 is the group named "8" (as run_group_size reads it)
     if group not in data.group_names:
         raise ValueError(f"data.resample.group = {group!r}: not a group of this dataset; "
                          f"allowed: {', '.join(data.group_names)}")

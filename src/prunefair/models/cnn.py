@@ -9,6 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from prunefair.models.shapes import check_image_size, image_shape
+
+# a leaf of torch.fx traces (its shape test would stop symbolic_trace, and with it the fused conv-batch-norm
+# Hessian rules, diagnostics/hvp_rules.py)
+torch.fx.wrap("check_image_size")
+
 
 def _stage(cin: int, cout: int, batch_norm: bool) -> list[nn.Module]:
     layers: list[nn.Module] = []
@@ -34,9 +40,11 @@ class SmallCNN(nn.Module):
         self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_size("cnn", x, 8, "3 2x2 max-pools")
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
 def small_cnn(*, num_classes: int, input_shape: tuple[int, ...], width: float = 1.0, batch_norm: bool = True) -> SmallCNN:
+    channels, _, _ = image_shape("cnn", input_shape)
     widths = tuple(max(1, int(round(w * width))) for w in (32, 64, 128))
-    return SmallCNN(input_shape[0], num_classes, widths, batch_norm)
+    return SmallCNN(channels, num_classes, widths, batch_norm)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -23,7 +23,30 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
+BUILDER_KEYWORDS = ("num_classes", "input_shape", "width", "batch_norm")  # what build_model passes, by keyword
+
+
 def register_model(info: ModelInfo) -> None:
+    """Make ``info.builder`` a model a study can name (``[model] name = info.name``); a name registered before is
+    replaced. The builder is checked here: it must accept the four keywords ``build_model`` passes (a builder that
+    did not once failed in every cell, after the data had loaded, with only Python's TypeError)."""
+    if not isinstance(info, ModelInfo):
+        raise TypeError(f"register_model takes a ModelInfo(name, builder, description), got {type(info).__name__}")
+    if not isinstance(info.name, str) or not info.name:
+        raise ValueError(f"register_model: the name {info.name!r} must be a non-empty string")
+    if not callable(info.builder):
+        raise TypeError(f"register_model({info.name!r}): the builder {info.builder!r} is not callable")
+    try:
+        signature = inspect.signature(info.builder)
+    except (TypeError, ValueError):  # a callable without a signature Python can read: its first call will tell
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**dict.fromkeys(BUILDER_KEYWORDS))
+        except TypeError as exc:
+            raise TypeError(f"register_model({info.name!r}): the builder{signature} cannot be called as builder("
+                            f"{', '.join(k + '=...' for k in BUILDER_KEYWORDS)}) ({exc}); prunefair calls it with "
+                            "exactly these four keywords (accept the ones you do not use as well)") from None
     _REGISTRY[info.name] = info
 
 

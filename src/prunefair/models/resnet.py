@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from prunefair.models.shapes import image_shape
+
 
 def _norm(c: int, batch_norm: bool) -> nn.Module:
     return nn.BatchNorm2d(c) if batch_norm else nn.Identity()
@@ -130,16 +132,18 @@ def _widths(base, width: float) -> tuple[int, ...]:
 
 def resnet18(*, num_classes: int, input_shape: tuple[int, ...], width: float = 1.0, batch_norm: bool = True,
              stem: str = "cifar") -> ResNet:
-    return ResNet(BasicBlock, (2, 2, 2, 2), in_channels=input_shape[0], num_classes=num_classes,
+    channels = image_shape("resnet18" if stem == "cifar" else "resnet18_imagenet", input_shape)[0]
+    return ResNet(BasicBlock, (2, 2, 2, 2), in_channels=channels, num_classes=num_classes,
                   widths=_widths((64, 128, 256, 512), width), batch_norm=batch_norm, stem=stem)
 
 
 def resnet50(*, num_classes: int, input_shape: tuple[int, ...], width: float = 1.0, batch_norm: bool = True,
              stem: str = "cifar") -> ResNet:
-    return ResNet(Bottleneck, (3, 4, 6, 3), in_channels=input_shape[0], num_classes=num_classes,
+    channels = image_shape("resnet50" if stem == "cifar" else "resnet50_imagenet", input_shape)[0]
+    return ResNet(Bottleneck, (3, 4, 6, 3), in_channels=channels, num_classes=num_classes,
                   widths=_widths((64, 128, 256, 512), width), batch_norm=batch_norm, stem=stem)
 
 
 def resnet20(*, num_classes: int, input_shape: tuple[int, ...], width: float = 1.0, batch_norm: bool = True) -> ResNet:
-    return ResNet(BasicBlock, (3, 3, 3), in_channels=input_shape[0], num_classes=num_classes,
+    return ResNet(BasicBlock, (3, 3, 3), in_channels=image_shape("resnet20", input_shape)[0], num_classes=num_classes,
                   widths=_widths((16, 32, 64), width), batch_norm=batch_norm, stem="cifar", shortcut="pad")

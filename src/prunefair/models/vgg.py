@@ -14,6 +14,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from prunefair.models.shapes import check_image_size, image_shape
+
+# a leaf of torch.fx traces (its shape test would stop symbolic_trace, and with it the fused conv-batch-norm
+# Hessian rules, diagnostics/hvp_rules.py)
+torch.fx.wrap("check_image_size")
+
 VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 
 
@@ -36,6 +42,8 @@ class VGG(nn.Module):
             layers.append(nn.ReLU(inplace=True))
             c = out
         self.features = nn.Sequential(*layers)
+        self._pools = cfg.count("M")  # each halves the map: inputs under 2**pools pixels a side end at 0x0
+        self._label = ("vgg19" if head == "cifar" else "vgg19_imagenet") if tuple(cfg) == VGG19_CFG else "vgg"
         if head == "cifar":
             self.pool = nn.AdaptiveAvgPool2d(1)
             self.classifier = nn.Linear(c, num_classes)
@@ -50,10 +58,12 @@ class VGG(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_size(self._label, x, 2 ** self._pools, f"{self._pools} 2x2 max-pools")
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
 def vgg19(*, num_classes: int, input_shape: tuple[int, ...], width: float = 1.0, batch_norm: bool = True,
           head: str = "cifar") -> VGG:
-    return VGG(VGG19_CFG, in_channels=input_shape[0], num_classes=num_classes, width=width,
+    channels, _, _ = image_shape("vgg19" if head == "cifar" else "vgg19_imagenet", input_shape)
+    return VGG(VGG19_CFG, in_channels=channels, num_classes=num_classes, width=width,
                batch_norm=batch_norm, head=head)
