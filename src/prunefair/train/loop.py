@@ -204,7 +204,8 @@ def fit(
                 for group in opt.param_groups:
                     group["lr"] = settings.lr * lr_factor(settings.schedule, step, total)
                 with autocast:
-                    logits = check_logits(_forward(forward, x, settings.batch_size, description), len(x))
+                    logits = check_logits(_forward(forward, x, settings.batch_size, description), len(x),
+                                          data.num_classes)
                 loss = objective.batch_loss(loss_precision(logits), y, g)
                 masked_step(opt, loss, masks)
                 loss_sum.add_(loss.detach(), alpha=len(y))  # one kernel (promoted to float64)
