@@ -73,9 +73,12 @@ def _csv_override(key: str, text: Optional[str]) -> list[str]:
 def study(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Study file (TOML). See docs/study-file.md."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A shipped preset (see `prunefair presets`)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (overrides output_dir)."),
-    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds, e.g. 0,1,2 (overrides seeds)."),
-    rates: Optional[str] = typer.Option(None, help="Comma-separated pruning rates, e.g. 0.5,0.9 (overrides prune.rates)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (overrides output_dir; default: the "
+                                      "study file's or preset's, e.g. runs/digits for the digits preset)."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds, e.g. 0,1,2 (overrides seeds; default: the "
+                                        "study file's or preset's)."),
+    rates: Optional[str] = typer.Option(None, help="Comma-separated pruning rates, e.g. 0.5,0.9 (overrides "
+                                        "prune.rates; default: the study file's or preset's)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto (overrides device)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any field: --set train.epochs=5 (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table; for scripts."),
@@ -87,8 +90,9 @@ def study(
     """Train (or reuse) dense models, prune at every rate, fine-tune, measure every group, write the study folder.
 
     Without --config or --preset it runs the digits preset. Rerunning the same command resumes: finished cells are
-    kept, failed or missing ones are run. Exits with 1 when a cell failed (the others are kept), 2 on a bad setting
-    or data the settings cannot use.
+    kept, failed or missing ones are run. Exits with 1 when a cell failed (the others are kept) or a file could not
+    be read or written (a missing data folder, a full disk: named on stderr), 2 on a bad setting or data the
+    settings cannot use.
     """
     from prunefair.api import CellsFailed, run_study
     from prunefair.config import ConfigError, load_config
@@ -109,6 +113,13 @@ def study(
         _fail(str(exc))
     # a folder that cannot be made or written: said now, naming the setting, not after the data has loaded
     _writable(Path(cfg.output_dir), f"output_dir{' (--out)' if out is not None else ''} = {cfg.output_dir}")
+    if cfg.run.executor == "local":  # a setting this machine cannot honour: exit 2, as group-size and diagnose do
+        from prunefair.study import resolve_device  # (a Ray cluster's workers may have the GPU its head lacks)
+
+        try:
+            resolve_device(cfg.device)
+        except RuntimeError as exc:
+            _fail(str(exc))
     try:
         results = run_study(cfg, quiet=quiet)
     except StudyLocked as exc:  # another run has the folder: nothing of it was touched
@@ -122,8 +133,11 @@ def study(
         from prunefair.report import print_group_table
 
         print_group_table(results, console=console)
-        console.print(f"study folder: [bold]{cfg.output_dir}[/] (table.csv, measures.csv, summary.csv, "
-                      f"figures/fig1_group_accuracy.png, report.html)")
+        folder = _escape(str(cfg.output_dir))
+        console.print(f"study folder: [bold]{folder}[/] (table.csv, measures.csv, summary.csv, group_summary.csv, "
+                      f"figures/fig1_group_accuracy.png, report.html)\nnext: open {folder}/report.html in a browser "
+                      "(every result on one page); `prunefair report " + folder + "` rebuilds it",
+                      highlight=False)
     from prunefair.report.explain import diagnostics_errors
 
     problems = _cell_problems(results)
@@ -217,7 +231,7 @@ def group_size(
 @app.command(short_help="Rebuild the tables, figures and self-contained report.html of a study folder from its "
                         "stored results.")
 def report(
-    study_dir: Path = typer.Argument(..., help="A study folder written by `prunefair study`."),
+    study_dir: Path = typer.Argument(..., metavar="STUDY_DIR", help="A study folder written by `prunefair study`."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the report's path."),
     group_size: List[Path] = typer.Option([], "--group-size", help="Study folders of a group-size experiment "
                                           "(one per data.resample.factor; repeatable): adds Figures 14-15."),
@@ -306,7 +320,7 @@ def _os_error(exc: OSError, folder: Path, what: str = "write") -> str:
 
 @app.command(short_help="Show which cells of a study are done, running, queued or running, stale, failed, corrupt, "
                         "damaged, outdated or pending.")
-def status(study_dir: Path = typer.Argument(..., help="A study folder.")) -> None:
+def status(study_dir: Path = typer.Argument(..., metavar="STUDY_DIR", help="A study folder.")) -> None:
     """Show which cells of a study are done, running (a done dense cell too, while its diagnostics compute), queued
     or running (submitted to Ray), stale (their process is gone), failed, corrupt (a damaged result.json, recomputed
     by the next run), damaged (done, but its checkpoint is truncated or damaged), outdated (done on data that has
@@ -383,8 +397,10 @@ def _model_config(config, preset, model_name, data, set_, device):
         _fail(str(exc))
 
 
-_MODEL_HELP = "Architecture of the checkpoint(s) (overrides model.name; width etc. via --set model.width=...)."
-_DATA_HELP = "Dataset (overrides data.dataset; its folder via --set data.root=...)."
+_MODEL_HELP = "Architecture of the checkpoint(s) (overrides model.name; width etc. via --set model.width=...; " \
+              "default: the --config's or --preset's, mlp without either)."
+_DATA_HELP = "Dataset (overrides data.dataset; its folder via --set data.root=...; default: the --config's or " \
+             "--preset's, digits without either)."
 _CONFIG_HELP = "Study file whose data, model, eval, prune and diagnostics sections apply."
 _CKPT_HELP = "Dense model checkpoint: safetensors, or a torch.save state dict (.pt/.pth)."
 
@@ -398,7 +414,8 @@ def audit(
     data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="A shipped preset as the base configuration."),
-    split: List[str] = typer.Option([], "--split", help="Split(s) to compare on (default: eval.splits)."),
+    split: List[str] = typer.Option([], "--split", help="Split to compare on: train, val or test (repeatable; "
+                                    "default: eval.splits)."),
     out: Path = typer.Option(Path("audit"), "--out", "-o", help="Folder for audit.json and audit_groups_<split>.csv."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or auto."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any study-file field (repeatable)."),
@@ -425,7 +442,8 @@ def audit(
 @app.command()
 def diagnose(
     model: Path = typer.Option(..., "--model", help=_CKPT_HELP),
-    rate: List[float] = typer.Option([], "--rate", "-r", help="Pruning rate(s) to predict harm at (default: prune.rates)."),
+    rate: List[float] = typer.Option([], "--rate", "-r", help="Pruning rate to predict harm at, in [0, 1) "
+                                     "(repeatable; default: prune.rates)."),
     model_name: Optional[str] = typer.Option(None, "--model-name", "-m", help=_MODEL_HELP),
     data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=_CONFIG_HELP),

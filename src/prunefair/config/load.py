@@ -35,6 +35,19 @@ def _location(loc) -> str:
     return out
 
 
+def _did_you_mean(loc: tuple, section) -> str:
+    """" (did you mean 'train.epochs'?)" for a misspelt key (train.epoch, Train), or ""."""
+    import difflib
+
+    key = str(loc[-1])
+    lowered = {}  # a former name (prune.method) points to the current one (criterion)
+    for name, field in section.model_fields.items() if section else ():
+        for n in (name, *(getattr(field.validation_alias, "choices", None) or ())):
+            lowered.setdefault(n.lower(), name)
+    close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.75)
+    return f" (did you mean '{_location((*loc[:-1], lowered[close[0]]))}'?)" if close else ""
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid study configuration"]
     for e in err.errors():
@@ -42,11 +55,13 @@ def _format_errors(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden":
             section = _section_for(e["loc"][:-1])
             allowed = ", ".join(section.model_fields) if section else "?"
-            lines.append(f"  unknown key '{loc}'; allowed keys here: {allowed}")
+            lines.append(f"  unknown key '{loc}'{_did_you_mean(e['loc'], section)}; allowed keys here: {allowed}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "model_type":  # pydantic's "a valid dictionary or instance of ModelConfig"
                 msg = f"expected a table ([{loc}] in the study file, or {loc}.key=value overrides)"
+            if e["type"] == "list_type" and not isinstance(e.get("input"), (dict, list)):  # rates = 0.9
+                msg += f"; write a list, even of one value: {loc} = [{_toml(e.get('input'))}]"
             if isinstance(e.get("input"), dict):  # a check across the keys of a section: the message names them
                 lines.append(f"  {loc or 'study'}: {msg}")
             else:
@@ -79,7 +94,7 @@ def load_config(
             raw = _deep_merge(raw, tomllib.loads(_read_study_file(p)))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-        source = str(p)
+        source = f"{source} + {p}" if preset is not None else str(p)  # the file merged over the preset
     if overrides:
         source += " + overrides " + " ".join(overrides)
     return validate_config(apply_overrides(raw, overrides), source=source, stored=stored)
