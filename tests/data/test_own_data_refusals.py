@@ -99,3 +99,14 @@ def test_editing_a_loaded_test_split_in_place_leaves_the_next_load_alone(tmp_pat
     first.train.x.zero_()
     again = load_dataset("cifar10", root=str(tmp_path), options={"workers": 1})
     assert again.test.x.equal(kept) and int(again.train.x.max()) > 0
+
+
+def test_printing_a_dataset_shows_a_summary_not_every_tensor():
+    """print(load_dataset("digits")) once dumped every split's tensors (thousands of lines in a notebook)."""
+    from prunefair.data import load_dataset
+
+    splits = load_dataset("digits")
+    text, test = repr(splits), repr(splits.test)
+    assert "\n" not in text and len(text) < 300 and "tensor" not in text
+    assert "train 1258, val 180, test 359 samples" in text and "10 classes [0, 1, 2, 3, 4, 5, ... (4 more)]" in text
+    assert test.startswith("GroupedData(359 samples, x (1, 8, 8) float32 on cpu, 10 classes") and len(test) < 200

@@ -66,6 +66,13 @@ class GroupedData:
     def __len__(self) -> int:
         return len(self.y)
 
+    def __repr__(self) -> str:
+        # a summary, not the tensors: the dataclass's own repr printed every pixel (thousands of lines in a notebook)
+        dtype = str(self.x.dtype).removeprefix("torch.")
+        return (f"GroupedData({len(self)} samples, x {tuple(self.x.shape[1:])} {dtype} on {self.x.device}, "
+                f"{self.num_classes} classes {_names(self.class_names)}, {self.num_groups} groups "
+                f"{_names(self.group_names)})")
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
@@ -109,6 +116,11 @@ class GroupedData:
         return x
 
 
+def _names(names, most: int = 6) -> str:
+    shown = ", ".join(map(str, names[:most]))
+    return f"[{shown}{f', ... ({len(names) - most} more)' if len(names) > most else ''}]"
+
+
 def _as_tensor(value, what: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
@@ -132,6 +144,11 @@ class DatasetSplits:
     target: str
     group: str
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return (f"DatasetSplits({self.name!r}, target {self.target!r}, group {self.group!r}: train {len(self.train)}, "
+                f"val {len(self.val)}, test {len(self.test)} samples; {self.train.num_classes} classes "
+                f"{_names(self.train.class_names)}, {self.train.num_groups} groups {_names(self.train.group_names)})")
 
     def to(self, device: torch.device | str) -> "DatasetSplits":
         """All splits held on ``device`` (data and augmentation then stay on the GPU)."""
