@@ -476,3 +476,18 @@ def test_every_table_and_figure_lists_the_methods_in_the_study_files_order(tmp_p
     table = mitigation_table(results)
     assert list(table[table.split == "test"].method) == want
     assert set(dual_history(results).method) == {"el_rb", "ceag", "el"}
+
+
+def test_the_report_says_what_was_done_and_names_its_words_before_the_reading(tmp_path):
+    """A reader who has not read the paper: the page once never said what sparsity, one-shot or nft meant, nor how
+    long anything was trained. 'What was done' now comes first, from config.toml, with the methods of this study."""
+    run_study(tiny_study(tmp_path, seeds=[0, 1], prune={"rates": [0.5, 0.9]}, finetune={"methods": ["nft", "ceag"]},
+                         diagnostics={"enabled": False}), quiet=True)
+    html = (tmp_path / "study" / "report.html").read_text()
+    start, reading = html.index('<section id="protocol">'), html.index('<section id="reading">')
+    assert start < reading and '<a href="#protocol">What was done</a>' in html
+    done = html[start:reading].replace("&#x27;", "'")
+    assert "For each of 2 seeds, a model 'mlp' (width 0.5) was trained for 3 epochs" in done
+    assert "pruned at the sparsities 50%, 90%" in done and "fine-tuned for 1 epoch with each method (nft, ceag)" in done
+    assert "plain fine-tuning" in done and "constrained excess accuracy gap" in done
+    assert "equal loss" not in done  # only the methods this study ran
