@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
+from prunefair.progress import make_console
 
 app = typer.Typer(
     add_completion=False,
@@ -17,8 +17,8 @@ app = typer.Typer(
          "(Tran et al., NeurIPS 2022).",
 )
 # a terminal's own width; piped, $COLUMNS or 120 (rich's 80 would fold the tables of a log file)
-console = Console() if Console().is_terminal else Console(width=int(os.environ.get("COLUMNS") or 120))
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 @app.callback()

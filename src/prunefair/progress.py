@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from typing import Iterator
+
+
+def make_console(*, stderr: bool = False, **kwargs):
+    """A rich Console: a terminal's own width, else $COLUMNS or 120 (rich's 80 wrapped piped lines mid-path)."""
+    from rich.console import Console
+
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else int(os.environ.get("COLUMNS") or 120)
+    return Console(stderr=stderr, width=width, **kwargs)
 
 
 class Progress:
@@ -15,13 +26,12 @@ class Progress:
 
     def __enter__(self) -> "Progress":
         if not self.quiet:
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn
             from rich.progress import TimeElapsedColumn
 
             self._rich = RichProgress(  # on stderr, so stdout holds only results (tables, paths)
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                transient=True, console=Console(stderr=True, log_path=False),
+                transient=True, console=make_console(stderr=True, log_path=False),
             )
             self._rich.__enter__()
         return self
@@ -43,8 +53,13 @@ class Progress:
             self._rich.remove_task(tid)
 
     def log(self, message: str) -> None:
-        if self._rich is not None:
-            self._rich.console.log(message)
+        if self._rich is None:
+            return
+        console = self._rich.console
+        if console.is_terminal:
+            console.log(message)
+        else:  # a log file: one line a message, however long its paths (rich's log columns fold them)
+            console.print(f"[{time.strftime('%H:%M:%S')}] {message}", soft_wrap=True, markup=False, highlight=False)
 
 
 class _Task:
