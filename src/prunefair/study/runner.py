@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 from torch import nn
 
 from prunefair.config import StudyConfig
@@ -25,7 +26,9 @@ from prunefair.prune import parameter_distance, pruning_function, recalibrate_ba
 from prunefair.study.cells import (
     DenseCell, PruneCell, cell_fields, dense_failure, diagnostics_current, diagnostics_key, plan_cells,
 )
-from prunefair.study.store import Store, atomic_write_json, atomic_write_text, load_model_state, save_checkpoint
+from prunefair.study.store import (
+    Store, atomic_write_json, atomic_write_text, checkpoint_problem, load_model_state, save_checkpoint,
+)
 from prunefair.train import TrainSettings, finetune_pruned, fit
 
 
@@ -106,10 +109,10 @@ class StudyRunner:
         t1 = time.perf_counter()
         metrics = self.evaluate(model)
         t2 = time.perf_counter()
-        save_checkpoint(ckpt, model.state_dict(), metadata={"cell": cell.name, "key": cell.key})
+        weights = save_checkpoint(ckpt, model.state_dict(), metadata={"cell": cell.name, "key": cell.key})
         result = {
             "kind": "dense", "name": cell.name, "key": cell.key, "status": "done", "data": self.fingerprint,
-            "seed": cell.seed,
+            "seed": cell.seed, "weights": weights,
             "method": "dense", "rate": 0.0, "achieved_sparsity": 0.0, "parameters": count_parameters(model),
             "metrics": metrics, "history": history.epochs,
             "timing": {"train_s": t1 - t0, "eval_s": t2 - t1},
@@ -151,9 +154,10 @@ class StudyRunner:
         if self.cfg.run.save_pruned:  # pruned weights are exact zeros: `prunefair audit` reads the mask back
             save_checkpoint(self.store.cell_dir(cell.name) / "model.safetensors", model.state_dict(),
                             metadata={"cell": cell.name, "key": cell.key, "sparsity": f"{masks.sparsity:.6f}"})
+        weights = (self.store.read_result(cell.dense.name) or {}).get("weights")  # the dense model's digest
         return {
             "kind": "prune", "name": cell.name, "key": cell.key, "status": "done", "data": self.fingerprint,
-            "seed": cell.seed,
+            "seed": cell.seed, **({"dense_weights": weights} if weights else {}),
             "method": cell.method, "rate": cell.rate, "dense": cell.dense.name,
             "achieved_sparsity": masks.sparsity, "layer_sparsity": masks.layer_sparsity(),
             "distance": parameter_distance(model, dense), "distance_oneshot": oneshot_distance,
@@ -181,13 +185,15 @@ class StudyRunner:
     # -- entry points for executors (one cell, marked running, failures recorded) ---------------
     def run_seed(self, d: DenseCell, prune_cells: list[PruneCell]) -> None:
         """The dense cell of a seed (trained once, or reloaded) and its unfinished pruning cells."""
-        todo = [c for c in prune_cells if not self.store.is_done(c.name, c.key, self.fingerprint)]
-        if not todo and self.store.is_done(d.name, d.key, self.fingerprint) and not self.diagnostics_missing(d):
+        def todo() -> list[PruneCell]:
+            return [c for c in prune_cells if not self.store.is_done(c.name, c.key, self.fingerprint)]
+
+        if not todo() and self.store.is_done(d.name, d.key, self.fingerprint) and not self.diagnostics_missing(d):
             return
         dense, error = self.run_dense_cell(d)
-        for c in todo:
+        for c in todo():  # after the dense cell: one retrained to other weights makes its pruning cells to run
             if dense is None:
-                self.progress.log(f"[red]cell {c.name} failed: its dense model {d.name} is missing")
+                self.progress.log(f"[red]cell {c.name} failed: dense model {d.name}: {escape(error)}")
                 self.store.write_result(c.name, dense_failure(c, error))
             else:
                 self.run_prune_cell(c, dense)
@@ -327,6 +333,11 @@ def resume_notes(cfg: StudyConfig, data: str | None = None, *, summary: bool = T
                      "recomputed, the others kept; config.toml is rewritten")
     if summary and (line := store.resume_summary(cells, data if data is not None else store.data_fingerprint())):
         notes.append(line)
+    for d in dense:  # a damaged checkpoint of a done dense cell: the run does not retrain it (see `status`)
+        ckpt = store.cell_dir(d.name) / "model.safetensors"
+        if ckpt.is_file() and store.is_done(d.name, d.key) and (problem := checkpoint_problem(ckpt)):
+            notes.append(f"{ckpt}: {problem}; the result of {d.name} stands, but the cells that need this model fail "
+                         "until the file is deleted (the next run then retrains it)")
     planned = {c.name for c in cells}
     other = sorted(p.name for p in store.cells_dir.iterdir() if p.is_dir() and p.name not in planned)
     if other:

@@ -12,6 +12,7 @@ A cell is done when its result.json exists with status "done" and the key of the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ import torch
 
 from prunefair.io import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401 (re-exported)
 from prunefair.prune.interop import load_checkpoint, load_fitting_state, untied  # noqa: F401 (load_checkpoint re-exported)
+from prunefair.study.markers import alive as _alive, marker_state as _marker_state
 from prunefair.study.result_checks import CorruptResult, check_result, data_problem  # noqa: F401 (re-exported)
 
 
@@ -34,12 +36,16 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
-def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Save tensors as safetensors, atomically (no pickled objects); a tied weight once, under its first name."""
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+    """Save tensors as safetensors, atomically (no pickled objects); a tied weight once, under its first name.
+    Returns the digest of the file written (a dense result records it as "weights", its pruning cells as
+    "dense_weights": see ``Store.pruned_from_other_dense``)."""
     from safetensors.torch import save
 
     flat = {k: v.detach().contiguous().cpu() for k, v in untied(tensors).items()}
-    atomic_write_bytes(path, _sorted_header(save(flat, metadata=metadata)))
+    blob = _sorted_header(save(flat, metadata=metadata))
+    atomic_write_bytes(path, blob)
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _sorted_header(blob: bytes) -> bytes:
@@ -149,7 +155,24 @@ class Store:
             r = self.read_result(name)
         except CorruptResult:
             return False
-        return bool(r) and r.get("status") == "done" and r.get("key") == key and not on_other_data(r, data)
+        return bool(r) and r.get("status") == "done" and r.get("key") == key and not on_other_data(r, data) \
+            and not self.pruned_from_other_dense(r)
+
+    def pruned_from_other_dense(self, r: dict) -> bool:
+        """``r`` (a done pruning result) was pruned from another dense model than the one stored now: its dense cell
+        was retrained since (its result.json was damaged, or its checkpoint deleted, and training is not bit for bit
+        repeatable here: another thread count, a GPU), so the weights differ. Such a result is recomputed, not mixed
+        into the tables with the new dense model's. Results that recorded no digest (older ones), and a dense result
+        missing or unreadable (it is about to be retrained), count as the same model."""
+        used = r.get("dense_weights")
+        if r.get("kind") != "prune" or not isinstance(used, str) or not isinstance(r.get("dense"), str):
+            return False
+        try:
+            dense = self.read_result(r["dense"])
+        except CorruptResult:
+            return False
+        now = (dense or {}).get("weights") if (dense or {}).get("status") == "done" else None
+        return isinstance(now, str) and now != used
 
     def resume_summary(self, cells, data: str | None) -> str | None:
         """What a rerun keeps of ``cells`` (objects with a name and a key): ``resuming ROOT: N of M cells are done
@@ -246,6 +269,10 @@ class Store:
             if not _alive(m):
                 return "outdated", f"computed on other data (fingerprint {r['data']}; data.json now {data}): the " \
                                    "next run recomputes it"
+        elif mine and r.get("status") == "done" and self.pruned_from_other_dense(r):
+            if not _alive(m):
+                return "pending", f"pruned from another {r['dense']} model than the one stored now (retrained " \
+                                  "since): the next run recomputes it"
         elif mine and r.get("status") == "done":
             stored = (r.get("diagnostics") or {}).get("key") if isinstance(r.get("diagnostics"), dict) else None
             if m is None or m.get("stage") != "diagnostics" or diagnostics is None \
@@ -286,38 +313,3 @@ class Store:
             except CorruptResult:
                 pass
         return [r for r in out if r is not None]
-
-
-def _alive(m: dict | None) -> bool:
-    """The running marker ``m`` belongs to a live process (or one on another host, which cannot be checked)."""
-    return m is not None and (m.get("host") != socket.gethostname() or _pid_alive(int(m.get("pid", -1))))
-
-
-def _marker_state(m: dict, diagnostics: bool = False) -> tuple[str, str]:
-    """(state, detail) of the running marker ``m`` of a cell: running (its process is alive, or on another host),
-    queued or running (a Ray task, whose driver is alive), or stale (the process on this host is gone);
-    ``diagnostics``: the marker of a done dense cell whose diagnostics are being computed."""
-    who = f"{m.get('host')}:{m.get('pid')}"
-    since = time.strftime("%H:%M:%S", time.localtime(m.get("started", 0)))
-    what = "computing its diagnostics (the model and its result are stored): " if diagnostics else ""
-    if _alive(m):
-        if m.get("executor") == "ray":
-            return "queued or running", f"{what}a Ray task submitted by {who} at {since} (Ray does not say " \
-                                        "whether it has started)"
-        return "running", f"{what}{who} since {since}"
-    if diagnostics:
-        return "stale", f"its diagnostics were computed by {who} since {since}; that process is gone (rerun to " \
-                        "compute them; the model and its result are stored)"
-    return "stale", f"was run by {who} since {since}; that process is gone (rerun to resume)"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
