@@ -295,10 +295,10 @@ INNER_DAMAGE = {
 def test_a_result_malformed_inside_is_corrupt_named_and_recomputed(finished_copy, damage, monkeypatch):
     """A result.json with every key but a malformed inside passed as done: status said "done", report and every
     later study stopped with a traceback or an error naming no file (or left the cell out of the tables)."""
-    import prunefair.cli
+    import prunefair.cli.folder
     from rich.console import Console
 
-    monkeypatch.setattr(prunefair.cli, "console", Console(width=1000))  # status's table rows on one line each
+    monkeypatch.setattr(prunefair.cli.folder, "console", Console(width=1000))  # status's table rows on one line each
     cfg, out = finished_copy
     name, change, problem = INNER_DAMAGE[damage]
     target = out / "cells" / name / "result.json"

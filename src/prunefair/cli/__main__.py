@@ -1,0 +1,5 @@
+"""``python -m prunefair.cli``: the same as the ``prunefair`` command."""
+
+from prunefair.cli import main
+
+main()
