@@ -210,6 +210,22 @@ def _check_path(name: str, value) -> None:
                         "prunefair.diagnostics.diagnose_groups(model, data) directly")
 
 
+def _splits_with_samples(cfg: StudyConfig, data: DatasetSplits, asked: list[str] | None) -> list[str]:
+    """The splits to compare on: ``asked`` (each must hold samples: a ValueError naming an empty one), else those
+    of eval.splits that hold samples (an empty one, 'val' with data.val_fraction = 0, is left out with a warning)
+    instead of a table of NaN."""
+    splits = list(dict.fromkeys(cfg.eval.splits if asked is None else asked))
+    empty = [s for s in splits if len(data.split(s)) == 0]  # data.split names an unknown split
+    why = {"val": " (data.val_fraction = 0)"}
+    if empty and (asked is not None or len(empty) == len(splits)):
+        given = "--split/splits" if asked is not None else "eval.splits"
+        raise ValueError(f"{given}: split {empty[0]!r} has no samples{why.get(empty[0], '')}; compare on a split with "
+                         f"samples ({', '.join(s for s in ('train', 'val', 'test') if len(data.split(s)))})")
+    for s in empty:
+        log.warning("eval.splits: split %r has no samples%s; left out of the audit", s, why.get(s, ""))
+    return [s for s in splits if s not in empty]
+
+
 def audit_pair(cfg: StudyConfig | dict | str | Path, dense_path: str | Path, pruned_path: str | Path, *,
                splits: list[str] | None = None) -> AuditResult:
     """Compare a dense and a pruned checkpoint of the same architecture on the configured data. ``cfg`` is a
@@ -225,7 +241,7 @@ def audit_pair(cfg: StudyConfig | dict | str | Path, dense_path: str | Path, pru
     data = load_study_data(cfg)
     dense = load_model(cfg, data, dense_path, device)
     pruned, masks = load_model_and_masks(cfg, data, pruned_path, device, dense=dense_path)
-    splits = list(cfg.eval.splits) if splits is None else list(splits)
+    splits = _splits_with_samples(cfg, data, splits)
     impacts = {}
     for s in splits:
         kw = dict(batch_size=cfg.eval.batch_size, device=device)

@@ -14,11 +14,11 @@ from prunefair.data import GroupedData
 from prunefair.diagnostics.boundary import group_boundary_distance
 from prunefair.diagnostics.bound import theorem1_terms
 from prunefair.diagnostics.eigen import (
-    EigenResult, NotFiniteError, check_start, lanczos_lockstep, start_vector, top_eigenvalue,
+    EigenResult, NotFiniteError, check_settings, check_start, lanczos_lockstep, start_vector, top_eigenvalue,
 )
 from prunefair.diagnostics.stacked_hvp import StackedGroupHessian
 from prunefair.diagnostics.gradients import NO_TRAINABLE, group_gradient_norms
-from prunefair.diagnostics.hvp import GroupHessian
+from prunefair.diagnostics.hvp import HVP_METHODS, GroupHessian
 from prunefair.diagnostics.trace import hutchinson_trace
 from prunefair.measure import evaluate_groups
 from prunefair.models import eval_mode, input_dtype, model_device
@@ -182,7 +182,13 @@ def diagnose_groups(
     ``stacked`` runs every group's Lanczos together on ``StackedGroupHessian`` (one pass per product for all
     groups; same values). Off by default: measured slower than group by group (CPU 0.55x on UTKFace, H200 0.96x
     on a small CNN; see docs/benchmarks.md)."""
-    check_start(start)
+    check_start(start)  # the settings first, so that a wrong one costs no gradient pass
+    check_settings(max_iter=max_iter, tol=tol, criterion=criterion, method=eigen_method)
+    if hvp not in HVP_METHODS:
+        raise ValueError(f"unknown hvp method {hvp!r}; allowed: {', '.join(HVP_METHODS)}")
+    if isinstance(trace_samples, bool) or not isinstance(trace_samples, (int, np.integer)) or not (
+            trace_samples == 0 or trace_samples >= 2):
+        raise ValueError(f"trace_samples = {trace_samples!r}: 0 (no trace) or at least 2 (for a standard error)")
     if not isinstance(data, GroupedData):
         raise TypeError(f"data: one split's GroupedData (e.g. splits.train), got a {type(data).__name__}")
     if max_samples is not None and max_samples < 1:

@@ -122,8 +122,7 @@ class Lanczos:
 
     def __init__(self, dim: int, *, max_iter: int = 50, tol: float = 1e-3, seed: int = 0, device="cpu",
                  dtype=torch.float32, criterion: str = "eigenvalue", start: torch.Tensor | None = None):
-        if criterion not in CRITERIA:
-            raise ValueError(f"unknown criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
+        check_settings(max_iter=max_iter, tol=tol, criterion=criterion)
         self.max_iter, self.tol, self.seed, self.criterion = max(1, min(max_iter, dim)), tol, seed, criterion
         # the Lanczos basis, grown as needed (max_iter x dim up front would be 2 GB for ResNet18 at 50 steps)
         self.Q = torch.empty(min(self.max_iter, 4), dim, device=device, dtype=dtype)
@@ -235,8 +234,7 @@ def power_top_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor], dim: in
     """Dominant eigenvalue (largest |lambda|, signed) by power iteration with the Rayleigh quotient; stops on the
     relative residual ||H v - lambda v|| (``"residual"``, and ``"eigenvalue"``: power iteration has no gap
     estimate, so the residual is its error bound) or on the relative change of the quotient (``"value"``)."""
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
+    check_settings(max_iter=max_iter, tol=tol, criterion=criterion)
     v = _start(dim, seed, device, dtype, start)
     lam, residual, converged, k = float("nan"), float("nan"), False, 0
     for k in range(1, max_iter + 1):
@@ -269,7 +267,7 @@ def _largest_by_power(matvec, dim: int, *, tol: float, start=None, **kw) -> Eige
         runs.append(run)
         top = run.value + mu
         need = tol * abs(top) / max(abs(run.value), 1e-30)
-        if need >= want or not run.converged or len(runs) == 3:
+        if not 0 < need < want or not run.converged or len(runs) == 3:  # need 0: top is 0, no tighter tol
             break
         want, start = need, run.vector
     return replace(run, value=top, iterations=sum(r.iterations for r in runs), hvps=sum(r.hvps for r in runs))
@@ -284,6 +282,19 @@ def top_eigenvalue(matvec, dim: int, *, method: str = "lanczos", max_iter: int =
     if method == "power":
         return _largest_by_power(matvec, dim, **kw)
     raise ValueError(f"unknown eigen method {method!r}; allowed: {', '.join(EIGEN_METHODS)}")
+
+
+def check_settings(*, max_iter: int, tol: float, criterion: str, method: str = "lanczos") -> None:
+    """The eigenvalue settings, checked before any product: max_iter 0 ran one product and returned its Rayleigh
+    quotient as the eigenvalue, a tolerance <= 0 ran every iteration and reported no convergence."""
+    if method not in EIGEN_METHODS:
+        raise ValueError(f"unknown eigen method {method!r}; allowed: {', '.join(EIGEN_METHODS)}")
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; allowed: {', '.join(CRITERIA)}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter = {max_iter!r}: at least 1 (products per eigenvalue)")
+    if not (isinstance(tol, (int, float, np.floating)) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol = {tol!r}: a relative tolerance > 0 (e.g. 1e-3)")
 
 
 def check_start(start: str) -> str:
