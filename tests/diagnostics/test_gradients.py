@@ -64,3 +64,20 @@ def test_empty_group_is_nan_not_an_error():
     data = data.subset(torch.nonzero(data.g != 1).flatten())
     res = group_gradient_norms(tiny_model(batch_norm=False), data, batch_size=8)
     assert np.isnan(res.norms[1]) and np.isfinite(res.norms[[0, 2]]).all()
+
+
+def _three_class_data(n=48):
+    from prunefair.data import GroupedData
+
+    x = torch.randn(n, 4, generator=torch.Generator().manual_seed(0))
+    return GroupedData(x, torch.arange(n) % 3, torch.zeros(n, dtype=torch.long), ("a", "b", "c"), ("all",))
+
+
+def test_the_gradient_passes_name_a_model_with_fewer_logits_than_classes():
+    """The diagnostics' gradient passes (the first thing diagnose and audit compute) gave torch's IndexError."""
+    from prunefair.diagnostics.gradients import full_gradient, group_gradient_norms
+
+    model = torch.nn.Linear(4, 2)
+    for fn in (group_gradient_norms, full_gradient):
+        with pytest.raises(ValueError, match=r"returned 2 logits per sample but the data has 3 classes"):
+            fn(model, _three_class_data())

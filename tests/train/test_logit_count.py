@@ -26,3 +26,4 @@ def test_fewer_logits_than_classes_are_named_before_a_step():
 def test_more_logits_than_classes_still_train():
     torch.manual_seed(0)
     fit(nn.Linear(4, 5), _data(), TrainSettings(epochs=1, batch_size=16, lr=0.1), seed=0)
+

@@ -104,7 +104,7 @@ def full_gradient(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
         acc = [torch.zeros_like(p) for p in params]
         for x, y, _ in iterate_batches(data, batch_size=batch_size, device=model_device(model, device),
                                        channels_last=channels_last, dtype=input_dtype(model)):
-            loss = F.cross_entropy(check_logits(model(x), len(y)), y, reduction="sum")
+            loss = F.cross_entropy(check_logits(model(x), len(y), data.num_classes), y, reduction="sum")
             torch._foreach_add_(acc, _grad(loss, params))
     flat = _flat(acc, params).double()
     if not math.isfinite(float(flat.norm())):
@@ -151,7 +151,7 @@ def group_gradient_norms(
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.y[idx].to(device)
-            loss = F.cross_entropy(check_logits(model(x), len(y)), y, reduction="sum")
+            loss = F.cross_entropy(check_logits(model(x), len(y), data.num_classes), y, reduction="sum")
             torch._foreach_add_(acc, _grad(loss, params))
             summed = loss.detach().double()  # in float64 as evaluate_groups: a float32 sum of finite losses overflows
             loss_sum = summed if loss_sum is None else loss_sum + summed
