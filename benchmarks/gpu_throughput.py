@@ -2,12 +2,13 @@
 
 For each model: bare loops in fp32 (NCHW, and channels_last) and in bf16+channels_last (the best a researcher
 writes by hand), and prunefair's fit() (masks held at 90% sparsity, data and augmentation on the device,
-channels_last) in fp32 and bf16, with and without torch.compile. Each ratio compares like with like: prunefair
-fp32 against the bare fp32 channels_last loop, prunefair bf16 against the bare bf16 channels_last loop (the NCHW
-fp32 loop is printed for reference only). Eval: evaluate_groups (100 groups) vs a plain accuracy pass, both fp32
-channels_last. Every figure is the best of 2 timed epochs after one warm-up epoch, for every side alike.
+channels_last) in fp32 and bf16, and in bf16 with torch.compile (for --compile-models, after every model's other
+figures: compiling is the slow part, so a run cut short by a time limit keeps them). Each ratio compares like with
+like: prunefair fp32 against the bare fp32 channels_last loop, prunefair bf16 against the bare bf16 channels_last
+loop (the NCHW fp32 loop is printed for reference only). Eval: evaluate_groups (100 groups) vs a plain accuracy
+pass, both fp32 channels_last. Every figure is the best of 2 timed epochs after one warm-up epoch, for every side alike.
 Writes a JSON of the figures to --json after each model. Needs a CUDA device (exits with a message without one).
-Usage: python benchmarks/gpu_throughput.py [--models resnet18,...] [--no-compile]
+Usage: python benchmarks/gpu_throughput.py [--models resnet18,...] [--compile-models resnet18] [--no-compile]
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--json", default="gpu_throughput.json")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--compile-models", help="the models also timed with torch.compile (default: every model of "
+                    "--models); each compiles for about a minute on a cold cache")
     ap.add_argument("--device", default="cuda", help="cuda; cpu only checks that the script runs (tiny --images)")
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -105,7 +108,8 @@ def main() -> None:
         print(f"device {dev}: a check that the script runs, not a throughput figure")
     data = synthetic_cifar(args.images, dev)
     rows = []
-    for name in args.models.split(","):
+    names = args.models.split(",")
+    for name in names:
         torch.manual_seed(0)
         base = build_model(name, num_classes=10, input_shape=(3, 32, 32)).to(dev)
         print(f"\n{name}: {count_parameters(base) / 1e6:.2f}M parameters, {args.images} images, batch {args.batch_size}")
@@ -116,18 +120,8 @@ def main() -> None:
         res["bare_fp32_cl_train"] = timed(lambda: bare_train(m, data, args.batch_size, False, True), len(data))
         m = copy.deepcopy(base).to(memory_format=torch.channels_last)
         res["bare_bf16_cl_train"] = timed(lambda: bare_train(m, data, args.batch_size, True, True), len(data))
-        variants = [("fp32", False), ("bf16", False)] + ([] if args.no_compile else [("bf16", True)])
-        for precision, comp in variants:
-            m = copy.deepcopy(base).to(memory_format=torch.channels_last)
-            masks = make_masks(m, 0.9)
-            st = TrainSettings(epochs=1, batch_size=args.batch_size, lr=0.01, crop_padding=4, flip=True,
-                               precision=precision, compile=comp)
-            key = f"prunefair_{precision}{'_compile' if comp else ''}_train"
-            try:
-                res[key] = timed(lambda: fit(m, data, st, seed=0, device=dev, masks=masks, channels_last=True),
-                                 len(data))
-            except Exception as exc:  # report, keep going
-                print(f"  {key} failed: {type(exc).__name__}: {exc}")
+        for precision in ("fp32", "bf16"):
+            prunefair_train(res, base, data, args, dev, precision, False)
         m = copy.deepcopy(base).to(memory_format=torch.channels_last)
         res["bare_bf16_eval"] = timed(lambda: bare_eval(m, data, 1024, True), len(data))
         res["bare_fp32_eval"] = timed(lambda: bare_eval(m, data, 1024, False), len(data))
@@ -150,8 +144,44 @@ def main() -> None:
         rows.append(res)
         del base, m
         torch.cuda.empty_cache()
-        with open(args.json, "w") as fh:  # after each model: a run cut short by gpu.sh's time limit keeps the rest
-            json.dump({"machine": machine(), "rows": rows}, fh, indent=1)
+        write(args.json, rows)  # after each model: a run cut short by gpu.sh's time limit keeps the rest
+    compiled = [] if args.no_compile else (args.compile_models.split(",") if args.compile_models else names)
+    for name in compiled:  # last: one cold compile of a paper model takes about a minute
+        res = next((r for r in rows if r["model"] == name), None)
+        if res is None:
+            print(f"\n--compile-models names {name!r}, which --models does not time: left out")
+            continue
+        torch.manual_seed(0)
+        base = build_model(name, num_classes=10, input_shape=(3, 32, 32)).to(dev)  # the same weights as above
+        print(f"\n{name} with torch.compile (bf16; the first epoch compiles):")
+        t0 = time.perf_counter()
+        prunefair_train(res, base, data, args, dev, "bf16", True)
+        if "prunefair_bf16_compile_train" in res:
+            ratio = (f", ratio to eager bf16 {res['prunefair_bf16_compile_train'] / res['prunefair_bf16_train']:.3f}"
+                     if "prunefair_bf16_train" in res else "")
+            print(f"  {'prunefair_bf16_compile_train':34s} {res['prunefair_bf16_compile_train']:10.0f} img/s{ratio}")
+        print(f"  (compile and 3 epochs: {time.perf_counter() - t0:.0f} s)")
+        del base
+        torch.cuda.empty_cache()
+        write(args.json, rows)
+
+
+def prunefair_train(res: dict, base, data, args, dev, precision: str, comp: bool) -> None:
+    """prunefair's fit() (masks at 90%, crop and flip on the device, channels_last) into ``res``."""
+    m = copy.deepcopy(base).to(memory_format=torch.channels_last)
+    masks = make_masks(m, 0.9)
+    st = TrainSettings(epochs=1, batch_size=args.batch_size, lr=0.01, crop_padding=4, flip=True,
+                       precision=precision, compile=comp)
+    key = f"prunefair_{precision}{'_compile' if comp else ''}_train"
+    try:
+        res[key] = timed(lambda: fit(m, data, st, seed=0, device=dev, masks=masks, channels_last=True), len(data))
+    except Exception as exc:  # report, keep going
+        print(f"  {key} failed: {type(exc).__name__}: {exc}")
+
+
+def write(path: str, rows: list[dict]) -> None:
+    with open(path, "w") as fh:
+        json.dump({"machine": machine(), "rows": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def test_diagnose_groups_stacked_on_cuda_equals_per_group_on_cpu(digits):
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet18"])
-def test_hessian_products_with_second_order_rules_on_cuda_equal_plain_autograd_on_cpu(name):
+def test_hessian_products_with_second_order_rules_on_cuda_equal_plain_autograd_on_cpu(name, monkeypatch):
     from prunefair.diagnostics import GroupHessian
 
     torch.manual_seed(0)
@@ -117,6 +117,8 @@ def test_hessian_products_with_second_order_rules_on_cuda_equal_plain_autograd_o
     x, y = torch.randn(12, 3, 16, 16), torch.randint(0, 10, (12,))
     v = torch.randn(sum(p.numel() for p in model.parameters()))
     cpu = GroupHessian(model, x, y, method="double_backward", rules=False)(v)
+    # cuDNN convolutions default to TF32 (10-bit mantissa), which alone would put the products ~1e-3 apart
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     gpu = GroupHessian(copy.deepcopy(model).cuda(), x.cuda(), y.cuda(), method="double_backward")(v.cuda())
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
 
@@ -135,3 +137,59 @@ def test_augmentation_on_cuda_is_seeded_and_a_flip_crop_of_each_image():
         options = [flip_crop_slices(x[i : i + 1], torch.tensor([f]), torch.tensor([a]), torch.tensor([b]), 2)
                    for f in (False, True) for a in range(5) for b in range(5)]
         assert any(torch.equal(gpu[i : i + 1], o) for o in options)
+
+
+def _images(n: int = 4096):
+    from prunefair.data import GroupedData
+
+    g = torch.Generator().manual_seed(0)
+    return GroupedData(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+                       torch.randint(0, 10, (n,), generator=g), torch.randint(0, 4, (n,), generator=g),
+                       tuple("0123456789"), tuple("abcd"), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def test_a_cpu_model_on_data_held_on_cuda_reads_whole_batches():
+    """Batches copied from the GPU into host memory: a non-blocking copy returned before the data had arrived, and
+    the CPU model read them at once (uninitialised pinned memory)."""
+    data = _images()
+    torch.manual_seed(0)
+    model = build_model("mlp", num_classes=10, input_shape=(3, 32, 32))
+    on_cpu, on_gpu = copy.deepcopy(model), copy.deepcopy(model)
+    settings = TrainSettings(epochs=1, batch_size=1024, lr=0.01)
+    fit(on_cpu, data, settings, seed=0, device="cpu")
+    fit(on_gpu, data.to("cuda"), settings, seed=0, device="cpu")
+    for k, v in on_cpu.state_dict().items():
+        assert torch.equal(v, on_gpu.state_dict()[k]), k
+    a = evaluate_groups(on_cpu, data, batch_size=1024)
+    b = evaluate_groups(on_cpu, data.to("cuda"), batch_size=1024, device="cpu")
+    np.testing.assert_array_equal(a.correct, b.correct)
+    np.testing.assert_array_equal(a.loss_sum, b.loss_sum)
+
+
+def test_a_cuda_model_trains_recalibrates_and_is_measured_without_a_device_argument(digits):
+    """The batches go to the model's device by default (fit, finetune_pruned, recalibrate_batch_norm,
+    group_boundary_distance; evaluate_groups and the diagnostics already did)."""
+    from prunefair.diagnostics import group_boundary_distance
+    from prunefair.prune import recalibrate_batch_norm
+
+    torch.manual_seed(0)
+    model = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), batch_norm=True).cuda()
+    hist = fit(model, digits.train, TrainSettings(epochs=2, batch_size=64, lr=0.05), seed=0)
+    assert np.isfinite(hist.final_loss)
+    assert recalibrate_batch_norm(model, digits.train, batch_size=64, max_batches=3) == 192
+    gpu = group_boundary_distance(model, digits.test)
+    cpu = group_boundary_distance(copy.deepcopy(model).cpu(), digits.test)
+    np.testing.assert_allclose(gpu.gini, cpu.gini, rtol=1e-4)
+
+
+def test_fit_ddp_on_cuda_keeps_what_it_all_reduces_on_the_device(digits, monkeypatch):
+    """NCCL all-reduces CUDA tensors only: fit_ddp's epoch loss sum was a CPU tensor (and a host sync per step)."""
+    import prunefair.study.distributed as distributed
+
+    seen = []
+    monkeypatch.setattr(distributed, "all_reduce_sum", lambda t: seen.append(t.device.type) or t)
+    torch.manual_seed(0)
+    model = build_model("mlp", num_classes=10, input_shape=(1, 8, 8)).cuda()
+    distributed.fit_ddp(model, digits.train, TrainSettings(epochs=2, batch_size=64, lr=0.05), seed=0)
+    distributed.evaluate_groups_distributed(model, digits.test)
+    assert seen == ["cuda"] * 3

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from prunefair.data import GroupedData, iterate_batches
-from prunefair.models import check_logits, eval_mode, input_dtype
+from prunefair.models import check_logits, eval_mode, input_dtype, model_device
 
 
 def boundary_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -46,8 +46,10 @@ class BoundaryStats:
 
 @torch.no_grad()
 def group_boundary_distance(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
-                            device: torch.device | str = "cpu", channels_last: bool = False) -> BoundaryStats:
-    """Group means of f(1-f), 1 - sum p^2 and the logit margin of ``model`` (eval mode) on ``data``."""
+                            device: torch.device | str | None = None, channels_last: bool = False) -> BoundaryStats:
+    """Group means of f(1-f), 1 - sum p^2 and the logit margin of ``model`` (eval mode) on ``data``; ``device``: by
+    default the model's (a model elsewhere than a given ``device`` is a ValueError)."""
+    device = model_device(model, device, who="group_boundary_distance")
     G = data.num_groups
     sums = torch.zeros(4, G, dtype=torch.float64, device=device)
     with eval_mode(model):

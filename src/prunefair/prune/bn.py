@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from prunefair.data import GroupedData, iterate_batches
-from prunefair.models import input_dtype
+from prunefair.models import input_dtype, model_device
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -28,12 +28,13 @@ def has_batch_norm(model: nn.Module) -> bool:
 @torch.no_grad()
 def recalibrate_batch_norm(
     model: nn.Module, data: GroupedData, *, batch_size: int = 256, max_batches: int | None = 50, seed: int = 0,
-    device: torch.device | str = "cpu", channels_last: bool = False,
+    device: torch.device | str | None = None, channels_last: bool = False,
 ) -> int:
     """Re-estimate every batch-norm layer's running statistics on ``data``; returns the samples used.
 
     The batches are a seeded random subset (``max_batches`` of ``batch_size``; all of ``data`` when None).
-    The model is left in eval mode. A model without batch norm is unchanged (returns 0).
+    The model is left in eval mode. A model without batch norm is unchanged (returns 0). ``device``: by default the
+    model's (a model elsewhere than a given ``device`` is a ValueError).
     """
     layers = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
     if not layers:
@@ -43,6 +44,7 @@ def recalibrate_batch_norm(
     if batch_size < 2 or len(data) < 2:
         raise ValueError(f"batch-norm recalibration needs batches of at least 2 samples (batch_size = {batch_size}, "
                          f"{len(data)} samples): batch norm cannot normalise one sample")
+    device = model_device(model, device, who="recalibrate_batch_norm")
     momenta = [m.momentum for m in layers]
     for m in layers:
         m.reset_running_stats()

@@ -25,7 +25,7 @@ from torch import nn
 
 from prunefair.data import GroupedData
 from prunefair.measure.group_stats import GroupStats, batch_group_sums
-from prunefair.models import check_logits, eval_mode, input_dtype
+from prunefair.models import check_logits, eval_mode, input_dtype, model_device
 from prunefair.train import TrainSettings
 from prunefair.train.loop import (
     NonFiniteLossError, TrainHistory, check_finite_weights, divergence_advice, loss_precision, lr_factor, masked_step,
@@ -78,10 +78,12 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_groups_distributed(model: nn.Module, data: GroupedData, *, batch_size: int = 512,
-                                device: torch.device | str = "cpu") -> GroupStats:
-    """Per-group accuracy and loss over all of ``data``, each rank evaluating its shard; same on every rank."""
+                                device: torch.device | str | None = None) -> GroupStats:
+    """Per-group accuracy and loss over all of ``data``, each rank evaluating its shard; same on every rank.
+    ``device``: by default the model's."""
     from prunefair.data import iterate_batches
 
+    device = model_device(model, device, who="evaluate_groups_distributed")
     local = data.subset(shard_indices(len(data)))
     sums = torch.zeros(3, data.num_groups, dtype=torch.float64, device=device)
     with eval_mode(model):
@@ -91,7 +93,7 @@ def evaluate_groups_distributed(model: nn.Module, data: GroupedData, *, batch_si
 
 
 def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, seed: int,
-            device: torch.device | str = "cpu", masks=None) -> TrainHistory:
+            device: torch.device | str | None = None, masks=None) -> TrainHistory:
     """Train ``model`` in place with DistributedDataParallel; the same updates as ``fit`` up to rounding.
 
     Every rank draws the same permutation per epoch (same seed); a global batch of ``settings.batch_size``
@@ -103,6 +105,7 @@ def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, see
     against 1.5e-8 without batch norm). ``nn.SyncBatchNorm.convert_sync_batchnorm(model)`` before the call shares
     the statistics across ranks, on CUDA only (torch's SyncBatchNorm does not run on the CPU); a warning says so.
     """
+    device = model_device(model, device, who="fit_ddp")  # None: the model's (a CUDA model under nccl)
     if settings.crop_padding or settings.flip:
         raise ValueError("fit_ddp does not augment (crop_padding and flip must be off)")
     rank, world = _rank_world(None, None)
@@ -125,7 +128,8 @@ def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, see
     with seeded_global_rng(seed + rank, device):
         for epoch in range(settings.epochs):
             order = torch.randperm(n, generator=generator)
-            loss_sum = torch.zeros((), dtype=torch.float64)
+            # on the device: NCCL all-reduces CUDA tensors only (a CPU one fails), and no host sync per step
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             for start in range(0, n, bs):
                 batch = order[start:start + bs]
                 idx = batch[shard_indices(len(batch), rank=rank, world_size=world)]
@@ -136,7 +140,7 @@ def fit_ddp(model: nn.Module, data: GroupedData, settings: TrainSettings, *, see
                 summed = F.cross_entropy(loss_precision(check_logits(ddp(x), len(idx))), y, reduction="sum")
                 loss = summed * (world / len(batch))
                 masked_step(opt, loss, masks)
-                loss_sum += summed.detach().double().cpu()
+                loss_sum += summed.detach().double()
                 step += 1
             mean_loss = float(all_reduce_sum(loss_sum)) / max(n, 1)
             if not math.isfinite(mean_loss):

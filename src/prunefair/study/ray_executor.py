@@ -187,8 +187,22 @@ class RayExecutor:
                 raise RuntimeError(f"run.{kind.lower()}s_per_cell = {want:g}, but the Ray cluster has "
                                    f"{have.get(kind, 0.0):g} {kind}(s) in all: no cell could ever start")
 
+    def _check_device(self, ray, cfg, progress: Progress) -> None:
+        """Ray hides every GPU from a task that asks for none (CUDA_VISIBLE_DEVICES=""): device = 'cuda' with
+        run.gpus_per_cell = 0 failed in every task with "no CUDA device is available", and 'auto' ran on the CPU."""
+        if self.gpus_per_cell > 0:
+            return
+        advice = "set run.gpus_per_cell (--set run.gpus_per_cell=0.25: four cells share a GPU)"
+        if cfg.device == "cuda":
+            raise RuntimeError(f"device = 'cuda' but run.gpus_per_cell = 0: Ray hides the GPUs from a task that asks "
+                               f"for none, so no cell would see one; {advice}")
+        if cfg.device == "auto" and ray.cluster_resources().get("GPU", 0.0) > 0:
+            progress.log(f"[yellow]device = 'auto' with run.gpus_per_cell = 0: the cells run on the CPU (Ray hides the "
+                         f"GPUs from a task that asks for none); {advice} to use them")
+
     def _run(self, ray, cfg, progress: Progress) -> list[dict]:
         self._check_resources(ray)
+        self._check_device(ray, cfg, progress)
         store = Store(cfg.output_dir)
         opts = {"num_cpus": self.cpus_per_cell, "num_gpus": self.gpus_per_cell, "max_retries": self.max_retries}
         dense_remote = ray.remote(**opts)(self.dense_task)

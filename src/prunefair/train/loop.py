@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from prunefair.data import Augment, GroupedData, iterate_batches
-from prunefair.models import check_logits, input_dtype
+from prunefair.models import check_logits, input_dtype, model_device
 from prunefair.progress import NULL_PROGRESS, Progress
 from prunefair.prune import MaskSet
 from prunefair.train.objective import ERM, Objective
@@ -150,7 +150,7 @@ def fit(
     settings: TrainSettings,
     *,
     seed: int,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     masks: MaskSet | None = None,
     objective: Objective | None = None,
     channels_last: bool = False,
@@ -164,8 +164,10 @@ def fit(
     (``seeded_global_rng``): the caller's global RNG is left as it was.
 
     ``on_epoch_start(epoch, model)`` (0-based epoch) may return a new MaskSet, held from then on (the
-    gradual pruning schedule, prune.GradualPruner); None keeps the current masks.
+    gradual pruning schedule, prune.GradualPruner); None keeps the current masks. ``device``: where the batches go, by
+    default the model's (a model elsewhere than a given ``device`` is a ValueError).
     """
+    device = model_device(model, device, who=description)
     objective = objective or ERM()
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,

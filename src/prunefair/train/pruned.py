@@ -32,7 +32,7 @@ def finetune_pruned(
     model: nn.Module, data: GroupedData, settings: TrainSettings, *, rate: float,
     prune: Callable[[nn.Module, float, MaskSet | None], MaskSet], schedule: str = "oneshot",
     masks: MaskSet | None = None, gradual_start_epoch: int = 0, gradual_end_epoch: int | None = None,
-    gradual_initial: float = 0.0, rounds: int = 3, seed: int, device: torch.device | str = "cpu",
+    gradual_initial: float = 0.0, rounds: int = 3, seed: int, device: torch.device | str | None = None,
     objective: Objective | None = None, channels_last: bool = False, progress: Progress = NULL_PROGRESS,
     description: str = "fine-tune",
 ) -> PrunedRun:
