@@ -142,7 +142,7 @@ def main() -> None:
         print(f"  ratio per-group eval (100 groups, fp32) / plain fp32 eval: "
               f"{res['prunefair_groups100_fp32_eval'] / res['bare_fp32_eval']:.3f} (throughput)")
         rows.append(res)
-        del base, m
+        base = m = None  # free the GPU memory before the next model
         torch.cuda.empty_cache()
         write(args.json, rows)  # after each model: a run cut short by gpu.sh's time limit keeps the rest
     compiled = [] if args.no_compile else (args.compile_models.split(",") if args.compile_models else names)
