@@ -80,7 +80,7 @@ def study(
         console.print(f"study folder: [bold]{folder}[/] (table.csv, measures.csv, summary.csv, group_summary.csv, "
                       f"figures/fig1_group_accuracy.png, report.html)\nnext: open {folder}/report.html in a browser "
                       "(every result on one page); `prunefair report " + folder + "` rebuilds it",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)  # a path is not folded mid-name
     from prunefair.report.explain import diagnostics_errors
 
     problems = cell_problems(results)
