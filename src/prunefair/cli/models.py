@@ -50,12 +50,7 @@ def audit(
 
     cfg = _model_config(config, preset, model_name, data, set_, device)
     writable(out)
-    try:
-        result = audit_pair(cfg, dense, pruned, splits=list(split) or None)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        fail(str(exc))
-    except RuntimeError as exc:  # e.g. a model too deep for the data's images: torch's words, no traceback
-        fail(f"{cfg.model.name} on {cfg.data.dataset}: {exc}")
+    result = _computed(cfg, audit_pair, cfg, dense, pruned, splits=list(split) or None)
     for s in result.impacts:
         console.print(audit_table(result, s))
     console.print(audit_diagnostics_table(result))
@@ -85,15 +80,20 @@ def diagnose(
     bad = [r for r in rate if not 0.0 <= r < 1.0]
     if bad:
         fail(f"--rate {bad[0]}: a pruning rate must be in [0, 1)")
-    try:
-        result = diagnose_model(cfg, model, rates=list(rate) or None)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        fail(str(exc))
-    except RuntimeError as exc:
-        fail(f"{cfg.model.name} on {cfg.data.dataset}: {exc}")
+    result = _computed(cfg, diagnose_model, cfg, model, rates=list(rate) or None)
     for r in result.rankings:
         console.print(diagnose_table(result, r))
     _write(result, out)
+
+
+def _computed(cfg, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, its errors said in one line (exit 2) instead of a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        fail(str(exc))
+    except RuntimeError as exc:  # e.g. a model too deep for the data's images: torch's words, no traceback
+        fail(f"{cfg.model.name} on {cfg.data.dataset}: {exc}")
 
 
 def _write(result, out: Path) -> None:
