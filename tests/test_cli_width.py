@@ -18,3 +18,18 @@ def test_a_resumed_studys_log_line_is_not_folded_at_80_columns_when_piped(tmp_pa
     assert again.returncode == 0, again.stderr
     line = next(ln for ln in again.stderr.splitlines() if "resuming" in ln)
     assert str(out) in line and len(line) > 80  # the whole path on the line, not folded onto the next
+
+
+def test_a_piped_log_line_renders_its_markup_and_keeps_its_brackets():
+    """The log-file form of Progress.log renders a message's own markup ([red] ...), as console.log does on a
+    terminal, and keeps literal brackets and the time."""
+    import io
+    import re
+
+    from prunefair.progress import Progress
+
+    with Progress() as progress:
+        progress._rich.console.file = io.StringIO()
+        progress.log("[red]cell s0_p0.9_nft failed: rates [0.5, 0.9]")
+        out = progress._rich.console.file.getvalue()
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] cell s0_p0.9_nft failed: rates \[0.5, 0.9\]\n", out), out

@@ -58,8 +58,11 @@ class Progress:
         console = self._rich.console
         if console.is_terminal:
             console.log(message)
-        else:  # a log file: one line a message, however long its paths (rich's log columns fold them)
-            console.print(f"[{time.strftime('%H:%M:%S')}] {message}", soft_wrap=True, markup=False, highlight=False)
+        else:  # a log file: one line a message, however long its paths (rich's log columns fold them); the
+            # message's own markup ([red]...) is rendered as console.log renders it, the time is escaped text
+            from rich.markup import escape
+
+            console.print(escape(f"[{time.strftime('%H:%M:%S')}]") + f" {message}", soft_wrap=True, highlight=False)
 
 
 class _Task:

@@ -97,7 +97,6 @@ def status(study_dir: Path = typer.Argument(..., metavar="STUDY_DIR", help="A st
     from prunefair.config import ConfigError, load_config
     from prunefair.study import Store, plan_cells
     from prunefair.study.cells import DenseCell, diagnostics_key
-    from prunefair.study.store import checkpoint_problem
 
     cfg_path = study_dir / "config.toml"
     if not study_dir.exists():
@@ -123,10 +122,8 @@ def status(study_dir: Path = typer.Argument(..., metavar="STUDY_DIR", help="A st
         state, detail = store.cell_state(c.name, c.key, data, diagnostics=wanted)
         if state == "pending" and store.other_settings(c.name, c.key):
             other_settings.append(c.name)
-        ckpt = store.cell_dir(c.name) / "model.safetensors"
-        if state == "done" and ckpt.is_file() and (problem := checkpoint_problem(ckpt)):
-            state, detail = "damaged", f"{ckpt}: {problem}; its result stands, but cells that need this model " \
-                                       "fail until the file is deleted (the next run then retrains it)"
+        if state == "done" and (damaged := store.damaged_model(c.name)):
+            state, detail = "damaged", damaged
         counts[state] = counts.get(state, 0) + 1
         table.add_row(c.name, state, escape(detail))
     console.print(table)

@@ -26,9 +26,7 @@ from prunefair.prune import parameter_distance, pruning_function, recalibrate_ba
 from prunefair.study.cells import (
     DenseCell, PruneCell, cell_fields, dense_failure, diagnostics_current, diagnostics_key, plan_cells,
 )
-from prunefair.study.store import (
-    Store, atomic_write_json, atomic_write_text, checkpoint_problem, load_model_state, save_checkpoint,
-)
+from prunefair.study.store import Store, atomic_write_json, atomic_write_text, load_model_state, save_checkpoint
 from prunefair.train import TrainSettings, finetune_pruned, fit
 
 
@@ -334,10 +332,8 @@ def resume_notes(cfg: StudyConfig, data: str | None = None, *, summary: bool = T
     if summary and (line := store.resume_summary(cells, data if data is not None else store.data_fingerprint())):
         notes.append(line)
     for d in dense:  # a damaged checkpoint of a done dense cell: the run does not retrain it (see `status`)
-        ckpt = store.cell_dir(d.name) / "model.safetensors"
-        if ckpt.is_file() and store.is_done(d.name, d.key) and (problem := checkpoint_problem(ckpt)):
-            notes.append(f"{ckpt}: {problem}; the result of {d.name} stands, but the cells that need this model fail "
-                         "until the file is deleted (the next run then retrains it)")
+        if store.is_done(d.name, d.key) and (damaged := store.damaged_model(d.name)):
+            notes.append(damaged)
     planned = {c.name for c in cells}
     other = sorted(p.name for p in store.cells_dir.iterdir() if p.is_dir() and p.name not in planned)
     if other:

@@ -147,6 +147,15 @@ class Store:
         path = self.cell_dir(name) / "model.safetensors"
         return path.is_file() and checkpoint_metadata(path).get("key", key) == key
 
+    def damaged_model(self, name: str) -> str | None:
+        """What is wrong with the cell's checkpoint, if it is there but truncated or damaged, and what that means for
+        a done cell (said by `prunefair status` and by a rerun); None if there is none or it looks whole."""
+        path = self.cell_dir(name) / "model.safetensors"
+        problem = checkpoint_problem(path) if path.is_file() else None
+        return None if problem is None else f"{path}: {problem}; the result of {name} stands, but the cells that " \
+                                            "need this model fail until the file is deleted (the next run then " \
+                                            "retrains it)"
+
     def is_done(self, name: str, key: str, data: str | None = None) -> bool:
         """Done with this key and, where ``data`` (the fingerprint of the data at hand) is given, on that data: a
         result recorded on other data (an edited CSV, re-registered arrays) is not done. Results that recorded no
